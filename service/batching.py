@@ -1,0 +1,205 @@
+"""Dynamic batching: coalesce concurrent requests into one model call, bounded in size, delay and queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.errors import (
+    DeadlineError,
+    InternalError,
+    InvalidInputError,
+    OverloadedError,
+    ServiceError,
+    UnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+PredictFn = Callable[[Sequence[bytes]], np.ndarray]
+
+
+@dataclass
+class _Item:
+    images: list[bytes]
+    future: asyncio.Future[np.ndarray]
+    deadline: float  # time.monotonic()
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class BatchStats:
+    """Hooks for metrics; the batcher itself knows nothing about Prometheus."""
+
+    on_batch: Callable[[int], None] = lambda size: None
+    on_queue: Callable[[int], None] = lambda depth: None
+
+
+class Batcher:
+    """One per served version. `submit` never blocks on TensorFlow: model calls run in `executor`.
+
+    A batch closes when it holds `max_batch_size` images or `max_delay_s` after its first
+    request arrived, whichever comes first; while every worker thread is busy, requests
+    keep queuing, so batches grow with load. The queue is bounded in images: past it,
+    requests fail at once with OverloadedError instead of waiting.
+    """
+
+    def __init__(self, predict: PredictFn, executor: Executor, *, max_batch_size: int = 32,
+                 max_delay_s: float = 0.005, max_queue: int = 256, concurrency: int = 1,
+                 stats: BatchStats | None = None, name: str = "") -> None:
+        self._predict = predict
+        self._executor = executor
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self.max_queue = max_queue
+        self._slots = asyncio.Semaphore(concurrency)
+        self._stats = stats or BatchStats()
+        self._name = name
+        self._queue: deque[_Item] = deque()
+        self._queued_images = 0
+        self._wakeup = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{name}")
+
+    @property
+    def queued_images(self) -> int:
+        return self._queued_images
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and not self._inflight
+
+    async def submit(self, images: Sequence[bytes], timeout: float) -> np.ndarray:
+        """Scores for `images` (one row each), within `timeout` seconds."""
+        if self._closing:
+            raise UnavailableError("this model version is unloading; retry", retry_after=1)
+        if not images:
+            raise InvalidInputError("no images in the request")
+        if self._queued_images + len(images) > self.max_queue:
+            raise OverloadedError(
+                f"server busy: {self._queued_images} images queued (limit {self.max_queue}); "
+                "retry shortly", retry_after=1)
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        chunks = [list(images[i:i + self.max_batch_size])
+                  for i in range(0, len(images), self.max_batch_size)]
+        items = [_Item(chunk, loop.create_future(), deadline) for chunk in chunks]
+        for item in items:  # enqueued before the first await: a swap cannot slip in between
+            self._queue.append(item)
+            self._queued_images += len(item.images)
+        self._stats.on_queue(self._queued_images)
+        self._wakeup.set()
+        try:
+            async with asyncio.timeout(timeout):
+                parts = [await item.future for item in items]
+        except TimeoutError:
+            for item in items:
+                item.future.cancel()
+            raise DeadlineError(f"no answer within the {timeout:.3g} s deadline") from None
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    async def close(self) -> None:
+        """Stop taking requests, finish queued and in-flight work, then stop the worker."""
+        self._closing = True
+        self._wakeup.set()
+        await self._worker
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    def _take(self) -> list[_Item]:
+        """Pop whole requests up to max_batch_size images; expired or cancelled ones are dropped."""
+        batch: list[_Item] = []
+        size = 0
+        now = time.monotonic()
+        while self._queue:
+            item = self._queue[0]
+            if item.future.done() or item.deadline <= now:
+                self._queue.popleft()
+                self._queued_images -= len(item.images)
+                if not item.future.done():
+                    item.future.set_exception(DeadlineError("deadline passed while queued"))
+                continue
+            if batch and size + len(item.images) > self.max_batch_size:
+                break
+            self._queue.popleft()
+            self._queued_images -= len(item.images)
+            batch.append(item)
+            size += len(item.images)
+        self._stats.on_queue(self._queued_images)
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._slots.acquire()  # while all threads are busy, the queue keeps growing
+            # wait for the batch to fill, at most max_delay_s after its oldest request
+            first = self._queue[0].enqueued if self._queue else time.monotonic()
+            while (self._queued_images < self.max_batch_size and not self._closing
+                   and (remaining := first + self.max_delay_s - time.monotonic()) > 0):
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._wakeup.wait()
+            batch = self._take()
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _execute(self, batch: list[_Item]) -> None:
+        try:
+            await self._call(batch)
+        finally:
+            self._slots.release()
+
+    async def _call(self, batch: list[_Item]) -> None:
+        images = [img for item in batch for img in item.images]
+        loop = asyncio.get_running_loop()
+        try:
+            scores = await loop.run_in_executor(self._executor, self._predict, images)
+            self._stats.on_batch(len(images))
+        except InvalidInputError as exc:
+            if len(batch) > 1:
+                # one bad image must not fail its neighbours: retry each request alone
+                await asyncio.gather(*(self._call([item]) for item in batch))
+                return
+            _fail(batch, exc)
+            return
+        except ServiceError as exc:
+            _fail(batch, exc)
+            return
+        except Exception as exc:  # a model crash: each caller gets it, the batcher lives on
+            log.exception("model call failed for batch of %d images (%s)", len(images), self._name)
+            _fail(batch, InternalError(f"model call failed: {type(exc).__name__}: {exc}"))
+            return
+        if scores.shape[0] != len(images):
+            _fail(batch, InternalError(f"model returned {scores.shape[0]} rows for {len(images)} images"))
+            return
+        start = 0
+        for item in batch:
+            end = start + len(item.images)
+            if not item.future.done():
+                item.future.set_result(scores[start:end])
+            start = end
+
+
+def _fail(batch: list[_Item], exc: ServiceError) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(exc)

@@ -1,0 +1,136 @@
+"""The transport-agnostic core: every REST route and gRPC method calls one of these methods."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.backends.base import Backend, ModelInfo
+from service.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from service.images import check_image
+from service.metrics import Metrics
+from service.registry import ModelRegistry
+from service.settings import ServeSettings
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    model_name: str
+    model_version: int
+    labels: tuple[str, ...]
+    scores: np.ndarray  # float32 [n_images, n_labels], label order
+
+    @property
+    def predictions(self) -> list[Prediction]:
+        out = []
+        for row in self.scores:
+            best = int(np.argmax(row))
+            out.append(Prediction(self.labels[best], float(row[best]),
+                                  {label: float(p) for label, p in zip(self.labels, row, strict=True)}))
+        return out
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    version: int
+    state: str
+    error: str | None
+
+
+class ServingCore:
+    """Classification, model status and metadata, liveness and readiness for one model name."""
+
+    def __init__(self, settings: ServeSettings, backend: Backend, metrics: Metrics | None = None):
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.executor = ThreadPoolExecutor(settings.inference_threads,
+                                           thread_name_prefix="imgclf-infer")
+        self.registry = ModelRegistry(settings, backend, self.metrics, self.executor)
+        self.started = time.time()
+        self.draining = False
+
+    async def start(self) -> None:
+        await self.registry.start()
+
+    async def stop(self) -> None:
+        self.draining = True
+        await self.registry.stop()
+        self.executor.shutdown(wait=True)
+
+    # -- health ----------------------------------------------------------------------------
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.registry.ready and not self.draining
+
+    # -- lookups ---------------------------------------------------------------------------
+    def check_name(self, name: str) -> None:
+        if name != self.settings.model_name:
+            raise NotFoundError(f"model {name!r} not found; this server serves "
+                                f"{self.settings.model_name!r}")
+
+    def model_info(self, name: str, version: int | None = None,
+                   label: str | None = None) -> ModelInfo:
+        self.check_name(name)
+        served = self.registry.resolve(version, label)
+        assert served.model is not None
+        return served.model.info
+
+    def statuses(self, name: str, version: int | None = None,
+                 label: str | None = None) -> list[VersionStatus]:
+        """Every version seen (or the one asked for), newest first, with TF Serving's states."""
+        self.check_name(name)
+        if label is not None:
+            version = self.registry.resolve(None, label).version
+        seen = self.registry.versions
+        if version is not None:
+            if version not in seen:
+                raise NotFoundError(f"version {version} of model {name!r} not found")
+            picks = [seen[version]]
+        else:
+            picks = sorted(seen.values(), key=lambda s: s.version, reverse=True)
+            if not picks:
+                raise NotFoundError(f"model {name!r} has no versions under "
+                                    f"{self.settings.model_root / name}")
+        return [VersionStatus(s.version, s.state, s.error) for s in picks]
+
+    # -- inference -------------------------------------------------------------------------
+    async def classify(self, name: str, images: Sequence[bytes], *, version: int | None = None,
+                       label: str | None = None, timeout: float | None = None) -> ClassifyResult:
+        """Validate, queue for the batcher of the resolved version, and return scores."""
+        self.check_name(name)
+        s = self.settings
+        if not images:
+            raise InvalidInputError("no images in the request")
+        if len(images) > s.max_images_per_request:
+            raise PayloadTooLargeError(f"{len(images)} images in one request; the limit is "
+                                       f"{s.max_images_per_request}")
+        self.registry.resolve(version, label)  # unknown version or label: 404 before any work
+        many = len(images) > 1
+        if sum(len(i) for i in images) > 256 * 1024:  # big inputs: check off the event loop
+            await asyncio.to_thread(self._check_all, images, many)
+        else:
+            self._check_all(images, many)
+        served = self.registry.resolve(version, label)  # resolved again: a swap may have happened
+        assert served.batcher is not None
+        scores = await served.batcher.submit(images, timeout or s.request_timeout_s)
+        return ClassifyResult(name, served.version, served.labels, scores)
+
+    def _check_all(self, images: Sequence[bytes], many: bool) -> None:
+        s = self.settings
+        for i, data in enumerate(images):
+            check_image(data, max_pixels=s.max_image_pixels, min_side=s.min_image_side,
+                        index=i + 1 if many else 0)

@@ -1,0 +1,60 @@
+"""imgclf.v1.ImageClassifier: Classify, ClassifyStream, GetModelStatus."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from service.core import ServingCore
+from service.errors import ServiceError
+from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
+from service.grpc._generated.imgclf.v1 import classifier_pb2_grpc
+from service.grpc.errors import deadline_of, grpc_errors
+
+
+class ImageClassifierServicer(classifier_pb2_grpc.ImageClassifierServicer):
+    def __init__(self, core: ServingCore):
+        self.core = core
+
+    async def _classify(self, request: pb.ClassifyRequest, timeout: float) -> pb.ClassifyResponse:
+        name = request.model_name or self.core.settings.model_name
+        which = request.WhichOneof("version_choice")
+        result = await self.core.classify(
+            name, list(request.images),
+            version=request.version if which == "version" else None,
+            label=request.version_label if which == "version_label" else None,
+            timeout=timeout)
+        return pb.ClassifyResponse(
+            model_name=result.model_name, model_version=result.model_version,
+            labels=list(result.labels), request_id=request.request_id,
+            predictions=[pb.Prediction(label=p.label, confidence=p.confidence,
+                                       scores=list(p.scores.values()))
+                         for p in result.predictions])
+
+    @grpc_errors
+    async def Classify(self, request: pb.ClassifyRequest,
+                       context: grpc.aio.ServicerContext) -> pb.ClassifyResponse:
+        return await self._classify(request, deadline_of(context, self.core.settings.request_timeout_s))
+
+    async def ClassifyStream(self, request_iterator: AsyncIterator[pb.ClassifyRequest],
+                             context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ClassifyResponse]:
+        timeout = self.core.settings.request_timeout_s
+        async for request in request_iterator:
+            try:
+                yield await self._classify(request, timeout)
+            except ServiceError as exc:
+                # one bad frame ends the stream with its status, like a unary call would
+                await context.abort(exc.grpc_code, f"request {request.request_id!r}: {exc.message}")
+
+    @grpc_errors
+    async def GetModelStatus(self, request: pb.ModelStatusRequest,
+                             context: grpc.aio.ServicerContext) -> pb.ModelStatusResponse:
+        name = request.model_name or self.core.settings.model_name
+        statuses = self.core.statuses(name)
+        seen = self.core.registry.versions
+        return pb.ModelStatusResponse(
+            model_name=name, ready=self.core.ready(),
+            versions=[pb.VersionStatus(version=s.version, state=s.state, error=s.error or "",
+                                       labels=list(seen[s.version].labels) if s.version in seen else [])
+                      for s in statuses])

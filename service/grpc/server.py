@@ -1,0 +1,61 @@
+"""create_server(core, address) -> (server, port): the grpc.aio server with every service."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from service.core import ServingCore
+from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
+from service.grpc.classifier import ImageClassifierServicer
+from service.grpc.tfserving import ModelServicer, PredictionServicer
+
+SERVICE_NAMES = (
+    classifier_pb2.DESCRIPTOR.services_by_name["ImageClassifier"].full_name,
+    "tensorflow.serving.PredictionService",
+    "tensorflow.serving.ModelService",
+)
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Both ends need these: gRPC's 4 MiB default is too small for a batch of photos."""
+    return [("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes)]
+
+
+def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int, HealthServicer]:
+    server = grpc.aio.server(options=channel_options(core.settings.grpc_max_message_bytes))
+    classifier_pb2_grpc.add_ImageClassifierServicer_to_server(ImageClassifierServicer(core), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core),
+                                                                        server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    health_servicer = HealthServicer(core)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer.servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind gRPC to {address}")
+    return server, port, health_servicer
+
+
+class HealthServicer:
+    """grpc.health.v1 whose status follows readiness ("" and every service name)."""
+
+    def __init__(self, core: ServingCore):
+        self.core = core
+        self.servicer = health.aio.HealthServicer()
+        self._last: bool | None = None
+
+    async def refresh(self) -> None:
+        ready = self.core.ready()
+        if ready == self._last:
+            return
+        self._last = ready
+        status = (health_pb2.HealthCheckResponse.SERVING if ready
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ("", *SERVICE_NAMES):
+            await self.servicer.set(name, status)

@@ -1,0 +1,114 @@
+"""TensorFlow Serving's own gRPC services (PredictionService, ModelService) over the core."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import wrappers_pb2
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from service.core import ServingCore
+from service.errors import InvalidInputError
+from service.grpc.errors import deadline_of, grpc_errors
+from service.registry import STATES
+
+_INPUT = "image_bytes"
+_STATE_CODES = {"LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
+assert set(_STATE_CODES) == set(STATES)
+
+
+def _version_choice(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
+    which = spec.WhichOneof("version_choice")
+    if which == "version":
+        return spec.version.value, None
+    if which == "version_label":
+        return None, spec.version_label
+    return None, None
+
+
+def _string_tensor(values: list[bytes]) -> object:
+    return tf.make_tensor_proto(values, dtype=tf.string, shape=[len(values)])
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, core: ServingCore):
+        self.core = core
+
+    @grpc_errors
+    async def Predict(self, request: predict_pb2.PredictRequest,
+                      context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
+        spec = request.model_spec
+        if spec.signature_name not in ("", "serving_default"):
+            raise InvalidInputError(f"Serving signature name: \"{spec.signature_name}\" not found "
+                                    "in signature def")
+        if set(request.inputs) != {_INPUT}:
+            raise InvalidInputError(f"expected exactly one input '{_INPUT}', got {sorted(request.inputs)}")
+        tensor = request.inputs[_INPUT]
+        if tensor.dtype != types_pb2.DT_STRING:
+            raise InvalidInputError(f"input '{_INPUT}' must be DT_STRING (encoded images), got "
+                                    f"{types_pb2.DataType.Name(tensor.dtype)}")
+        version, label = _version_choice(spec)
+        result = await self.core.classify(
+            spec.name, list(tensor.string_val), version=version, label=label,
+            timeout=deadline_of(context, self.core.settings.request_timeout_s))
+        unknown = set(request.output_filter) - {"scores", "label"}
+        if unknown:
+            raise InvalidInputError(f"output_filter names unknown outputs {sorted(unknown)}")
+        wanted = set(request.output_filter) or {"scores", "label"}
+        response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(
+            name=result.model_name, signature_name="serving_default",
+            version=wrappers_pb2.Int64Value(value=result.model_version)))
+        if "scores" in wanted:
+            response.outputs["scores"].CopyFrom(tf.make_tensor_proto(result.scores.astype(np.float32)))
+        if "label" in wanted:
+            response.outputs["label"].CopyFrom(
+                _string_tensor([p.label.encode() for p in result.predictions]))
+        return response
+
+    @grpc_errors
+    async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+                               context: grpc.aio.ServicerContext
+                               ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        fields = set(request.metadata_field)
+        if fields != {"signature_def"}:
+            raise InvalidInputError("metadata_field must be ['signature_def'] (the only one "
+                                    "supported)")
+        version, label = _version_choice(request.model_spec)
+        info = self.core.model_info(request.model_spec.name, version, label)
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in info.signature_defs.items():
+            sig_map.signature_def[key].CopyFrom(sig)
+        response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=model_pb2.ModelSpec(
+            name=info.name, version=wrappers_pb2.Int64Value(value=info.version)))
+        response.metadata["signature_def"].Pack(sig_map)
+        return response
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, core: ServingCore):
+        self.core = core
+
+    @grpc_errors
+    async def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,
+                             context: grpc.aio.ServicerContext
+                             ) -> get_model_status_pb2.GetModelStatusResponse:
+        version, label = _version_choice(request.model_spec)
+        statuses = self.core.statuses(request.model_spec.name, version, label)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for s in statuses:
+            entry = response.model_version_status.add(version=s.version,
+                                                      state=_STATE_CODES[s.state])  # type: ignore[arg-type]
+            entry.status.error_code = 2 if s.error else 0  # UNKNOWN or OK
+            entry.status.error_message = s.error or ""
+        return response
+
+    # HandleReloadConfigRequest stays UNIMPLEMENTED (the base class): versions come from disk.

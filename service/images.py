@@ -1,0 +1,52 @@
+"""Cheap checks on encoded images before they reach TensorFlow: format, size, truncation, bombs."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+from PIL import Image, UnidentifiedImageError
+
+from service.errors import InvalidInputError
+
+FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # what the graph's tf.io.decode_image reads
+
+
+def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) -> tuple[int, int]:
+    """Raise InvalidInputError with a reason a client can act on; return (width, height).
+
+    The header gives the size without decoding, so a 20000x20000 bomb costs nothing; a
+    reduced-size decode (JPEG draft mode) then proves the data is complete.
+    """
+    where = f"image {index}: " if index else ""
+    if not data:
+        raise InvalidInputError(f"{where}empty image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidInputError(f"{where}image dimensions are above the limit of {max_pixels:,} "
+                                "pixels") from None
+    except UnidentifiedImageError:
+        raise InvalidInputError(f"{where}not a readable image; send JPEG, PNG, GIF or BMP bytes") from None
+    except OSError as exc:
+        raise InvalidInputError(f"{where}not a readable image ({exc})") from None
+    with img:
+        width, height = img.size
+        if img.format not in FORMATS:
+            raise InvalidInputError(f"{where}{img.format} images are not supported; "
+                                    f"send {', '.join(FORMATS)}")
+        if width * height > max_pixels:
+            raise InvalidInputError(f"{where}image is {width}x{height} = {width * height:,} pixels, "
+                                    f"above the limit of {max_pixels:,}")
+        if min(width, height) < min_side:
+            raise InvalidInputError(f"{where}image is {width}x{height}; both sides must be at least "
+                                    f"{min_side} pixels")
+        try:
+            if img.format == "JPEG":
+                img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            img.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
+    return width, height

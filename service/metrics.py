@@ -1,0 +1,45 @@
+"""Prometheus collectors, on a registry of their own per server (tests run several side by side)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("imgclf_requests_total", "Requests by route, protocol and status",
+                                ["route", "protocol", "status"], registry=r)
+        self.latency = Histogram("imgclf_request_latency_seconds", "Request latency",
+                                 ["route", "protocol"], buckets=LATENCY_BUCKETS, registry=r)
+        self.images = Counter("imgclf_images_total", "Images classified", ["version"], registry=r)
+        self.batch_size = Histogram("imgclf_batch_size", "Images per model call", ["version"],
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.model_calls = Counter("imgclf_model_calls_total", "Model calls (batches)", ["version"],
+                                   registry=r)
+        self.queue_depth = Gauge("imgclf_queue_depth", "Images waiting for a batch", ["version"],
+                                 registry=r)
+        self.version_state = Gauge("imgclf_model_version_state",
+                                   "1 for the state each version is in", ["version", "state"],
+                                   registry=r)
+        self.load_failures = Counter("imgclf_model_load_failures_total",
+                                     "Versions that failed to load or warm up", ["version"],
+                                     registry=r)
+        self.load_seconds = Histogram("imgclf_model_load_seconds", "Load plus warm-up time",
+                                      buckets=(0.5, 1, 2, 5, 10, 30, 60, 120), registry=r)
+
+    def record_batch(self, version: int, size: int) -> None:
+        self.batch_size.labels(str(version)).observe(size)
+        self.model_calls.labels(str(version)).inc()
+        self.images.labels(str(version)).inc(size)
+
+    def set_state(self, version: int, state: str, states: tuple[str, ...]) -> None:
+        for s in states:
+            self.version_state.labels(str(version), s).set(1 if s == state else 0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

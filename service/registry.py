@@ -1,0 +1,213 @@
+"""Versioned model registry: poll, load, warm up, swap atomically, drain and unload."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.backends.base import Backend, LoadedModel
+from service.batching import Batcher, BatchStats
+from service.errors import NotFoundError, UnavailableError
+from service.metrics import Metrics
+from service.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+# TF Serving's ModelVersionStatus states; a failed load ends in END with its error.
+LOADING, AVAILABLE, UNLOADING, END = "LOADING", "AVAILABLE", "UNLOADING", "END"
+STATES = (LOADING, AVAILABLE, UNLOADING, END)
+
+
+@dataclass
+class ServedVersion:
+    version: int
+    fingerprint: str
+    state: str = LOADING
+    error: str | None = None
+    model: LoadedModel | None = None
+    batcher: Batcher | None = None
+    updated: float = field(default_factory=time.time)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.model.info.labels if self.model else ()
+
+
+class ModelRegistry:
+    """Keeps the versions the policy asks for loaded, for one model name.
+
+    A version takes traffic only after it loaded and answered its warm-up calls; until
+    then the previous one keeps serving. A version that fails stays out (its status shows
+    the error) until its files change.
+    """
+
+    def __init__(self, settings: ServeSettings, backend: Backend, metrics: Metrics,
+                 inference_executor: Executor) -> None:
+        self.settings = settings
+        self.name = settings.model_name
+        self.backend = backend
+        self.metrics = metrics
+        self._inference = inference_executor
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="imgclf-load")
+        self.versions: dict[int, ServedVersion] = {}  # every version seen, for status
+        self._serving: dict[int, ServedVersion] = {}  # AVAILABLE ones only: the routing table
+        self._poll_task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.last_poll_error: str | None = None
+
+    # -- routing ---------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return bool(self._serving)
+
+    def resolve(self, version: int | None = None, label: str | None = None) -> ServedVersion:
+        """The version a request goes to: a number, a label, or the newest available."""
+        if version is not None and label is not None:
+            raise NotFoundError("give a version or a label, not both")
+        if label is not None:
+            if label not in self.settings.version_labels:
+                raise NotFoundError(f"unknown version label {label!r} for model {self.name!r}")
+            version = self.settings.version_labels[label]
+        if version is not None:
+            served = self._serving.get(version)
+            if served is None:
+                seen = self.versions.get(version)
+                detail = f" (state {seen.state}{': ' + seen.error if seen.error else ''})" if seen else ""
+                raise NotFoundError(f"version {version} of model {self.name!r} is not available{detail}")
+            return served
+        if not self._serving:
+            raise UnavailableError(f"model {self.name!r} has no version loaded yet", retry_after=2)
+        return self._serving[max(self._serving)]
+
+    def available_versions(self) -> list[int]:
+        return sorted(self._serving)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.poll_once()
+        self._poll_task = asyncio.get_running_loop().create_task(self._poll_forever())
+
+    async def stop(self) -> None:
+        if self._poll_task:
+            self._poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll_task
+        async with self._lock:
+            for served in list(self._serving.values()):
+                await self._unload(served)
+        self._loader.shutdown(wait=False, cancel_futures=True)
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the poller must outlive a bad scan
+                self.last_poll_error = str(exc)
+                log.exception("model poll failed")
+
+    def _wanted(self, found: dict[int, str]) -> set[int]:
+        """Apply the version policy; failed versions do not count, so they never displace."""
+        usable = sorted(v for v, fp in found.items()
+                        if not (v in self.versions and self.versions[v].error
+                                and self.versions[v].fingerprint == fp))
+        s = self.settings
+        if s.version_policy == "all":
+            return set(usable)
+        if s.version_policy == "specific":
+            return set(usable) & set(s.specific_versions)
+        return set(usable[-s.latest_versions:])
+
+    async def poll_once(self) -> None:
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            found = await loop.run_in_executor(self._loader, self.backend.discover, self.name)
+            self.last_poll_error = None
+            wanted = self._wanted(found)
+            # newest first, so the version that will take default traffic is ready soonest
+            for version in sorted(wanted, reverse=True):
+                current = self._serving.get(version)
+                if current is None or current.fingerprint != found[version]:
+                    await self._load(version, found[version])
+            keep_old = not any(v in self._serving for v in wanted)  # nothing better is up yet
+            for version, served in list(self._serving.items()):
+                if version not in found or (version not in wanted and not keep_old):
+                    await self._unload(served)
+
+    async def _load(self, version: int, fingerprint: str) -> None:
+        served = ServedVersion(version, fingerprint)
+        self.versions[version] = served
+        self.metrics.set_state(version, LOADING, STATES)
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        log.info("loading %s version %d", self.name, version)
+        try:
+            model = await loop.run_in_executor(self._loader, self.backend.load, self.name, version)
+            await loop.run_in_executor(self._loader, self._warm_up, model)
+        except Exception as exc:
+            served.state, served.error, served.updated = END, f"{type(exc).__name__}: {exc}", time.time()
+            self.metrics.set_state(version, END, STATES)
+            self.metrics.load_failures.labels(str(version)).inc()
+            log.error("version %d of %s failed to load; still serving %s: %s", version, self.name,
+                      self.available_versions() or "nothing", served.error)
+            return
+        stats = BatchStats(on_batch=lambda n, v=version: self.metrics.record_batch(v, n),
+                           on_queue=lambda d, v=version: self.metrics.queue_depth.labels(str(v)).set(d))
+        s = self.settings
+        served.model = model
+        served.batcher = Batcher(model.predict, self._inference, max_batch_size=s.max_batch_size,
+                                 max_delay_s=s.max_batch_delay_s, max_queue=s.max_queue_size,
+                                 concurrency=s.inference_threads, stats=stats, name=str(version))
+        served.state, served.updated = AVAILABLE, time.time()
+        replaced = self._serving.get(version)  # the same number rewritten in place
+        self._serving[version] = served  # the swap: one dict assignment on the event loop
+        if replaced is not None:
+            await self._unload(replaced, route=False)
+        self.metrics.set_state(version, AVAILABLE, STATES)
+        self.metrics.load_seconds.observe(time.monotonic() - started)
+        log.info("version %d of %s is AVAILABLE (loaded and warmed in %.1f s)", version, self.name,
+                 time.monotonic() - started)
+
+    def _warm_up(self, model: LoadedModel) -> None:
+        """A few real calls before traffic: pays graph tracing and checks the outputs."""
+        images = model.info.warmup_images or [_fallback_image()]
+        for i in range(self.settings.warmup_requests):
+            batch = images if i % 2 == 0 else images[:1]
+            scores = model.predict(batch)
+            if scores.shape != (len(batch), len(model.info.labels)) or not np.isfinite(scores).all():
+                raise ValueError(f"warm-up produced scores of shape {scores.shape} for "
+                                 f"{len(batch)} images and {len(model.info.labels)} labels")
+
+    async def _unload(self, served: ServedVersion, *, route: bool = True) -> None:
+        if route:
+            self._serving.pop(served.version, None)  # no new requests from here on
+        served.state, served.updated = UNLOADING, time.time()
+        if route:
+            self.metrics.set_state(served.version, UNLOADING, STATES)
+        if served.batcher:
+            await served.batcher.close()  # in-flight requests finish first
+        if served.model:
+            await asyncio.get_running_loop().run_in_executor(self._loader, served.model.close)
+        served.model, served.batcher = None, None
+        served.state, served.updated = END, time.time()
+        if route:
+            self.metrics.set_state(served.version, END, STATES)
+        log.info("version %d of %s unloaded", served.version, self.name)
+
+
+def _fallback_image() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 160, 120)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,82 @@
+"""create_app(settings, core): the FastAPI application; nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.core import ServingCore
+from service.errors import ServiceError
+from service.rest import routes_native, routes_tfserving, routes_v2
+from service.rest.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+
+
+def error_response(exc: ServiceError) -> JSONResponse:
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse({"error": exc.message}, status_code=exc.http_status, headers=headers)
+
+
+def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
+    app = FastAPI(title="imgclf", version="0.1.0",
+                  description="Rock-paper-scissors image classification over REST: a native "
+                              "API, TensorFlow Serving's REST API and KServe V2.")
+    app.state.core = core
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {err.get('msg')}")
+        return JSONResponse({"error": "; ".join(parts) or "invalid request"}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal error; see the server log"}, status_code=500)
+
+    app.include_router(routes_native.make_router(core))
+    app.include_router(routes_tfserving.make_router(core))
+    app.include_router(routes_v2.make_router(core))
+    if (STATIC / "index.html").exists():
+        @app.get("/", include_in_schema=False)
+        async def index() -> FileResponse:
+            return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
+
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=core.metrics)
+    return app
+
+
+# The page loads only its own files; the camera needs no extra source, just the permission.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; media-src 'self' "
+                               "blob: mediastream:; connect-src 'self'; style-src 'self'; "
+                               "script-src 'self'; object-src 'none'; base-uri 'none'; "
+                               "frame-ancestors 'none'; form-action 'self'",
+    "Permissions-Policy": "camera=(self)",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}

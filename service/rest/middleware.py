@@ -1,0 +1,86 @@
+"""ASGI middleware: a cap on request bodies (413) and per-route request metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import PayloadTooLargeError
+from service.metrics import Metrics
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over `limit` bytes: at once by Content-Length, else while streaming."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _send_json(send, 413, b'{"error": "request body of %d bytes is over the %d '
+                                 b'byte limit"}' % (int(value), self.limit))
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                # raised inside the route, so the app's ServiceError handler answers 413
+                raise PayloadTooLargeError(f"request body is over the {self.limit} byte limit")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class MetricsMiddleware:
+    """Counts requests by route template, protocol and status, and times them."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def tracking(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        finally:
+            route: Any = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            protocol = _protocol(scope["path"])
+            self.metrics.requests.labels(path, protocol, str(status)).inc()
+            self.metrics.latency.labels(path, protocol).observe(time.perf_counter() - started)
+
+
+def _protocol(path: str) -> str:
+    if path.startswith("/v1/"):
+        return "tfserving"
+    if path.startswith("/v2"):
+        return "v2"
+    return "rest"
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

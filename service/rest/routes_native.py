@@ -1,0 +1,99 @@
+"""Native routes: POST /predict, GET /models, health, readiness and metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from service.core import ServingCore
+from service.errors import InvalidInputError
+from service.rest.schemas import ERROR_RESPONSES, ModelsResponse, PredictResponse, VersionOut
+
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {"file": {"type": "array",
+                                        "items": {"type": "string", "format": "binary"},
+                                        "description": "One or more images"}}}},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+def make_router(core: ServingCore) -> APIRouter:
+    router = APIRouter()
+    name = core.settings.model_name
+
+    @router.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES,
+                 openapi_extra=_PREDICT_BODY, tags=["classify"],
+                 summary="Classify one or more images (multipart field `file` or a raw image body)")
+    async def predict(request: Request,
+                      version: int | None = Query(None, ge=1, description="Pin a version"),
+                      label: str | None = Query(None, description="Pin a version label")
+                      ) -> PredictResponse:
+        images = await read_images(request)
+        result = await core.classify(name, images, version=version, label=label)
+        return PredictResponse(
+            model_name=result.model_name, model_version=result.model_version,
+            predictions=[p.__dict__ for p in result.predictions])  # type: ignore[misc]
+
+    @router.get("/models", response_model=ModelsResponse, tags=["models"],
+                summary="Versions seen, their state and labels")
+    async def models() -> ModelsResponse:
+        reg = core.registry
+        versions = []
+        for v in sorted(reg.versions.values(), key=lambda s: s.version, reverse=True):
+            card = v.model.info.card if v.model else {}
+            versions.append(VersionOut(version=v.version, state=v.state, error=v.error,
+                                       labels=list(v.labels), val_accuracy=card.get("val_accuracy"),
+                                       created=card.get("created")))
+        available = reg.available_versions()
+        return ModelsResponse(name=name, ready=core.ready(),
+                              default_version=available[-1] if available else None,
+                              version_labels=core.settings.version_labels, versions=versions)
+
+    @router.get("/healthz", tags=["health"], summary="Liveness: 200 while the process runs")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", tags=["health"],
+                summary="Readiness: 200 once a version is loaded and warm, else 503")
+    async def readyz() -> JSONResponse:
+        ready = core.ready()
+        return JSONResponse({"ready": ready, "versions": core.registry.available_versions()},
+                            status_code=200 if ready else 503)
+
+    @router.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(core.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return router
+
+
+async def read_images(request: Request) -> list[bytes]:
+    """Multipart `file` fields (one or several) or a raw image/* body."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await request.form()
+        files = form.getlist("file")
+        if not files:
+            fields = ", ".join(sorted(set(form.keys()))) or "none"
+            raise InvalidInputError(f"multipart field must be named 'file' (got: {fields})")
+        images = []
+        for item in files:
+            if isinstance(item, str):
+                raise InvalidInputError("field 'file' must be a file upload, not text")
+            images.append(await item.read())
+        return images
+    if ctype.startswith("image/") or ctype == "application/octet-stream":
+        body = await request.body()
+        if not body:
+            raise InvalidInputError("empty body: send an image")
+        return [body]
+    raise InvalidInputError(
+        f"unsupported content type {ctype or 'none'!r}: send multipart/form-data with a 'file' "
+        "field or a raw image/* body")

@@ -1,0 +1,47 @@
+"""Pydantic models of the native REST replies (they drive the OpenAPI schema at /docs)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class PredictionOut(BaseModel):
+    label: str = Field(description="The most likely class")
+    confidence: float = Field(description="Probability of that class")
+    scores: dict[str, float] = Field(description="Probability of every class, in label order")
+
+
+class PredictResponse(BaseModel):
+    model_name: str
+    model_version: int
+    predictions: list[PredictionOut] = Field(description="One per image, in request order")
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+class VersionOut(BaseModel):
+    version: int
+    state: str
+    error: str | None = None
+    labels: list[str] = []
+    val_accuracy: float | None = None
+    created: str | None = None
+
+
+class ModelsResponse(BaseModel):
+    name: str
+    ready: bool
+    default_version: int | None
+    version_labels: dict[str, int]
+    versions: list[VersionOut]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in [(400, "Bad input"), (404, "Unknown model, version or label"),
+                       (413, "Body or image count over the limit"),
+                       (429, "Queue full; see Retry-After"), (503, "No version loaded"),
+                       (504, "Deadline exceeded")]
+}

@@ -1,0 +1,116 @@
+"""One process, one event loop: uvicorn (REST) and grpc.aio (gRPC) over one ServingCore."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+
+import grpc
+import uvicorn
+
+from service.backends.base import Backend
+from service.core import ServingCore
+from service.grpc.server import HealthServicer, create_server
+from service.rest.app import create_app
+from service.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+def make_backend(settings: ServeSettings) -> Backend:
+    if settings.backend == "tfserving":
+        from service.backends.tfserving import TFServingBackend
+
+        return TFServingBackend(settings)
+    from service.backends.local import LocalBackend
+
+    return LocalBackend(settings.model_root)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: ImgclfServer decides when both servers stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ImgclfServer:
+    """Starts and stops both front ends around one core; ports may be 0 (tests)."""
+
+    def __init__(self, settings: ServeSettings, backend: Backend | None = None):
+        self.settings = settings
+        self.core = ServingCore(settings, backend or make_backend(settings))
+        self.rest_port = 0
+        self.grpc_port = 0
+        self._uvicorn: _Uvicorn | None = None
+        self._uvicorn_task: asyncio.Task[None] | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._health: HealthServicer | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        s = self.settings
+        sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((s.host, s.rest_port))
+        self.rest_port = sock.getsockname()[1]
+        # grpc before the model: a client sees NOT_SERVING instead of a refused connection
+        self._grpc, self.grpc_port, self._health = create_server(
+            self.core, f"{'[' + s.host + ']' if ':' in s.host else s.host}:{s.grpc_port}")
+        await self._grpc.start()
+        await self._health.refresh()
+        app = create_app(s, self.core)
+        config = uvicorn.Config(app, log_level=s.log_level, access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=int(s.shutdown_grace_s))
+        self._uvicorn = _Uvicorn(config)
+        self._uvicorn_task = asyncio.get_running_loop().create_task(
+            self._uvicorn.serve(sockets=[sock]))
+        while not self._uvicorn.started:
+            if self._uvicorn_task.done():
+                await self._uvicorn_task  # raises what went wrong
+                raise RuntimeError("REST server stopped during start-up")
+            await asyncio.sleep(0.01)
+        await self.core.start()  # first scan and load; not ready until a version is warm
+        self._health_task = asyncio.get_running_loop().create_task(self._follow_readiness())
+        log.info("serving %r: REST on %s:%d, gRPC on %s:%d", s.model_name, s.host, self.rest_port,
+                 s.host, self.grpc_port)
+
+    async def _follow_readiness(self) -> None:
+        assert self._health is not None
+        while True:
+            await self._health.refresh()
+            await asyncio.sleep(0.25)
+
+    async def stop(self) -> None:
+        """Graceful: stop taking work, let in-flight requests finish, then unload."""
+        self.core.draining = True
+        if self._health is not None:
+            await self._health.refresh()
+        if self._health_task:
+            self._health_task.cancel()
+        grace = self.settings.shutdown_grace_s
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        if self._uvicorn_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._uvicorn_task
+        await self.core.stop()
+        self._stopped.set()
+
+    async def run_until_signal(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("signal received: finishing in-flight requests, then exiting")
+        await self.stop()

@@ -1,0 +1,102 @@
+"""All serving settings in one typed class (env prefix IMGCLF_), validated at start-up."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_LABEL = re.compile(r"^[A-Za-z0-9_]+$")  # TF Serving's rule for version labels
+
+
+class ServeSettings(BaseSettings):
+    """Every knob of `imgclf serve`; each field is also `IMGCLF_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGCLF_", extra="forbid")
+
+    model_root: Path = Field(Path("models"), description="Folder holding <name>/<version>/")
+    model_name: str = Field("rps", description="The served model's name")
+    host: str = Field("0.0.0.0", description="Address both servers bind")
+    rest_port: int = Field(8000, ge=0, le=65535, description="REST port (0 = any free port)")
+    grpc_port: int = Field(8500, ge=0, le=65535, description="gRPC port (0 = any free port)")
+    backend: Literal["local", "tfserving"] = Field("local", description="Where inference runs")
+    tfserving_target: str = Field("localhost:8500", description="TF Serving gRPC host:port")
+    tfserving_timeout_s: float = Field(10.0, gt=0, description="Deadline of one TF Serving call")
+    tfserving_retries: int = Field(3, ge=0, le=10, description="Retries on UNAVAILABLE")
+    version_policy: Literal["latest", "all", "specific"] = Field(
+        "latest", description="Which versions to serve")
+    latest_versions: int = Field(1, ge=1, description="N for the `latest` policy")
+    specific_versions: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="Versions for the `specific` policy, e.g. 1,3")
+    version_labels: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict, description="Labels for versions, e.g. stable=1,canary=2")
+    poll_interval_s: float = Field(2.0, gt=0, description="How often the model folder is scanned")
+    warmup_requests: int = Field(3, ge=0, description="Inference calls before a version is ready")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="Images per model call")
+    max_batch_delay_ms: float = Field(
+        5.0, ge=0, le=1000, description="Longest wait for a batch to fill")
+    max_queue_size: int = Field(
+        256, ge=1, description="Queued images per version before requests get 429")
+    request_timeout_s: float = Field(30.0, gt=0, description="Per-request deadline")
+    inference_threads: int = Field(
+        2, ge=1, le=64, description="Threads running model calls (batches in flight)")
+    max_body_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above)")
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, description="Largest width x height accepted (decompression bombs)")
+    min_image_side: int = Field(8, ge=1, description="Smallest accepted width or height")
+    max_images_per_request: int = Field(64, ge=1, description="Images in one request")
+    grpc_max_message_bytes: int = Field(
+        64 * 1024 * 1024, ge=4 * 1024 * 1024, description="gRPC send/receive message limit")
+    shutdown_grace_s: float = Field(20.0, ge=0, description="Time in-flight requests get on SIGTERM")
+    bootstrap: bool = Field(
+        False, description="Train a first version on the embedded data when none exists")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
+
+    @field_validator("model_name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"model name {v!r} may only hold letters, digits, '_', '-', '.'")
+        return v
+
+    @field_validator("specific_versions", mode="before")
+    @classmethod
+    def _parse_versions(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [int(x) for x in v.replace(" ", "").split(",") if x]
+        return v
+
+    @field_validator("version_labels", mode="before")
+    @classmethod
+    def _parse_labels(cls, v: object) -> object:
+        if isinstance(v, str):
+            pairs = [p.split("=", 1) for p in v.replace(" ", "").split(",") if p]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("version labels look like stable=1,canary=2")
+            return {k: int(n) for k, n in pairs}
+        return v
+
+    @field_validator("version_labels")
+    @classmethod
+    def _check_labels(cls, v: dict[str, int]) -> dict[str, int]:
+        for label, version in v.items():
+            if not _LABEL.match(label) or label.isdigit():
+                raise ValueError(f"version label {label!r} must match [A-Za-z0-9_]+ and not be a number")
+            if version < 1:
+                raise ValueError(f"label {label!r} points at version {version}; versions start at 1")
+        return v
+
+    @model_validator(mode="after")
+    def _check_policy(self) -> ServeSettings:
+        if self.version_policy == "specific" and not self.specific_versions:
+            raise ValueError("version_policy=specific needs specific_versions, e.g. 1,2")
+        return self
+
+    @property
+    def max_batch_delay_s(self) -> float:
+        return self.max_batch_delay_ms / 1000.0

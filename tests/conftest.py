@@ -1,0 +1,46 @@
+"""Fixtures shared by the whole suite: one tiny trained model and a sample photo."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import io  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def trained_result(tmp_path_factory: pytest.TempPathFactory):
+    """A real, tiny training run (1 epoch, 12 synthetic images per class).
+
+    The model root is `<tmp>/models`, so the run reports land in `<tmp>/runs`.
+    """
+    from training.train import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("trained")
+    return train(TrainConfig(data="synthetic", epochs=1, samples_per_class=12,
+                             model_root=base / "models", name="rps", seed=0))
+
+
+@pytest.fixture(scope="session")
+def trained_model_root(trained_result) -> Path:
+    """The model root of the tiny trained model; version 1 is at root / "rps" / "1"."""
+    return trained_result.path.parent.parent
+
+
+@pytest.fixture(scope="session")
+def sample_jpeg() -> bytes:
+    """JPEG bytes of a rendered 300x300 rock hand."""
+    import numpy as np
+    from PIL import Image
+
+    from training import synthetic
+
+    image = synthetic.render("rock", np.random.default_rng(1234)).resize(
+        (300, 300), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()

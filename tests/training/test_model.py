@@ -1,0 +1,33 @@
+import keras
+import pytest
+
+from training.model import make_model
+
+
+def test_feature_map_sizes_follow_the_talk():
+    model = make_model()
+    shape, sizes = (None, 150, 150, 3), []
+    for layer in model.layers:
+        shape = layer.compute_output_shape(shape)
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D)):
+            assert shape[1] == shape[2]
+            sizes.append(shape[1])
+    assert sizes == [148, 74, 72, 36, 34, 17, 15, 7]
+    assert tuple(shape) == (None, 3)
+    assert model.compute_output_shape((None, 150, 150, 3)) == (None, 3)
+
+
+def test_parameter_count_for_three_classes():
+    assert make_model(num_classes=3).count_params() == 3_473_475
+
+
+def test_class_count_sets_the_output_layer():
+    model = make_model(num_classes=5)
+    assert model.compute_output_shape((None, 150, 150, 3)) == (None, 5)
+    assert model.get_layer("scores").activation.__name__ == "softmax"
+
+
+@pytest.mark.parametrize("num_classes", [1, 0, -3])
+def test_fewer_than_two_classes_is_an_error(num_classes):
+    with pytest.raises(ValueError, match="at least 2"):
+        make_model(num_classes=num_classes)

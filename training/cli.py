@@ -1,0 +1,78 @@
+"""`imgclf train` (also `python -m training`): the command-line face of the training job."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def train_command(
+    data: Annotated[str, typer.Option(help="synthetic (embedded, no network), rps (download "
+                                           "the talk's dataset) or a folder of class folders")]
+    = "synthetic",
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs")] = 15,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per step")] = 32,
+    model_root: Annotated[Path, typer.Option(help="Versions go to MODEL_ROOT/NAME/N/")]
+    = Path("models"),
+    name: Annotated[str, typer.Option(help="Model name")] = "rps",
+    seed: Annotated[int, typer.Option(help="Seed for data, split, augmentation and weights")] = 0,
+    strategy: Annotated[str, typer.Option(help="default | mirrored (local GPUs) | multi-worker "
+                                               "(TF_CONFIG)")] = "default",
+    val_split: Annotated[float, typer.Option(help="Share held out for validation")] = 0.2,
+    val_dir: Annotated[str | None, typer.Option(help="Validation class folders instead of a "
+                                                     "split")] = None,
+    samples_per_class: Annotated[int, typer.Option(min=1, help="Synthetic images per class")]
+    = 300,
+    learning_rate: Annotated[float, typer.Option(help="Initial Adam learning rate "
+                                                      "(cosine-decayed)")] = 1e-3,
+    version: Annotated[int | None, typer.Option(min=1, help="Version number (default: next "
+                                                            "free)")] = None,
+    tflite: Annotated[bool, typer.Option(help="Also write assets.extra/model.tflite")] = False,
+    if_missing: Annotated[bool, typer.Option(help="Do nothing when a version already exists")]
+    = False,
+) -> None:
+    """Train the talk's CNN and export it as the next version of MODEL_ROOT/NAME."""
+    from training.export import scan_versions
+
+    if if_missing and (found := scan_versions(model_root / name)):
+        console.print(f"{model_root / name} already has version(s) {found}; nothing to train")
+        return
+    from training.data import DataError
+    from training.export import ExportError
+    from training.train import TrainConfig, train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = TrainConfig(data=data, epochs=epochs, batch_size=batch_size, model_root=model_root,
+                         name=name, seed=seed, strategy=strategy, val_split=val_split,
+                         val_dir=val_dir, samples_per_class=samples_per_class,
+                         learning_rate=learning_rate, version=version, tflite=tflite)
+    try:
+        result = train(config)
+    except (DataError, ExportError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"validation confusion matrix (version {result.version})")
+    table.add_column("true \\ predicted")
+    for label in result.labels:
+        table.add_column(label, justify="right")
+    for label, row in zip(result.labels, result.confusion, strict=True):
+        table.add_row(label, *map(str, row))
+    console.print(table)
+    console.print(f"run reports: {result.run_dir}")
+    # the one line to grep in logs
+    print(f"wrote {result.path} (version {result.version}): val_accuracy={result.val_accuracy:.4f} "
+          f"best_epoch={result.best_epoch}/{epochs} wall_time={result.seconds:.1f}s", flush=True)
+
+
+def main() -> None:
+    app = typer.Typer(add_completion=False)
+    app.command()(train_command)
+    app(sys.argv[1:], prog_name="python -m training")

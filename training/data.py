@@ -1,0 +1,223 @@
+"""Training data from three sources (synthetic, class folders, the rps download) as tf.data pipelines."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
+
+from training import synthetic
+from training.preprocessing import IMAGE_SIZE, decode_and_resize
+
+log = logging.getLogger(__name__)
+
+# Formats tf.io.decode_image reads natively; anything else Pillow reads is re-encoded as PNG.
+# Not BMP: TensorFlow fails on 1-bit BMPs and ignores the palette of 8-bit ones.
+_TF_FORMATS = {"JPEG", "PNG", "GIF"}
+
+
+class DataError(ValueError):
+    """The training data cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Encoded images with integer labels into `labels`."""
+
+    images: list[bytes]
+    targets: np.ndarray
+    labels: tuple[str, ...]
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def counts(self) -> dict[str, int]:
+        return {name: int((self.targets == i).sum()) for i, name in enumerate(self.labels)}
+
+    def content_hash(self) -> str:
+        digest = hashlib.sha256()
+        for label in self.labels:
+            digest.update(label.encode())
+        for data, target in zip(self.images, self.targets, strict=True):
+            digest.update(int(target).to_bytes(2, "little"))
+            digest.update(hashlib.sha256(data).digest())
+        return digest.hexdigest()
+
+    def subset(self, index: np.ndarray) -> ImageSet:
+        return ImageSet([self.images[i] for i in index], self.targets[index], self.labels)
+
+
+@dataclass(frozen=True)
+class Datasets:
+    """What `make_datasets` returns: batched pipelines plus what the model card records."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    labels: tuple[str, ...]
+    train_set: ImageSet
+    val_set: ImageSet
+    source: str
+    source_hash: str
+
+
+def load_synthetic(samples_per_class: int, seed: int = 0) -> ImageSet:
+    """Render `samples_per_class` hands per class, deterministic for `seed`."""
+    if samples_per_class < 1:
+        raise DataError(f"--samples-per-class must be at least 1, got {samples_per_class}")
+    images, targets = [], []
+    for data, target in synthetic.generate(samples_per_class, seed=seed):
+        images.append(data)
+        targets.append(target)
+    return ImageSet(images, np.array(targets, dtype=np.int64), synthetic.LABELS)
+
+
+def _readable(data: bytes) -> bytes | None:
+    """Bytes TensorFlow can decode, or None when neither Pillow nor TensorFlow can read them."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format
+            img.load()  # a full decode: truncated files fail here, not mid-training
+            if fmt in _TF_FORMATS:
+                return data
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, format="PNG")
+            return buf.getvalue()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        pass
+    try:
+        decode_and_resize(tf.constant(data))
+        return data
+    except (tf.errors.InvalidArgumentError, ValueError):
+        return None
+
+
+def load_folder(path: str | Path, labels: Iterable[str] | None = None) -> ImageSet:
+    """One sub-folder per class; labels are the folder names in sorted order."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DataError(f"data folder {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder of class folders")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if labels is not None:
+        wanted = tuple(labels)
+        if tuple(found) != wanted:
+            raise DataError(f"{root} has classes {found}, expected the training classes {list(wanted)}")
+    if len(found) < 2:
+        raise DataError(
+            f"{root} has {len(found)} class folder(s) {found}; at least two are needed "
+            "(one folder per class, e.g. paper/ rock/ scissors/)")
+    images: list[bytes] = []
+    targets: list[int] = []
+    skipped = 0
+    for index, name in enumerate(found):
+        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and not p.name.startswith("."))
+        kept = 0
+        for file in files:
+            data = _readable(file.read_bytes())
+            if data is None:
+                skipped += 1
+                continue
+            images.append(data)
+            targets.append(index)
+            kept += 1
+        if kept == 0:
+            raise DataError(f"class folder {root / name} has no readable images")
+    if skipped:
+        log.warning("skipped %d unreadable file(s) under %s", skipped, root)
+    return ImageSet(images, np.array(targets, dtype=np.int64), tuple(found), skipped)
+
+
+def split(images: ImageSet, val_split: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """A seeded split, stratified so each class keeps its share in both parts."""
+    if not 0.0 < val_split < 1.0:
+        raise DataError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for c in range(len(images.labels)):
+        idx = np.flatnonzero(images.targets == c)
+        rng.shuffle(idx)
+        n_val = max(1, round(len(idx) * val_split))
+        if n_val >= len(idx):
+            raise DataError(f"class {images.labels[c]!r} has {len(idx)} image(s): too few to split")
+        val_idx.extend(idx[:n_val])
+        train_idx.extend(idx[n_val:])
+    return images.subset(np.sort(train_idx)), images.subset(np.sort(val_idx))
+
+
+def make_augmenter(seed: int = 0) -> keras.Sequential:
+    """The talk's augmentation (rotation 40 deg, shifts, shear, zoom 0.2, horizontal flip)."""
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            layers.RandomRotation(40 / 360, fill_mode="nearest", seed=seed),
+            layers.RandomTranslation(0.2, 0.2, fill_mode="nearest", seed=seed + 1),
+            layers.RandomShear(x_factor=0.2, y_factor=0.2, fill_mode="nearest", seed=seed + 2),
+            layers.RandomZoom(0.2, fill_mode="nearest", seed=seed + 3),
+            layers.RandomFlip("horizontal", seed=seed + 4),
+        ],
+        name="augmentation",
+    )
+
+
+def to_dataset(images: ImageSet, batch_size: int, *, training: bool, seed: int = 0,
+               augment: bool = True, image_size: int = IMAGE_SIZE) -> tf.data.Dataset:
+    """Decode (the serving graph's own preprocessing), cache, shuffle, batch, augment, prefetch."""
+    num_classes = len(images.labels)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(images.images, dtype=tf.string), tf.constant(images.targets)))
+    ds = ds.map(lambda b, y: (decode_and_resize(b, image_size), tf.one_hot(y, num_classes)),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.cache()
+    if training:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if training and augment:
+        augmenter = make_augmenter(seed)
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def load_source(data: str, *, samples_per_class: int = 300, seed: int = 0) -> tuple[ImageSet, str]:
+    """`synthetic`, `rps` (downloaded on request) or a folder path -> (images, description)."""
+    if data == "synthetic":
+        return load_synthetic(samples_per_class, seed), f"synthetic(samples_per_class={samples_per_class}, seed={seed})"
+    if data == "rps":
+        from training.download import fetch_rps
+
+        folder = fetch_rps("train")
+        return load_folder(folder), "rps (rps.zip, Rock Paper Scissors dataset, CC BY 2.0)"
+    return load_folder(data), str(Path(data).expanduser().resolve())
+
+
+def make_datasets(data: str = "synthetic", *, batch_size: int = 32, val_split: float = 0.2,
+                  val_dir: str | None = None, seed: int = 0, samples_per_class: int = 300,
+                  augment: bool = True, image_size: int = IMAGE_SIZE) -> Datasets:
+    """Load a source, split off validation (or read --val-dir) and build both pipelines."""
+    if batch_size < 1:
+        raise DataError(f"--batch-size must be at least 1, got {batch_size}")
+    everything, source = load_source(data, samples_per_class=samples_per_class, seed=seed)
+    if val_dir:
+        train_set, val_set = everything, load_folder(val_dir, labels=everything.labels)
+    else:
+        train_set, val_set = split(everything, val_split, seed)
+    return Datasets(
+        train=to_dataset(train_set, batch_size, training=True, seed=seed, augment=augment,
+                         image_size=image_size),
+        val=to_dataset(val_set, batch_size, training=False, image_size=image_size),
+        labels=everything.labels,
+        train_set=train_set,
+        val_set=val_set,
+        source=source,
+        source_hash=everything.content_hash(),
+    )

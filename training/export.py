@@ -1,0 +1,159 @@
+"""Write a trained model as `<root>/<name>/<version>/`: a self-contained, atomically published SavedModel."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from training.preprocessing import IMAGE_SIZE, decode_and_resize
+
+LABELS_FILE = "assets/labels.txt"
+CARD_FILE = "assets.extra/model_card.json"
+WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
+TFLITE_FILE = "assets.extra/model.tflite"
+TMP_PREFIX = ".tmp-"  # not an integer: TF Serving and our registry both ignore it
+
+
+class ExportError(RuntimeError):
+    """The model could not be published under the requested version."""
+
+
+def scan_versions(base: str | Path) -> list[int]:
+    """Integer version folders under `<root>/<name>/`, ascending; anything else is ignored."""
+    path = Path(base)
+    if not path.is_dir():
+        return []
+    return sorted(int(p.name) for p in path.iterdir()
+                  if p.is_dir() and p.name.isdigit() and p.name == str(int(p.name)))
+
+
+def next_version(base: str | Path) -> int:
+    versions = scan_versions(base)
+    return versions[-1] + 1 if versions else 1
+
+
+class ServingModule(tf.Module):
+    """The exported graph: image bytes in, scores and label out; preprocessing inside."""
+
+    def __init__(self, model: keras.Model, labels: Sequence[str], image_size: int = IMAGE_SIZE):
+        super().__init__()
+        self.model = model
+        self.labels = tf.constant(list(labels))
+        self.image_size = image_size
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        pixels = tf.map_fn(
+            lambda b: decode_and_resize(b, self.image_size), image_bytes,
+            fn_output_signature=tf.TensorSpec([self.image_size, self.image_size, 3], tf.float32))
+        scores = self.model(pixels, training=False)
+        return {"scores": scores, "label": tf.gather(self.labels, tf.argmax(scores, axis=1))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32,
+                                                name="pixels")])
+    def serve_pixels(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"scores": self.model(pixels, training=False)}
+
+
+def _write_warmup(path: Path, name: str, images: Sequence[bytes]) -> None:
+    """TF Serving replays these PredictionLog records on load (--enable_model_warmup)."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for image in images:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=name, signature_name="serving_default"))
+            request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([image], dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def _write_tflite(module: ServingModule, path: Path) -> None:
+    # Not from_concrete_functions(serve_pixels): it leaves Keras 3 variables unfrozen (NaN scores).
+    converter = tf.lite.TFLiteConverter.from_keras_model(module.model)
+    path.write_bytes(converter.convert())
+
+
+def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, name: str, *,
+           version: int | None = None, card: dict[str, Any] | None = None,
+           warmup_images: Sequence[bytes] = (), tflite: bool = False) -> Path:
+    """Save to a temporary folder beside the versions, then rename it to the next integer.
+
+    A reader polling `<root>/<name>/` sees either nothing or a complete version; a run
+    killed midway leaves only a `.tmp-*` folder, which every reader ignores.
+    """
+    if not name or "/" in name or name.startswith("."):
+        raise ExportError(f"invalid model name {name!r}")
+    base = Path(model_root) / name
+    base.mkdir(parents=True, exist_ok=True)
+    if version is not None and (version < 1 or (base / str(version)).exists()):
+        raise ExportError(f"version {version} of {name!r} already exists or is not a positive "
+                          f"integer; existing versions: {scan_versions(base)}")
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=base))
+    try:
+        module = ServingModule(model, labels)
+        tf.saved_model.save(module, str(tmp), signatures={
+            "serving_default": module.serve_bytes.get_concrete_function(),
+            "serving_pixels": module.serve_pixels.get_concrete_function(),
+        })
+        (tmp / "assets").mkdir(exist_ok=True)
+        (tmp / LABELS_FILE).write_text("\n".join(labels) + "\n")
+        (tmp / "assets.extra").mkdir(exist_ok=True)
+        if warmup_images:
+            _write_warmup(tmp / WARMUP_FILE, name, warmup_images)
+        if tflite:
+            _write_tflite(module, tmp / TFLITE_FILE)
+        return _publish(tmp, base, version, card or {}, name, labels)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _publish(tmp: Path, base: Path, version: int | None, card: dict[str, Any], name: str,
+             labels: Sequence[str]) -> Path:
+    for _ in range(100):  # another trainer may take the same number: try the next one
+        chosen = version if version is not None else next_version(base)
+        full_card = {
+            "name": name, "version": chosen, "labels": list(labels),
+            "input_size": [IMAGE_SIZE, IMAGE_SIZE, 3],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "tensorflow_version": tf.__version__, "keras_version": keras.__version__,
+            **card,
+        }
+        (tmp / CARD_FILE).write_text(json.dumps(full_card, indent=2) + "\n")
+        _fsync_tree(tmp)
+        target = base / str(chosen)
+        if target.exists():
+            if version is not None:
+                raise ExportError(f"version {version} of {name!r} already exists")
+            continue
+        try:
+            # rename is atomic and refuses a non-empty target, so two trainers never share a number
+            os.rename(tmp, target)
+        except OSError:
+            if version is not None:
+                raise ExportError(f"version {version} of {name!r} already exists") from None
+            continue
+        return target
+    raise ExportError(f"could not find a free version number under {base}")
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush file contents before the rename makes them visible."""
+    for path in root.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

@@ -1,0 +1,233 @@
+"""Fit the CNN, keep the best validation epoch, report (history, plots, confusion matrix), export."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.data import DataError, Datasets, make_datasets
+from training.export import export, next_version
+from training.model import make_model
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
+
+@dataclass
+class TrainConfig:
+    data: str = "synthetic"
+    epochs: int = 15
+    batch_size: int = 32
+    model_root: Path = Path("models")
+    name: str = "rps"
+    seed: int = 0
+    strategy: str = "default"
+    val_split: float = 0.2
+    val_dir: str | None = None
+    samples_per_class: int = 300
+    learning_rate: float = 1e-3
+    version: int | None = None
+    tflite: bool = False
+    runs_root: Path | None = None  # default: `runs/` beside the model root
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise DataError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.strategy not in STRATEGIES:
+            raise DataError(f"--strategy must be one of {', '.join(STRATEGIES)}")
+        if self.learning_rate <= 0:
+            raise DataError(f"--learning-rate must be positive, got {self.learning_rate}")
+
+
+@dataclass
+class TrainResult:
+    version: int
+    path: Path
+    run_dir: Path
+    val_accuracy: float
+    train_accuracy: float
+    best_epoch: int
+    confusion: list[list[int]]
+    labels: tuple[str, ...]
+    seconds: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Keep the weights of the best validation epoch in memory and restore them at the end.
+
+    Validation accuracy on this data swings by several points between epochs, so the last
+    epoch is a lottery ticket; ties go to the lower validation loss.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.best: tuple[float, float] = (-1.0, float("inf"))
+        self.best_epoch = 0
+        self.best_logs: dict[str, float] = {}
+        self._weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        logs = logs or {}
+        acc, loss = logs.get("val_accuracy", 0.0), logs.get("val_loss", float("inf"))
+        if acc > self.best[0] or (acc == self.best[0] and loss < self.best[1]):
+            self.best, self.best_epoch, self.best_logs = (acc, loss), epoch + 1, dict(logs)
+            self._weights = [w.copy() for w in self.model.get_weights()]
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        if self._weights is not None:
+            self.model.set_weights(self._weights)
+
+
+def make_strategy(kind: str) -> tf.distribute.Strategy:
+    """default: one device; mirrored: all local GPUs; multi-worker: the cluster in TF_CONFIG."""
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if kind == "multi-worker":
+        if "TF_CONFIG" not in os.environ:
+            raise DataError("--strategy multi-worker needs the TF_CONFIG environment variable")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _is_chief() -> bool:
+    cfg = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = cfg.get("task", {})
+    return task.get("type", "chief") == "chief" or (
+        task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cfg.get("cluster", {}))
+
+
+def confusion_matrix(model: keras.Model, datasets: Datasets) -> np.ndarray:
+    n = len(datasets.labels)
+    probs = model.predict(datasets.val, verbose=0)
+    predicted = probs.argmax(axis=1)
+    matrix = np.zeros((n, n), dtype=np.int64)
+    for t, p in zip(datasets.val_set.targets, predicted, strict=True):
+        matrix[t, p] += 1
+    return matrix
+
+
+def _plots(history: dict[str, list[float]], matrix: np.ndarray, labels: tuple[str, ...],
+           run_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = range(1, len(history["accuracy"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key in zip(axes, ("accuracy", "loss"), strict=True):
+        ax.plot(epochs, history[key], "r", label=f"training {key}")
+        ax.plot(epochs, history[f"val_{key}"], "b", label=f"validation {key}")
+        ax.set_title(f"Training and validation {key}")
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "history.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, str(v), ha="center", va="center",
+                color="white" if v > matrix.max() / 2 else "black")
+    ax.set_title("Validation confusion matrix")
+    fig.tight_layout()
+    fig.savefig(run_dir / "confusion_matrix.png", dpi=100)
+    plt.close(fig)
+
+
+def _warmup_images(datasets: Datasets) -> list[bytes]:
+    """One validation image per class: real inputs for TF Serving's warm-up."""
+    picks = []
+    for c in range(len(datasets.labels)):
+        idx = np.flatnonzero(datasets.val_set.targets == c)
+        if len(idx):
+            picks.append(datasets.val_set.images[int(idx[0])])
+    return picks
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run the whole job: data, fit, best epoch, reports, export. Returns what was written."""
+    config.validate()
+    started = time.monotonic()
+    keras.utils.set_random_seed(config.seed)
+    model_dir = Path(config.model_root) / config.name
+    runs_root = config.runs_root or Path(config.model_root).resolve().parent / "runs"
+    planned = config.version or next_version(model_dir)
+    run_dir = runs_root / config.name / str(planned)
+    if run_dir.exists():  # a leftover of a run that never exported: keep it, but do not mix
+        run_dir = runs_root / config.name / f"{planned}-{int(time.time())}"
+    run_dir.mkdir(parents=True)
+
+    datasets = make_datasets(config.data, batch_size=config.batch_size, val_split=config.val_split,
+                             val_dir=config.val_dir, seed=config.seed,
+                             samples_per_class=config.samples_per_class)
+    log.info("data: %s; train %s, validation %s; labels %s", datasets.source,
+             datasets.train_set.counts(), datasets.val_set.counts(), list(datasets.labels))
+
+    strategy = make_strategy(config.strategy)
+    steps = max(1, -(-len(datasets.train_set) // config.batch_size))
+    with strategy.scope():
+        # cosine decay calms the late-epoch swings that a constant rate leaves
+        schedule = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=steps * config.epochs, alpha=0.05)
+        model = make_model(num_classes=len(datasets.labels), learning_rate=schedule)
+    best = BestEpoch()
+    fit = model.fit(
+        datasets.train, validation_data=datasets.val, epochs=config.epochs, verbose=2,
+        callbacks=[best, keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))])
+    history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
+
+    matrix = confusion_matrix(model, datasets)
+    val_accuracy = float(np.trace(matrix) / max(1, matrix.sum()))
+    train_accuracy = float(best.best_logs.get("accuracy", history["accuracy"][-1]))
+    card: dict[str, Any] = {
+        "data_source": datasets.source,
+        "data_sha256": datasets.source_hash,
+        "samples": {"train": len(datasets.train_set), "validation": len(datasets.val_set),
+                    "train_per_class": datasets.train_set.counts(),
+                    "validation_per_class": datasets.val_set.counts()},
+        "epochs": config.epochs,
+        "best_epoch": best.best_epoch,
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "train_accuracy": round(train_accuracy, 4),
+        "val_accuracy": round(val_accuracy, 4),
+        "confusion_matrix": matrix.tolist(),
+    }
+    target_root = Path(config.model_root)
+    if not _is_chief():  # every worker must save under MultiWorkerMirroredStrategy; only one publishes
+        target_root = run_dir / "worker-export"
+    path = export(model, datasets.labels, target_root, config.name, version=config.version,
+                  card=card, warmup_images=_warmup_images(datasets), tflite=config.tflite)
+    version = int(path.name)
+    if version != planned and not (runs_root / config.name / str(version)).exists():
+        run_dir = run_dir.rename(runs_root / config.name / str(version))
+
+    (run_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    (run_dir / "confusion_matrix.json").write_text(
+        json.dumps({"labels": list(datasets.labels), "matrix": matrix.tolist()}) + "\n")
+    _plots(history, matrix, datasets.labels, run_dir)
+    result = TrainResult(version=version, path=path, run_dir=run_dir, val_accuracy=val_accuracy,
+                         train_accuracy=train_accuracy, best_epoch=best.best_epoch,
+                         confusion=matrix.tolist(), labels=datasets.labels,
+                         seconds=time.monotonic() - started, history=history)
+    (run_dir / "result.json").write_text(json.dumps(
+        {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
+         if k != "history"}, indent=2) + "\n")
+    return result
