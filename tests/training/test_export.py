@@ -150,6 +150,7 @@ def test_warmup_requests_are_prediction_logs(exported, sample_jpeg):
         assert tensor.string_val == [sample_jpeg]
 
 
+@pytest.mark.filterwarnings("ignore:.*Interpreter is deprecated:UserWarning")
 def test_tflite_matches_the_saved_model(exported, loaded, sample_jpeg):
     interpreter = tf.lite.Interpreter(model_path=str(exported / TFLITE_FILE))
     interpreter.allocate_tensors()

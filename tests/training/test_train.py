@@ -1,0 +1,165 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from training.data import DataError, load_synthetic
+from training.export import CARD_FILE, LABELS_FILE, WARMUP_FILE, scan_versions
+from training.train import BestEpoch, TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def run_dir(trained_model_root):
+    return trained_model_root.parent / "runs" / "rps" / "1"
+
+
+@pytest.fixture(scope="module")
+def card(trained_model_root):
+    return json.loads((trained_model_root / "rps" / "1" / CARD_FILE).read_text())
+
+
+def test_one_version_is_exported(trained_model_root, trained_result):
+    assert scan_versions(trained_model_root / "rps") == [1]
+    assert trained_result.version == 1
+    assert trained_result.path == trained_model_root / "rps" / "1"
+    assert (trained_result.path / LABELS_FILE).read_text().split() == ["paper", "rock", "scissors"]
+    assert not list((trained_model_root / "rps").glob(".tmp-*"))
+
+
+def test_run_reports(run_dir, trained_result):
+    assert trained_result.run_dir == run_dir
+    history = json.loads((run_dir / "history.json").read_text())
+    assert {"accuracy", "loss", "val_accuracy", "val_loss"} <= set(history)
+    assert all(len(values) == 1 for values in history.values())
+    for png in ("history.png", "confusion_matrix.png"):
+        assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    confusion = json.loads((run_dir / "confusion_matrix.json").read_text())
+    assert confusion["labels"] == ["paper", "rock", "scissors"]
+    assert np.array(confusion["matrix"]).shape == (3, 3)
+    events = list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["version"] == 1 and result["path"] == str(trained_result.path)
+
+
+def test_card_matches_the_confusion_matrix(card, run_dir, trained_result):
+    matrix = np.array(json.loads((run_dir / "confusion_matrix.json").read_text())["matrix"])
+    # 12 per class, 20 % held out: 2 validation images per class
+    assert matrix.sum(axis=1).tolist() == [2, 2, 2]
+    assert card["confusion_matrix"] == matrix.tolist()
+    assert card["val_accuracy"] == round(np.trace(matrix) / matrix.sum(), 4)
+    assert trained_result.val_accuracy == pytest.approx(np.trace(matrix) / matrix.sum())
+    assert trained_result.confusion == matrix.tolist()
+
+
+def test_card_records_data_and_settings(card):
+    assert card["name"] == "rps" and card["version"] == 1
+    assert card["labels"] == ["paper", "rock", "scissors"]
+    assert card["samples"]["train"] == 30 and card["samples"]["validation"] == 6
+    assert card["samples"]["train_per_class"] == {"paper": 10, "rock": 10, "scissors": 10}
+    assert card["data_sha256"] == load_synthetic(12, seed=0).content_hash()
+    assert card["data_source"].startswith("synthetic(")
+    assert card["epochs"] == 1 and card["best_epoch"] == 1 and card["seed"] == 0
+    assert 0.0 <= card["train_accuracy"] <= 1.0
+
+
+def test_warmup_holds_one_validation_image_per_class(trained_model_root):
+    path = trained_model_root / "rps" / "1" / WARMUP_FILE
+    assert len(list(tf.data.TFRecordDataset(str(path)))) == 3
+
+
+def test_the_trained_model_classifies_a_photo(trained_model_root, sample_jpeg):
+    loaded = tf.saved_model.load(str(trained_model_root / "rps" / "1"))
+    out = loaded.signatures["serving_default"](image_bytes=tf.constant([sample_jpeg]))
+    scores = out["scores"].numpy()
+    assert scores.shape == (1, 3) and np.isfinite(scores).all()
+    assert scores.sum() == pytest.approx(1.0, abs=1e-5)
+    assert out["label"].numpy()[0].decode() == ("paper", "rock", "scissors")[scores.argmax()]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("epochs", 0, "epochs"),
+    ("strategy", "bogus", "strategy must be one of"),
+    ("learning_rate", 0.0, "learning-rate"),
+])
+def test_invalid_config_fails_before_writing_anything(tmp_path, field, value, message):
+    config = TrainConfig(model_root=tmp_path / "models", samples_per_class=2, epochs=1)
+    setattr(config, field, value)
+    with pytest.raises(DataError, match=message):
+        train(config)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _tiny_model() -> keras.Model:
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _fill(model: keras.Model, value: float) -> None:
+    model.set_weights([np.full_like(w, value) for w in model.get_weights()])
+
+
+def test_best_epoch_restores_the_best_weights():
+    model = _tiny_model()
+    best = BestEpoch()
+    best.set_model(model)
+    logs = [
+        {"val_accuracy": 0.5, "val_loss": 0.9, "accuracy": 0.4},
+        {"val_accuracy": 0.8, "val_loss": 0.6, "accuracy": 0.7},  # best
+        {"val_accuracy": 0.8, "val_loss": 0.7, "accuracy": 0.9},  # tie, higher loss
+        {"val_accuracy": 0.6, "val_loss": 0.5, "accuracy": 0.95},
+    ]
+    for epoch, epoch_logs in enumerate(logs):
+        _fill(model, float(epoch + 1))
+        best.on_epoch_end(epoch, epoch_logs)
+    best.on_train_end()
+    assert best.best_epoch == 2
+    assert best.best_logs == logs[1]
+    assert all(np.all(w == 2.0) for w in model.get_weights())
+
+
+def test_best_epoch_breaks_ties_on_lower_loss():
+    model = _tiny_model()
+    best = BestEpoch()
+    best.set_model(model)
+    for epoch, loss in enumerate([0.9, 0.4, 0.6]):
+        _fill(model, float(epoch + 1))
+        best.on_epoch_end(epoch, {"val_accuracy": 0.5, "val_loss": loss})
+    best.on_train_end()
+    assert best.best_epoch == 2
+    assert all(np.all(w == 2.0) for w in model.get_weights())
+
+
+def test_best_epoch_keeps_a_snapshot_not_a_reference():
+    model = _tiny_model()
+    best = BestEpoch()
+    best.set_model(model)
+    _fill(model, 3.0)
+    best.on_epoch_end(0, {"val_accuracy": 0.9, "val_loss": 0.1})
+    _fill(model, -1.0)  # later training changes the weights in place
+    best.on_epoch_end(1, {"val_accuracy": 0.1, "val_loss": 2.0})
+    best.on_train_end()
+    assert all(np.all(w == 3.0) for w in model.get_weights())
+
+
+def test_best_epoch_in_a_real_fit():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 2)).astype(np.float32)
+    y = keras.utils.to_categorical((x[:, 0] + 0.8 * rng.normal(size=80) > 0).astype(int), 2)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(2.0), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    best = BestEpoch()
+    history = model.fit(x[:56], y[:56], validation_data=(x[56:], y[56:]), epochs=10,
+                        batch_size=8, verbose=0, callbacks=[best]).history
+    ranked = sorted(range(10), key=lambda e: (-history["val_accuracy"][e], history["val_loss"][e]))
+    assert best.best_epoch == ranked[0] + 1
+    assert best.best_epoch < 10  # the last epoch is not the best one: restoring matters here
+    loss, acc = model.evaluate(x[56:], y[56:], verbose=0)
+    assert acc == pytest.approx(history["val_accuracy"][ranked[0]])
+    assert loss == pytest.approx(history["val_loss"][ranked[0]], rel=1e-4)
+    assert loss != pytest.approx(history["val_loss"][-1], rel=1e-4)
