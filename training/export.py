@@ -58,6 +58,11 @@ class ServingModule(tf.Module):
         scores = self.model(pixels, training=False)
         return {"scores": scores, "label": tf.gather(self.labels, tf.argmax(scores, axis=1))}
 
+    @tf.function(input_signature=[])
+    def serve_labels(self) -> dict[str, tf.Tensor]:
+        """Label order, for clients (and TF Serving users) that only see signatures."""
+        return {"labels": tf.identity(self.labels)}
+
     @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32,
                                                 name="pixels")])
     def serve_pixels(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -105,6 +110,7 @@ def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, na
         tf.saved_model.save(module, str(tmp), signatures={
             "serving_default": module.serve_bytes.get_concrete_function(),
             "serving_pixels": module.serve_pixels.get_concrete_function(),
+            "labels": module.serve_labels.get_concrete_function(),
         })
         (tmp / "assets").mkdir(exist_ok=True)
         (tmp / LABELS_FILE).write_text("\n".join(labels) + "\n")

@@ -166,6 +166,10 @@ def train(config: TrainConfig) -> TrainResult:
     config.validate()
     started = time.monotonic()
     keras.utils.set_random_seed(config.seed)
+    # data first: a bad --data or --val-dir must not leave an empty run folder behind
+    datasets = make_datasets(config.data, batch_size=config.batch_size, val_split=config.val_split,
+                             val_dir=config.val_dir, seed=config.seed,
+                             samples_per_class=config.samples_per_class)
     model_dir = Path(config.model_root) / config.name
     runs_root = config.runs_root or Path(config.model_root).resolve().parent / "runs"
     planned = config.version or next_version(model_dir)
@@ -174,9 +178,6 @@ def train(config: TrainConfig) -> TrainResult:
         run_dir = runs_root / config.name / f"{planned}-{int(time.time())}"
     run_dir.mkdir(parents=True)
 
-    datasets = make_datasets(config.data, batch_size=config.batch_size, val_split=config.val_split,
-                             val_dir=config.val_dir, seed=config.seed,
-                             samples_per_class=config.samples_per_class)
     log.info("data: %s; train %s, validation %s; labels %s", datasets.source,
              datasets.train_set.counts(), datasets.val_set.counts(), list(datasets.labels))
 

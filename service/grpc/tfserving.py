@@ -47,6 +47,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Predict(self, request: predict_pb2.PredictRequest,
                       context: grpc.aio.ServicerContext) -> predict_pb2.PredictResponse:
         spec = request.model_spec
+        if spec.signature_name == "labels":  # the exported label-order signature, no inputs
+            return await self._labels(request)
         if spec.signature_name not in ("", "serving_default"):
             raise InvalidInputError(f"Serving signature name: \"{spec.signature_name}\" not found "
                                     "in signature def")
@@ -72,6 +74,16 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if "label" in wanted:
             response.outputs["label"].CopyFrom(
                 _string_tensor([p.label.encode() for p in result.predictions]))
+        return response
+
+    async def _labels(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        if request.inputs:
+            raise InvalidInputError("signature 'labels' takes no inputs")
+        version, label = _version_choice(request.model_spec)
+        info = self.core.model_info(request.model_spec.name, version, label)
+        response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(
+            name=info.name, signature_name="labels", version=wrappers_pb2.Int64Value(value=info.version)))
+        response.outputs["labels"].CopyFrom(_string_tensor([x.encode() for x in info.labels]))
         return response
 
     @grpc_errors

@@ -163,3 +163,10 @@ def test_best_epoch_in_a_real_fit():
     assert acc == pytest.approx(history["val_accuracy"][ranked[0]])
     assert loss == pytest.approx(history["val_loss"][ranked[0]], rel=1e-4)
     assert loss != pytest.approx(history["val_loss"][-1], rel=1e-4)
+
+
+def test_missing_data_fails_before_writing_anything(tmp_path):
+    config = TrainConfig(data=str(tmp_path / "missing"), model_root=tmp_path / "models", epochs=1)
+    with pytest.raises(DataError, match="does not exist"):
+        train(config)
+    assert [p.name for p in tmp_path.iterdir()] == []
