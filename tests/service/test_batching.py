@@ -1,0 +1,162 @@
+"""Batcher unit tests with a fake predict function (the real model is covered elsewhere)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from service.batching import Batcher, BatchStats
+from service.errors import DeadlineError, InternalError, InvalidInputError, OverloadedError, UnavailableError
+
+
+class FakeModel:
+    """Scores = [len(image), 0, 0]; records batch sizes; optional delay, gate and bad images."""
+
+    def __init__(self, delay: float = 0.0, bad: bytes | None = None, crash: bool = False):
+        self.calls: list[int] = []
+        self.delay = delay
+        self.bad = bad
+        self.crash = crash
+        self.gate = threading.Event()
+        self.gate.set()
+        self.lock = threading.Lock()
+
+    def predict(self, images):
+        self.gate.wait(10)
+        with self.lock:
+            self.calls.append(len(images))
+        if self.delay:
+            time.sleep(self.delay)
+        if self.crash:
+            raise RuntimeError("kaboom")
+        if self.bad is not None and self.bad in images:
+            raise InvalidInputError("bad image")
+        return np.array([[len(x), 0.0, 0.0] for x in images], dtype=np.float32)
+
+
+@pytest.fixture
+def executor():
+    with ThreadPoolExecutor(2) as pool:
+        yield pool
+
+
+def make(model: FakeModel, executor, **kw) -> Batcher:
+    params = {"max_batch_size": 8, "max_delay_s": 0.02, "max_queue": 64, "concurrency": 1}
+    params.update(kw)
+    return Batcher(model.predict, executor, **params)
+
+
+async def test_concurrent_requests_share_model_calls(executor):
+    model = FakeModel()
+    sizes: list[int] = []
+    batcher = make(model, executor, max_batch_size=32, max_delay_s=0.05,
+                   stats=BatchStats(on_batch=sizes.append))
+    images = [bytes(i + 1) for i in range(32)]
+    results = await asyncio.gather(*(batcher.submit([img], timeout=5) for img in images))
+    # each caller gets its own row back
+    assert [int(r[0, 0]) for r in results] == [len(i) for i in images]
+    assert sum(model.calls) == 32
+    assert len(model.calls) <= 4, model.calls  # coalesced, not 32 calls
+    assert sizes == model.calls
+    await batcher.close()
+
+
+async def test_batch_never_exceeds_max_size(executor):
+    model = FakeModel()
+    batcher = make(model, executor, max_batch_size=4, max_delay_s=0.05)
+    results = await asyncio.gather(*(batcher.submit([b"x" * (i + 1)], timeout=5) for i in range(10)))
+    assert len(results) == 10
+    assert max(model.calls) <= 4 and sum(model.calls) == 10
+    # a request larger than a batch is split into chunks and reassembled in order
+    big = [bytes(i + 1) for i in range(10)]
+    out = await batcher.submit(big, timeout=5)
+    assert out[:, 0].tolist() == [float(i + 1) for i in range(10)]
+    await batcher.close()
+
+
+async def test_lone_request_waits_at_most_the_delay(executor):
+    model = FakeModel()
+    batcher = make(model, executor, max_batch_size=32, max_delay_s=0.05)
+    started = time.monotonic()
+    await batcher.submit([b"abc"], timeout=5)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0  # bounded by the delay (0.05 s), generous for a loaded machine
+    assert model.calls == [1]
+    await batcher.close()
+
+
+async def test_full_queue_rejects_at_once(executor):
+    model = FakeModel()
+    model.gate.clear()  # the model hangs: requests pile up
+    batcher = make(model, executor, max_batch_size=2, max_queue=4, max_delay_s=0.0)
+    first = asyncio.ensure_future(batcher.submit([b"a", b"b"], timeout=5))
+    await asyncio.sleep(0.05)  # the first batch is now inside the model
+    queued = [asyncio.ensure_future(batcher.submit([b"c", b"d"], timeout=5)) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    with pytest.raises(OverloadedError) as err:
+        await batcher.submit([b"e"], timeout=5)
+    assert time.monotonic() - started < 0.5
+    assert err.value.retry_after is not None
+    model.gate.set()
+    await asyncio.gather(first, *queued)
+    await batcher.close()
+
+
+async def test_deadline_gives_deadline_error(executor):
+    model = FakeModel(delay=0.5)
+    batcher = make(model, executor)
+    with pytest.raises(DeadlineError):
+        await batcher.submit([b"slow"], timeout=0.1)
+    await batcher.close()
+
+
+async def test_bad_image_fails_only_its_request(executor):
+    model = FakeModel(bad=b"BAD")
+    batcher = make(model, executor, max_delay_s=0.05)
+    good1 = batcher.submit([b"good"], timeout=5)
+    bad = batcher.submit([b"BAD"], timeout=5)
+    good2 = batcher.submit([b"fine!"], timeout=5)
+    results = await asyncio.gather(good1, bad, good2, return_exceptions=True)
+    assert isinstance(results[1], InvalidInputError)
+    assert results[0][0, 0] == 4 and results[2][0, 0] == 5
+    await batcher.close()
+
+
+async def test_crashing_model_fails_each_caller_and_batcher_survives(executor):
+    model = FakeModel(crash=True)
+    batcher = make(model, executor, max_delay_s=0.05)
+    results = await asyncio.gather(*(batcher.submit([b"x"], timeout=5) for _ in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, InternalError) and "kaboom" in str(r) for r in results)
+    model.crash = False
+    assert (await batcher.submit([b"ok"], timeout=5))[0, 0] == 2
+    await batcher.close()
+
+
+async def test_close_finishes_in_flight_work_then_refuses(executor):
+    model = FakeModel(delay=0.2)
+    batcher = make(model, executor, max_delay_s=0.0)
+    pending = [asyncio.ensure_future(batcher.submit([b"x" * (i + 1)], timeout=5)) for i in range(5)]
+    await asyncio.sleep(0.01)
+    await batcher.close()
+    assert all(p.done() and not p.exception() for p in pending)
+    with pytest.raises(UnavailableError):
+        await batcher.submit([b"late"], timeout=5)
+
+
+async def test_model_runs_off_the_event_loop(executor):
+    model = FakeModel(delay=0.3)
+    batcher = make(model, executor, max_delay_s=0.0)
+    task = asyncio.ensure_future(batcher.submit([b"x"], timeout=5))
+    ticks = 0
+    while not task.done():  # the loop keeps turning while the model "computes"
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert ticks >= 10
+    await batcher.close()
