@@ -58,6 +58,9 @@ class ImgclfServer:
         s = self.settings
         sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted connections inherit this: without it Nagle holds a response body back until
+        # the client's delayed ACK of the headers (~40 ms per keep-alive request)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((s.host, s.rest_port))
         self.rest_port = sock.getsockname()[1]
         # grpc before the model: a client sees NOT_SERVING instead of a refused connection

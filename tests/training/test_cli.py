@@ -37,7 +37,7 @@ def test_imgclf_train_help(tmp_path):
 def test_zero_epochs_is_a_usage_error(tmp_path):
     proc = _imgclf("--epochs", "0", "--model-root", str(tmp_path / "models"), cwd=tmp_path)
     assert proc.returncode == 2
-    assert "--epochs" in proc.stderr and "0" in proc.stderr
+    assert "Invalid value for '--epochs'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
 

@@ -223,7 +223,7 @@ def test_make_datasets_from_a_folder_gives_batched_pixels(tmp_path):
     assert len(ds.train_set) == 12 and len(ds.val_set) == 3
     x, y = next(iter(ds.train))
     assert x.shape == (4, 150, 150, 3) and x.dtype == tf.float32
-    assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 1.0
+    assert float(tf.reduce_min(x)) >= 0.0 and float(tf.reduce_max(x)) <= 1.0
     assert y.shape == (4, 3)
     np.testing.assert_allclose(y.numpy().sum(axis=1), 1.0)
     val_targets = np.concatenate([yb.numpy().argmax(axis=1) for _, yb in ds.val])

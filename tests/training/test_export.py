@@ -202,6 +202,11 @@ def test_saved_model_reproduces_the_keras_model(loaded, peaky_model):
     np.testing.assert_allclose(saved, peaky_model(pixels, training=False).numpy(), atol=1e-5)
 
 
+def test_labels_signature_gives_the_label_order(loaded):
+    out = loaded.signatures["labels"]()
+    assert [lab.decode() for lab in out["labels"].numpy()] == list(LABELS)
+
+
 def test_serving_default_rejects_garbage(loaded):
     with pytest.raises(tf.errors.InvalidArgumentError):
         loaded.signatures["serving_default"](image_bytes=tf.constant([b"not an image"]))

@@ -1,0 +1,40 @@
+# imgclf: `make run` installs and serves (training a first version if none exists); `make test` runs every test.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: install run serve train test lint typecheck protos bench system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/imgclf serve --bootstrap
+
+train: install
+	$(VENV)/bin/imgclf train
+
+# Debian's Chromium for the browser tests and docker-compose for the compose-file check.
+system-deps:
+	bash scripts/setup-system.sh
+
+test: install system-deps
+	bash scripts/test.sh
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy service training scripts bench
+
+protos: install
+	$(PY) scripts/gen_protos.py
+
+bench: install
+	$(PY) bench/serving.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
