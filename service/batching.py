@@ -46,9 +46,9 @@ class BatchStats:
 class Batcher:
     """One per served version. `submit` never blocks on TensorFlow: model calls run in `executor`.
 
-    A batch closes when it holds `max_batch_size` images or `max_delay_s` after its first
-    request arrived, whichever comes first; while every worker thread is busy, requests
-    keep queuing, so batches grow with load. The queue is bounded in images: past it,
+    When the model is idle a request goes straight in. Under load a batch closes when it holds
+    `max_batch_size` images or `max_delay_s` after its first request arrived, whichever comes
+    first; while every worker thread is busy, requests keep queuing, so batches grow with load. The queue is bounded in images: past it,
     requests fail at once with OverloadedError instead of waiting.
     """
 
@@ -146,9 +146,11 @@ class Batcher:
                 await self._wakeup.wait()
                 continue
             await self._slots.acquire()  # while all threads are busy, the queue keeps growing
-            # wait for the batch to fill, at most max_delay_s after its oldest request
+            # An idle model takes the request at once: waiting could only add latency. Under
+            # load (a batch in flight), wait for the batch to fill, at most max_delay_s after
+            # its oldest request.
             first = self._queue[0].enqueued if self._queue else time.monotonic()
-            while (self._queued_images < self.max_batch_size and not self._closing
+            while (self._inflight and self._queued_images < self.max_batch_size and not self._closing
                    and (remaining := first + self.max_delay_s - time.monotonic()) > 0):
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):

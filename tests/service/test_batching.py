@@ -79,14 +79,31 @@ async def test_batch_never_exceeds_max_size(executor):
     await batcher.close()
 
 
-async def test_lone_request_waits_at_most_the_delay(executor):
+async def test_idle_model_takes_a_lone_request_at_once(executor):
     model = FakeModel()
-    batcher = make(model, executor, max_batch_size=32, max_delay_s=0.05)
+    batcher = make(model, executor, max_batch_size=32, max_delay_s=2.0)
     started = time.monotonic()
     await batcher.submit([b"abc"], timeout=5)
-    elapsed = time.monotonic() - started
-    assert elapsed < 1.0  # bounded by the delay (0.05 s), generous for a loaded machine
+    assert time.monotonic() - started < 1.0  # far below the 2 s delay: nothing to wait for
     assert model.calls == [1]
+    await batcher.close()
+
+
+async def test_under_load_a_batch_waits_at_most_the_delay(executor):
+    model = FakeModel(delay=0.3)
+    batcher = make(model, executor, max_batch_size=32, max_delay_s=0.1, concurrency=2)
+    first = asyncio.ensure_future(batcher.submit([b"a"], timeout=5))  # busy from here on
+    await asyncio.sleep(0.05)
+    started = time.monotonic()
+    second = asyncio.ensure_future(batcher.submit([b"bb"], timeout=5))
+    await asyncio.sleep(0.03)
+    third = asyncio.ensure_future(batcher.submit([b"ccc"], timeout=5))
+    await asyncio.gather(second, third)
+    elapsed = time.monotonic() - started
+    # the two later requests shared one call, closed by the delay (0.1 s) plus the call (0.3 s)
+    assert model.calls == [1, 2]
+    assert elapsed < 1.5
+    await first
     await batcher.close()
 
 
