@@ -48,7 +48,8 @@ class Batcher:
 
     When the model is idle a request goes straight in. Under load a batch closes when it holds
     `max_batch_size` images or `max_delay_s` after its first request arrived, whichever comes
-    first; while every worker thread is busy, requests keep queuing, so batches grow with load. The queue is bounded in images: past it,
+    first; while every worker thread is busy, requests keep queuing, so batches grow with load.
+    The queue is bounded in images: past it,
     requests fail at once with OverloadedError instead of waiting.
     """
 

@@ -159,8 +159,12 @@ class ModelRegistry:
             log.error("version %d of %s failed to load; still serving %s: %s", version, self.name,
                       self.available_versions() or "nothing", served.error)
             return
-        stats = BatchStats(on_batch=lambda n, v=version: self.metrics.record_batch(v, n),
-                           on_queue=lambda d, v=version: self.metrics.queue_depth.labels(str(v)).set(d))
+        queue_gauge = self.metrics.queue_depth.labels(str(version))
+
+        def on_batch(size: int) -> None:
+            self.metrics.record_batch(version, size)
+
+        stats = BatchStats(on_batch=on_batch, on_queue=queue_gauge.set)
         s = self.settings
         served.model = model
         served.batcher = Batcher(model.predict, self._inference, max_batch_size=s.max_batch_size,

@@ -142,7 +142,8 @@ def split(images: ImageSet, val_split: float, seed: int) -> tuple[ImageSet, Imag
     if not 0.0 < val_split < 1.0:
         raise DataError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
     rng = np.random.default_rng(seed)
-    train_idx, val_idx = [], []
+    train_idx: list[int] = []
+    val_idx: list[int] = []
     for c in range(len(images.labels)):
         idx = np.flatnonzero(images.targets == c)
         rng.shuffle(idx)

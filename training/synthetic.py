@@ -88,11 +88,12 @@ def _hand_layer(kind: str, rng: np.random.Generator, canvas: int) -> Image.Image
     # The extended fingers of each class; curled ones show only a knuckle above the palm.
     extended = {"paper": [0, 1, 2, 3], "rock": [], "scissors": [0, 1]}[kind]
     spread = rng.uniform(6, 14) if kind == "paper" else rng.uniform(9, 20)
-    angles = {
+    angles_by_kind: dict[str, list[float]] = {
         "paper": [-1.5 * spread, -0.5 * spread, 0.5 * spread, 1.5 * spread],
         "scissors": [-spread, spread, 0, 0],
         "rock": [0, 0, 0, 0],
-    }[kind]
+    }
+    angles = angles_by_kind[kind]
     thumb_out = kind == "paper" or (kind == "scissors" and rng.random() < 0.3)
 
     def body(fill: tuple[int, ...], grow: float) -> None:

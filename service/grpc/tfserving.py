@@ -118,7 +118,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         response = get_model_status_pb2.GetModelStatusResponse()
         for s in statuses:
             entry = response.model_version_status.add(version=s.version,
-                                                      state=_STATE_CODES[s.state])  # type: ignore[arg-type]
+                                                      state=_STATE_CODES[s.state])
             entry.status.error_code = 2 if s.error else 0  # UNKNOWN or OK
             entry.status.error_message = s.error or ""
         return response
