@@ -1,4 +1,4 @@
-"""The `imgclf` command: train, serve, predict."""
+"""The `imgclf` command: train, evaluate, serve, predict."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from training.cli import train_command
+from training.cli import evaluate_command, train_command
 
 # TensorFlow's C++ start-up chatter hides the lines a user needs; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train the rock-paper-scissors CNN and serve it over REST and gRPC.")
 app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
 
 
 @app.callback()

@@ -55,7 +55,7 @@ class ServeSettings(BaseSettings):
     shutdown_grace_s: float = Field(20.0, ge=0, description="Time in-flight requests get on SIGTERM")
     bootstrap: bool = Field(
         False, description="Train a first version on the embedded data when none exists")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
 
     @field_validator("model_name")
     @classmethod

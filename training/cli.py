@@ -72,6 +72,30 @@ def train_command(
           f"best_epoch={result.best_epoch}/{epochs} wall_time={result.seconds:.1f}s", flush=True)
 
 
+def evaluate_command(
+    model_dir: Annotated[Path, typer.Argument(help="An exported version, e.g. models/rps/3")],
+    data: Annotated[str, typer.Option(help="Folder of class folders, or rps-test (the talk's test "
+                                           "split, downloaded on request)")],
+) -> None:
+    """Accuracy and confusion matrix of an exported version on held-out images."""
+    from training.data import DataError
+    from training.evaluate import evaluate
+
+    try:
+        result = evaluate(model_dir, data)
+    except DataError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"confusion matrix of {model_dir} on {data}")
+    table.add_column("true \\ predicted")
+    for label in result.labels:
+        table.add_column(label, justify="right")
+    for label, row in zip(result.labels, result.confusion, strict=True):
+        table.add_row(label, *map(str, row))
+    console.print(table)
+    print(f"accuracy={result.accuracy:.4f} on {result.images} images ({result.skipped} unreadable skipped)")
+
+
 def main() -> None:
     app = typer.Typer(add_completion=False)
     app.command()(train_command)

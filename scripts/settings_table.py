@@ -1,0 +1,45 @@
+"""Write the README's settings table from ServeSettings (`--check`: fail when it is out of date)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- settings:start -->", "<!-- settings:end -->"
+
+
+def table() -> str:
+    sys.path.insert(0, str(ROOT))
+    from service.settings import ServeSettings
+
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in ServeSettings.model_fields.items():
+        default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        if isinstance(default, list):
+            default = ",".join(map(str, default)) or "(none)"
+        elif isinstance(default, dict):
+            default = ",".join(f"{k}={v}" for k, v in default.items()) or "(none)"
+        elif isinstance(default, bool):
+            default = str(default).lower()
+        rows.append(f"| `IMGCLF_{name.upper()}` | `{default}` | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    new = re.sub(re.escape(START) + ".*?" + re.escape(END), f"{START}\n{table()}\n{END}", text, flags=re.S)
+    if "--check" in sys.argv:
+        if new != text:
+            print("README.md settings table is out of date: run python scripts/settings_table.py")
+            return 1
+        print("README.md settings table is up to date")
+        return 0
+    readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
