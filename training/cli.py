@@ -74,15 +74,17 @@ def train_command(
 
 def evaluate_command(
     model_dir: Annotated[Path, typer.Argument(help="An exported version, e.g. models/rps/3")],
-    data: Annotated[str, typer.Option(help="Folder of class folders, or rps-test (the talk's test "
-                                           "split, downloaded on request)")],
+    data: Annotated[str, typer.Option(help="Folder of class folders, rps-test (the talk's test "
+                                           "split, downloaded on request) or synthetic (a fresh set)")],
+    seed: Annotated[int, typer.Option(help="Seed of a synthetic set (use another than training's)")] = 1,
+    samples_per_class: Annotated[int, typer.Option(min=1, help="Size of a synthetic set")] = 300,
 ) -> None:
     """Accuracy and confusion matrix of an exported version on held-out images."""
     from training.data import DataError
     from training.evaluate import evaluate
 
     try:
-        result = evaluate(model_dir, data)
+        result = evaluate(model_dir, data, seed=seed, samples_per_class=samples_per_class)
     except DataError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from training.data import DataError, load_folder
+from training.data import DataError, load_folder, load_synthetic
 from training.export import LABELS_FILE
 
 
@@ -21,7 +21,8 @@ class Evaluation:
     skipped: int
 
 
-def evaluate(model_dir: str | Path, data: str, batch_size: int = 32) -> Evaluation:
+def evaluate(model_dir: str | Path, data: str, batch_size: int = 32, *, seed: int = 1,
+             samples_per_class: int = 300) -> Evaluation:
     """Feed encoded images to `serving_default`, exactly what a client sends, and count."""
     model_dir = Path(model_dir)
     if not (model_dir / "saved_model.pb").exists():
@@ -31,7 +32,8 @@ def evaluate(model_dir: str | Path, data: str, batch_size: int = 32) -> Evaluati
         from training.download import fetch_rps
 
         data = str(fetch_rps("test"))
-    images = load_folder(data)
+    # synthetic: a fresh set, rendered with another seed than training's, never seen in training
+    images = load_synthetic(samples_per_class, seed) if data == "synthetic" else load_folder(data)
     if set(images.labels) != set(labels):
         raise DataError(f"{data} has classes {list(images.labels)}, the model knows {list(labels)}")
     # folder order may differ from the model's: map folder targets onto model label indices
