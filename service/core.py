@@ -68,6 +68,9 @@ class ServingCore:
         self.draining = True
         await self.registry.stop()
         self.executor.shutdown(wait=True)
+        close = getattr(self.registry.backend, "close", None)
+        if close is not None:  # e.g. the TF Serving channel
+            close()
 
     # -- health ----------------------------------------------------------------------------
     def live(self) -> bool:
@@ -103,8 +106,9 @@ class ServingCore:
         else:
             picks = sorted(seen.values(), key=lambda s: s.version, reverse=True)
             if not picks:
-                raise NotFoundError(f"model {name!r} has no versions under "
-                                    f"{self.settings.model_root / name}")
+                where = (f"on TF Serving at {self.settings.tfserving_target}" if self.settings.backend == "tfserving"
+                         else f"under {self.settings.model_root / name}")
+                raise NotFoundError(f"model {name!r} has no versions {where}")
         return [VersionStatus(s.version, s.state, s.error) for s in picks]
 
     # -- inference -------------------------------------------------------------------------

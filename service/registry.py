@@ -13,7 +13,7 @@ import numpy as np
 
 from service.backends.base import Backend, LoadedModel
 from service.batching import Batcher, BatchStats
-from service.errors import NotFoundError, UnavailableError
+from service.errors import InvalidInputError, NotFoundError, UnavailableError
 from service.metrics import Metrics
 from service.settings import ServeSettings
 
@@ -69,7 +69,7 @@ class ModelRegistry:
     def resolve(self, version: int | None = None, label: str | None = None) -> ServedVersion:
         """The version a request goes to: a number, a label, or the newest available."""
         if version is not None and label is not None:
-            raise NotFoundError("give a version or a label, not both")
+            raise InvalidInputError("give a version or a label, not both")
         if label is not None:
             if label not in self.settings.version_labels:
                 raise NotFoundError(f"unknown version label {label!r} for model {self.name!r}")
@@ -82,7 +82,9 @@ class ModelRegistry:
                 raise NotFoundError(f"version {version} of model {self.name!r} is not available{detail}")
             return served
         if not self._serving:
-            raise UnavailableError(f"model {self.name!r} has no version loaded yet", retry_after=2)
+            reason = getattr(self.backend, "unreachable", None)  # e.g. TF Serving is down
+            raise UnavailableError(f"model {self.name!r} has no version loaded yet"
+                                   + (f" ({reason})" if reason else ""), retry_after=2)
         return self._serving[max(self._serving)]
 
     def available_versions(self) -> list[int]:

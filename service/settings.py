@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -31,7 +31,8 @@ class ServeSettings(BaseSettings):
         "latest", description="Which versions to serve")
     latest_versions: int = Field(1, ge=1, description="N for the `latest` policy")
     specific_versions: Annotated[list[int], NoDecode] = Field(
-        default_factory=list, description="Versions for the `specific` policy, e.g. 1,3")
+        default_factory=list, validate_default=True,
+        description="Versions for the `specific` policy, e.g. 1,3")
     version_labels: Annotated[dict[str, int], NoDecode] = Field(
         default_factory=dict, description="Labels for versions, e.g. stable=1,canary=2")
     poll_interval_s: float = Field(2.0, gt=0, description="How often the model folder is scanned")
@@ -47,7 +48,8 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(
         20 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above)")
     max_image_pixels: int = Field(
-        40_000_000, ge=1, description="Largest width x height accepted (decompression bombs)")
+        16_000_000, ge=1, description="Largest width x height accepted (decompression bombs; a 16 MP "
+        "image takes ~200 MB while it is decoded)")
     min_image_side: int = Field(8, ge=1, description="Smallest accepted width or height")
     max_images_per_request: int = Field(64, ge=1, description="Images in one request")
     grpc_max_message_bytes: int = Field(
@@ -91,11 +93,15 @@ class ServeSettings(BaseSettings):
                 raise ValueError(f"label {label!r} points at version {version}; versions start at 1")
         return v
 
-    @model_validator(mode="after")
-    def _check_policy(self) -> ServeSettings:
-        if self.version_policy == "specific" and not self.specific_versions:
+    @field_validator("specific_versions")
+    @classmethod
+    def _check_policy(cls, v: list[int], info: ValidationInfo) -> list[int]:
+        # checked on this field, not the model, so the error names IMGCLF_SPECIFIC_VERSIONS
+        if info.data.get("version_policy") == "specific" and not v:
             raise ValueError("version_policy=specific needs specific_versions, e.g. 1,2")
-        return self
+        if any(x < 1 for x in v):
+            raise ValueError(f"specific versions {v} must all be at least 1")
+        return v
 
     @property
     def max_batch_delay_s(self) -> float:

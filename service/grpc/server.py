@@ -5,17 +5,23 @@ from __future__ import annotations
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from service.core import ServingCore
 from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
 from service.grpc.classifier import ImageClassifierServicer
 from service.grpc.tfserving import ModelServicer, PredictionServicer
 
+# The *_pb2 modules, not just *_pb2_grpc, so the service descriptors are in the pool reflection reads.
 SERVICE_NAMES = (
     classifier_pb2.DESCRIPTOR.services_by_name["ImageClassifier"].full_name,
-    "tensorflow.serving.PredictionService",
-    "tensorflow.serving.ModelService",
+    prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+    model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
 )
 
 

@@ -7,7 +7,6 @@ import binascii
 import json
 import re
 from typing import Any
-from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -69,6 +68,8 @@ def _parse_predict(body: bytes) -> tuple[list[bytes], bool]:
         doc = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"JSON Parse error: {exc}") from None
+    except RecursionError:  # e.g. "[[[[...": a client error, not a 500
+        raise InvalidInputError("JSON Parse error: nested too deeply") from None
     if not isinstance(doc, dict):
         raise InvalidInputError("request body must be a JSON object")
     if doc.get("signature_name", "") not in _SIGNATURES:
@@ -98,10 +99,12 @@ def make_router(core: ServingCore) -> APIRouter:
     @router.post("/v1/models/{tail:path}", summary="TF Serving predict: "
                  "/v1/models/{name}[/versions/{v}|/labels/{l}]:predict")
     async def post(request: Request, tail: str) -> JSONResponse:
-        m = _POST.match(request.url.path)
+        # the ASGI path is already percent-decoded: decoding again would let %2572 mean "r"
+        path = request.scope["path"]
+        m = _POST.match(path)
         if not m:
-            raise NotFoundError(f"Malformed request: POST {request.url.path}")
-        name, version, label, verb = unquote(m[1]), m[2], m[3] and unquote(m[3]), m[4].lower()
+            raise NotFoundError(f"Malformed request: POST {path}")
+        name, version, label, verb = m[1], m[2], m[3], m[4].lower()
         if verb != "predict":
             raise InvalidInputError(f"{verb} is not supported by this model; use :predict")
         images, row = _parse_predict(await request.body())
@@ -111,10 +114,11 @@ def make_router(core: ServingCore) -> APIRouter:
 
     @router.get("/v1/models/{tail:path}", summary="TF Serving model status and metadata")
     async def get(request: Request, tail: str) -> JSONResponse:
-        m = _GET.match(request.url.path)
+        path = request.scope["path"]
+        m = _GET.match(path)
         if not m or not m[1]:
-            raise NotFoundError(f"Malformed request: GET {request.url.path}")
-        name, version, label = unquote(m[1]), m[2] and int(m[2]), m[3] and unquote(m[3])
+            raise NotFoundError(f"Malformed request: GET {path}")
+        name, version, label = m[1], m[2] and int(m[2]), m[3]
         if m[4]:
             info = core.model_info(name, version or None, label or None)
             signature_map = {"signature_def": {

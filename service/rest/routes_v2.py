@@ -57,6 +57,18 @@ def _decode(items: list[Any]) -> list[bytes]:
     return images
 
 
+def _classification(out: _Requested) -> int:
+    """The requested output's class count (0: plain tensor); checked before any inference."""
+    if out.name not in _OUTPUTS:
+        raise InvalidInputError(f"unknown output {out.name!r}; outputs are {list(_OUTPUTS)}")
+    k = (out.parameters or {}).get("classification", 0)
+    # a bad value is the client's mistake (400), not an internal error
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise InvalidInputError(f"output {out.name!r}: parameter 'classification' must be a "
+                                f"non-negative integer, got {k!r}")
+    return k
+
+
 def make_router(core: ServingCore) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["kserve-v2"])
     name = core.settings.model_name
@@ -117,18 +129,17 @@ def make_router(core: ServingCore) -> APIRouter:
             first = exc.errors()[0]
             where = ".".join(str(x) for x in first["loc"])
             raise InvalidInputError(f"malformed inference request: {where}: {first['msg']}") from None
-        if len(req.inputs) != 1 or req.inputs[0].datatype != "BYTES":
+        if len(req.inputs) != 1 or req.inputs[0].datatype != "BYTES" or req.inputs[0].name != "image_bytes":
             raise InvalidInputError("expected one BYTES input 'image_bytes' of base64 images")
         tensor = req.inputs[0]
         items = _flatten(tensor.data)
         if int(np.prod(tensor.shape)) != len(items):
             raise InvalidInputError(f"input shape {tensor.shape} does not match its "
                                     f"{len(items)} data elements")
+        wanted = [(out, _classification(out)) for out in req.outputs or [_Requested(name=n) for n in _OUTPUTS]]
         result = await core.classify(model, _decode(items), version=ver)
-        wanted = req.outputs or [_Requested(name=n) for n in _OUTPUTS]
         outputs = []
-        for out in wanted:
-            k = int((out.parameters or {}).get("classification", 0))
+        for out, k in wanted:
             n = len(result.scores)
             if k > 0:  # Triton's classification extension: "score:index:label", best first
                 rows = [[f"{row[j]:.6f}:{j}:{result.labels[j]}" for j in np.argsort(-row)[:k]]
@@ -139,11 +150,9 @@ def make_router(core: ServingCore) -> APIRouter:
                 outputs.append({"name": "scores", "datatype": "FP32",
                                 "shape": list(result.scores.shape),
                                 "data": result.scores.ravel().tolist()})
-            elif out.name == "label":
+            else:
                 outputs.append({"name": "label", "datatype": "BYTES", "shape": [n],
                                 "data": [p.label for p in result.predictions]})
-            else:
-                raise InvalidInputError(f"unknown output {out.name!r}; outputs are {list(_OUTPUTS)}")
         reply: dict[str, Any] = {"model_name": model, "model_version": str(result.model_version),
                                  "outputs": outputs}
         if req.id is not None:

@@ -25,7 +25,7 @@ class VersionOut(BaseModel):
     version: int
     state: str
     error: str | None = None
-    labels: list[str] = []
+    labels: list[str] = Field(default_factory=list, description="Class names, in score order")
     val_accuracy: float | None = None
     created: str | None = None
 

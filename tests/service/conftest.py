@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +40,9 @@ class RunningServer:
             await self.server.start()
         except BaseException as exc:
             self._error = exc
+            if self.server is not None:  # half started: release its ports and threads
+                with contextlib.suppress(Exception):
+                    await self.server.stop()
             self._started.set()
             return
         self._started.set()
@@ -99,7 +103,8 @@ def start_server() -> Iterator[Callable[..., RunningServer]]:
     """Start extra servers with their own settings; all are stopped after the test."""
     started: list[RunningServer] = []
 
-    def start(model_root: Path, backend: Any = None, **overrides: Any) -> RunningServer:
+    def start(model_root: Path, backend: Any = None, /, **overrides: Any) -> RunningServer:
+        # positional-only backend object, so `backend="tfserving"` reaches the settings
         server = RunningServer(test_settings(model_root, **overrides), backend).start()
         started.append(server)
         return server
