@@ -29,7 +29,8 @@ def error_response(exc: ServiceError) -> JSONResponse:
 
 
 def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
-    app = FastAPI(title="imgclf", version="0.1.0",
+    # no trailing-slash redirects: TF Serving clients expect a 404, not a 307, for /v1/models
+    app = FastAPI(title="imgclf", version="0.1.0", redirect_slashes=False,
                   description="Rock-paper-scissors image classification over REST: a native "
                               "API, TensorFlow Serving's REST API and KServe V2.")
     app.state.core = core
