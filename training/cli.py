@@ -14,6 +14,16 @@ from rich.table import Table
 console = Console(stderr=True)
 
 
+def print_confusion(title: str, labels: tuple[str, ...], matrix: list[list[int]]) -> None:
+    table = Table(title=title)
+    table.add_column("true \\ predicted")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for label, row in zip(labels, matrix, strict=True):
+        table.add_row(label, *map(str, row))
+    console.print(table)
+
+
 def train_command(
     data: Annotated[str, typer.Option(help="synthetic (embedded, no network), rps (download "
                                            "the talk's dataset) or a folder of class folders")]
@@ -59,13 +69,7 @@ def train_command(
     except (DataError, ExportError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    table = Table(title=f"validation confusion matrix (version {result.version})")
-    table.add_column("true \\ predicted")
-    for label in result.labels:
-        table.add_column(label, justify="right")
-    for label, row in zip(result.labels, result.confusion, strict=True):
-        table.add_row(label, *map(str, row))
-    console.print(table)
+    print_confusion(f"validation confusion matrix (version {result.version})", result.labels, result.confusion)
     console.print(f"run reports: {result.run_dir}")
     # the one line to grep in logs
     print(f"wrote {result.path} (version {result.version}): val_accuracy={result.val_accuracy:.4f} "
@@ -88,13 +92,7 @@ def evaluate_command(
     except DataError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    table = Table(title=f"confusion matrix of {model_dir} on {data}")
-    table.add_column("true \\ predicted")
-    for label in result.labels:
-        table.add_column(label, justify="right")
-    for label, row in zip(result.labels, result.confusion, strict=True):
-        table.add_row(label, *map(str, row))
-    console.print(table)
+    print_confusion(f"confusion matrix of {model_dir} on {data}", result.labels, result.confusion)
     print(f"accuracy={result.accuracy:.4f} on {result.images} images ({result.skipped} unreadable skipped)")
 
 
