@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,32 +16,37 @@ import httpx
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def start_serve(env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str], str]:
+    """`imgclf serve` on ports 0; the ports are read from its start-up line (no port races)."""
+    proc = subprocess.Popen([str(BIN / "imgclf"), "serve"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    found = threading.Event()
+
+    def drain() -> None:  # keeps reading so the server never blocks on a full pipe
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "REST on" in line:
+                found.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not found.wait(180):
+        proc.kill()
+        raise AssertionError("imgclf serve never logged its ports:\n" + "".join(lines))
+    match = re.search(r"REST on [^:]+:(\d+)", next(line for line in lines if "REST on" in line))
+    assert match
+    return proc, lines, f"http://127.0.0.1:{match[1]}"
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits(trained_model_root, sample_jpeg):
-    rest, grpc_port = free_port(), free_port()
     env = {**os.environ, "IMGCLF_MODEL_ROOT": str(trained_model_root), "IMGCLF_HOST": "127.0.0.1",
-           "IMGCLF_REST_PORT": str(rest), "IMGCLF_GRPC_PORT": str(grpc_port),
+           "IMGCLF_REST_PORT": "0", "IMGCLF_GRPC_PORT": "0",
            # a long batch delay keeps requests in flight when the signal arrives
            "IMGCLF_MAX_BATCH_DELAY_MS": "800", "IMGCLF_MAX_BATCH_SIZE": "64"}
-    proc = subprocess.Popen([str(BIN / "imgclf"), "serve"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc, lines, url = start_serve(env)
     try:
-        url = f"http://127.0.0.1:{rest}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("server never became ready")
+        assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200  # ready once it logs its ports
         results: list[int] = []
 
         def call() -> None:
@@ -49,10 +54,12 @@ def test_sigterm_finishes_in_flight_requests_then_exits(trained_model_root, samp
                            timeout=30)
             results.append(r.status_code)
 
+        # one request first: the model is now busy, so the next ones wait for a batch
         threads = [threading.Thread(target=call) for _ in range(6)]
         for t in threads:
             t.start()
-        time.sleep(0.3)  # the requests are queued for their batch now
+            time.sleep(0.02)
+        time.sleep(0.3)  # the requests are queued or in the model now
         proc.send_signal(signal.SIGTERM)
         for t in threads:
             t.join(30)
@@ -67,8 +74,10 @@ def test_sigterm_finishes_in_flight_requests_then_exits(trained_model_root, samp
     finally:
         if proc.poll() is None:
             proc.kill()
-        output = proc.communicate()[0]
+            proc.wait(10)
+    output = "".join(lines)
     assert "Traceback" not in output, output
+    assert "finishing in-flight requests" in output
 
 
 def test_bad_setting_stops_with_one_line(tmp_path):
