@@ -40,12 +40,15 @@ def train_command(
     val_dir: Annotated[str | None, typer.Option(help="Validation class folders instead of a "
                                                      "split")] = None,
     samples_per_class: Annotated[int, typer.Option(min=1, help="Synthetic images per class")]
-    = 300,
+    = 1000,
     learning_rate: Annotated[float, typer.Option(help="Initial Adam learning rate "
-                                                      "(cosine-decayed)")] = 1e-3,
+                                                      "(cosine-decayed)")] = 3e-4,
     version: Annotated[int | None, typer.Option(min=1, help="Version number (default: next "
                                                             "free)")] = None,
     tflite: Annotated[bool, typer.Option(help="Also write assets.extra/model.tflite")] = False,
+    augment: Annotated[bool | None, typer.Option(
+        "--augment/--no-augment", help="The talk's augmentation (default: on for photos, off for "
+                                       "synthetic images, which are rendered in random poses)")] = None,
     if_missing: Annotated[bool, typer.Option(help="Do nothing when a version already exists")]
     = False,
 ) -> None:
@@ -63,7 +66,7 @@ def train_command(
     config = TrainConfig(data=data, epochs=epochs, batch_size=batch_size, model_root=model_root,
                          name=name, seed=seed, strategy=strategy, val_split=val_split,
                          val_dir=val_dir, samples_per_class=samples_per_class,
-                         learning_rate=learning_rate, version=version, tflite=tflite)
+                         learning_rate=learning_rate, version=version, tflite=tflite, augment=augment)
     try:
         result = train(config)
     except (DataError, ExportError) as exc:

@@ -67,6 +67,7 @@ class Datasets:
     val_set: ImageSet
     source: str
     source_hash: str
+    augmented: bool = True
 
 
 def load_synthetic(samples_per_class: int, seed: int = 0) -> ImageSet:
@@ -189,7 +190,7 @@ def to_dataset(images: ImageSet, batch_size: int, *, training: bool, seed: int =
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def load_source(data: str, *, samples_per_class: int = 300, seed: int = 0) -> tuple[ImageSet, str]:
+def load_source(data: str, *, samples_per_class: int = 1000, seed: int = 0) -> tuple[ImageSet, str]:
     """`synthetic`, `rps` (downloaded on request) or a folder path -> (images, description)."""
     if data == "synthetic":
         return load_synthetic(samples_per_class, seed), f"synthetic(samples_per_class={samples_per_class}, seed={seed})"
@@ -202,9 +203,16 @@ def load_source(data: str, *, samples_per_class: int = 300, seed: int = 0) -> tu
 
 
 def make_datasets(data: str = "synthetic", *, batch_size: int = 32, val_split: float = 0.2,
-                  val_dir: str | None = None, seed: int = 0, samples_per_class: int = 300,
-                  augment: bool = True, image_size: int = IMAGE_SIZE) -> Datasets:
-    """Load a source, split off validation (or read --val-dir) and build both pipelines."""
+                  val_dir: str | None = None, seed: int = 0, samples_per_class: int = 1000,
+                  augment: bool | None = None, image_size: int = IMAGE_SIZE) -> Datasets:
+    """Load a source, split off validation (or read --val-dir) and build both pipelines.
+
+    `augment=None` (auto) augments photos as the talk does and leaves synthetic images alone:
+    their renderer already draws every one with its own rotation, scale, position and flip, and
+    augmenting them again mostly slows learning (measured: see the README's training guide).
+    """
+    if augment is None:
+        augment = data != "synthetic"
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
     everything, source = load_source(data, samples_per_class=samples_per_class, seed=seed)
@@ -221,4 +229,5 @@ def make_datasets(data: str = "synthetic", *, batch_size: int = 32, val_split: f
         val_set=val_set,
         source=source,
         source_hash=everything.content_hash(),
+        augmented=augment,
     )

@@ -8,7 +8,7 @@ from training.preprocessing import INPUT_SHAPE
 
 
 def make_model(input_shape: tuple[int, int, int] = INPUT_SHAPE, num_classes: int = 3,
-               learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 1e-3,
+               learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 3e-4,
                ) -> keras.Model:
     """Conv2D+MaxPool x4 (64, 64, 128, 128), Flatten, Dropout 0.5, Dense 512, softmax.
 

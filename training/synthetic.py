@@ -35,7 +35,7 @@ def _skin(rng: np.random.Generator) -> tuple[int, int, int]:
 def _background(rng: np.random.Generator, size: int) -> Image.Image:
     """A gradient with clutter: shapes and colours that carry no class information."""
     a, b = np.array(_colour(rng), float), np.array(_colour(rng), float)
-    if rng.random() < 0.35:  # many real photos are on a plain, light background
+    if rng.random() < 0.5:  # many real photos are on a plain, light background
         a = np.full(3, rng.uniform(200, 255))
         b = a - rng.uniform(0, 40)
     t = np.linspace(0, 1, size)[:, None, None]
@@ -45,11 +45,11 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
         arr = np.rot90(arr, k=int(rng.integers(4))).copy()
     img = Image.fromarray(arr.astype(np.uint8))
     draw = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(0, 6))):
+    for _ in range(int(rng.integers(0, 4))):
         x0, y0 = rng.integers(0, size, size=2)
         w, h = rng.integers(size // 20, size // 3, size=2)
-        colour = _skin(rng) if rng.random() < 0.2 else _colour(rng)
-        shape = rng.integers(3)
+        colour = _skin(rng) if rng.random() < 0.1 else _colour(rng)
+        shape = rng.choice(3, p=[0.45, 0.45, 0.1])  # few lines: they look like fingers
         box = (int(x0), int(y0), int(x0 + w), int(y0 + h))
         if shape == 0:
             draw.ellipse(box, fill=colour)
@@ -139,10 +139,11 @@ def render(kind: str, rng: np.random.Generator, size: int = 150) -> Image.Image:
     hand = _hand_layer(kind, rng, canvas)
     if rng.random() < 0.5:
         hand = hand.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    scale = rng.uniform(0.75, 1.25)
+    scale = rng.uniform(0.85, 1.15)
     hand = hand.resize((int(canvas * scale),) * 2, Image.Resampling.BILINEAR)
-    hand = hand.rotate(rng.uniform(-180, 180), resample=Image.Resampling.BILINEAR, expand=False)
-    offset = (rng.uniform(-0.2, 0.2, size=2) * canvas).astype(int)
+    angle = rng.uniform(-40, 40) + (90 if rng.random() < 0.5 else 0)  # upright or from the side
+    hand = hand.rotate(angle, resample=Image.Resampling.BILINEAR, expand=False)
+    offset = (rng.uniform(-0.12, 0.12, size=2) * canvas).astype(int)
     pos = ((canvas - hand.width) // 2 + offset[0], (canvas - hand.height) // 2 + offset[1])
     placed = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
     placed.paste(hand, (int(pos[0]), int(pos[1])), hand)  # paste clips at the borders

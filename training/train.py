@@ -34,11 +34,12 @@ class TrainConfig:
     strategy: str = "default"
     val_split: float = 0.2
     val_dir: str | None = None
-    samples_per_class: int = 300
-    learning_rate: float = 1e-3
+    samples_per_class: int = 1000
+    learning_rate: float = 3e-4
     version: int | None = None
     tflite: bool = False
     runs_root: Path | None = None  # default: `runs/` beside the model root
+    augment: bool | None = None  # None: the talk's augmentation for photos, none for synthetic
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -169,7 +170,7 @@ def train(config: TrainConfig) -> TrainResult:
     # data first: a bad --data or --val-dir must not leave an empty run folder behind
     datasets = make_datasets(config.data, batch_size=config.batch_size, val_split=config.val_split,
                              val_dir=config.val_dir, seed=config.seed,
-                             samples_per_class=config.samples_per_class)
+                             samples_per_class=config.samples_per_class, augment=config.augment)
     model_dir = Path(config.model_root) / config.name
     runs_root = config.runs_root or Path(config.model_root).resolve().parent / "runs"
     planned = config.version or next_version(model_dir)
@@ -206,6 +207,7 @@ def train(config: TrainConfig) -> TrainResult:
         "epochs": config.epochs,
         "best_epoch": best.best_epoch,
         "batch_size": config.batch_size,
+        "augmentation": datasets.augmented,
         "seed": config.seed,
         "train_accuracy": round(train_accuracy, 4),
         "val_accuracy": round(val_accuracy, 4),
