@@ -76,6 +76,8 @@ def test_hot_reload_under_load_loses_no_request(tmp_path, trained_model_root, sa
     assert all(v == 2 for t, _, v in replies if t > switched_at + 0.5)
     assert written_at < switched_at
     # picked up within a poll interval plus load and warm-up time
+    print(f"version 2 answered {switched_at - published_at:.2f} s after it was published; "
+          f"{len(replies)} requests, {statuses.count(200)} answered 200")
     assert switched_at - published_at < 0.5 + 30
     status = httpx.get(f"{server.rest_url}/v1/models/rps").json()["model_version_status"]
     assert {s["version"]: s["state"] for s in status} == {"2": "AVAILABLE", "1": "END"}
