@@ -74,7 +74,7 @@ def _bootstrap(model_root: Path, name: str) -> None:
     if scan_versions(model_root / name):
         return
     typer.echo(f"no version under {model_root / name}: training a first one on the embedded "
-               "synthetic data (a few minutes; progress below)", err=True)
+               "synthetic data (about 9 minutes on 2 cores; progress below)", err=True)
     from training.train import TrainConfig, train
 
     result = train(TrainConfig(data="synthetic", model_root=model_root, name=name))
