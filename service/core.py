@@ -125,16 +125,15 @@ class ServingCore:
         self.registry.resolve(version, label)  # unknown version or label: 404 before any work
         many = len(images) > 1
         if sum(len(i) for i in images) > 256 * 1024:  # big inputs: check off the event loop
-            await asyncio.to_thread(self._check_all, images, many)
+            images = await asyncio.to_thread(self._check_all, images, many)
         else:
-            self._check_all(images, many)
+            images = self._check_all(images, many)
         served = self.registry.resolve(version, label)  # resolved again: a swap may have happened
         assert served.batcher is not None
         scores = await served.batcher.submit(images, timeout or s.request_timeout_s)
         return ClassifyResult(name, served.version, served.labels, scores)
 
-    def _check_all(self, images: Sequence[bytes], many: bool) -> None:
+    def _check_all(self, images: Sequence[bytes], many: bool) -> list[bytes]:
         s = self.settings
-        for i, data in enumerate(images):
-            check_image(data, max_pixels=s.max_image_pixels, min_side=s.min_image_side,
-                        index=i + 1 if many else 0)
+        return [check_image(data, max_pixels=s.max_image_pixels, min_side=s.min_image_side,
+                            index=i + 1 if many else 0) for i, data in enumerate(images)]

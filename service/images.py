@@ -12,8 +12,8 @@ from service.errors import InvalidInputError
 FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # what the graph's tf.io.decode_image reads
 
 
-def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) -> tuple[int, int]:
-    """Raise InvalidInputError with a reason a client can act on; return (width, height).
+def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) -> bytes:
+    """Raise InvalidInputError with a reason a client can act on; return the bytes for the model.
 
     The header gives the size without decoding, so a 20000x20000 bomb costs nothing; a
     reduced-size decode (JPEG draft mode) then proves the data is complete.
@@ -49,4 +49,9 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) 
             img.load()
         except (OSError, SyntaxError, ValueError) as exc:
             raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
-    return width, height
+        if img.format == "BMP" and img.mode in ("P", "1"):
+            # TensorFlow reads palette BMPs as grey indices and fails on 1-bit ones: send RGB PNG
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, format="PNG")
+            return buf.getvalue()
+    return data

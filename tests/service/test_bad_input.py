@@ -391,3 +391,22 @@ def test_v2_unknown_output_and_bad_version(serving, sample_jpeg):
         _error(httpx.post(f"{serving.rest_url}/v2/models/rps/infer", json=body), 400, "classification")
     _error(httpx.post(f"{serving.rest_url}/v2/models/rps/versions/99/infer", json=good), 404, "99")
     _error(httpx.post(f"{serving.rest_url}/v2/models/rps/versions/abc/infer", json=good), 400)
+
+
+def test_palette_and_one_bit_bmps_classify_like_their_rgb_png(serving, sample_jpeg):
+    """TensorFlow misreads palette BMPs (grey indices) and fails on 1-bit ones: the server converts them."""
+    import io
+
+    from PIL import Image
+
+    rgb = Image.open(io.BytesIO(sample_jpeg)).convert("RGB")
+    for mode in ("P", "1"):
+        converted = rgb.convert(mode)
+        bmp, png = io.BytesIO(), io.BytesIO()
+        converted.save(bmp, format="BMP")
+        converted.convert("RGB").save(png, format="PNG")
+        a = httpx.post(f"{serving.rest_url}/predict", content=bmp.getvalue(), headers={"content-type": "image/bmp"})
+        b = httpx.post(f"{serving.rest_url}/predict", content=png.getvalue(), headers={"content-type": "image/png"})
+        assert a.status_code == 200 and b.status_code == 200, (mode, a.text, b.text)
+        sa, sb = a.json()["predictions"][0]["scores"], b.json()["predictions"][0]["scores"]
+        assert all(abs(sa[k] - sb[k]) < 1e-5 for k in sa), (mode, sa, sb)
