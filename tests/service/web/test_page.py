@@ -186,15 +186,21 @@ def test_unsure_frame_asks_for_the_hand_again(browse):
     b.assert_clean_console()
 
 
-def test_camera_refused(browse):
-    b = browse()  # no camera permission and no fake prompt: Chromium refuses for real
+def camera_error(b) -> tuple[str | None, str]:
+    """Press "Start camera" and return the (error name, message) the page shows."""
     b.page.get_by_test_id("tab-play").click()
     b.page.get_by_test_id("camera-start").click()
     message = b.page.locator('[data-testid="camera-message"][data-error]')
     message.wait_for()
-    assert message.get_attribute("data-error") == "NotAllowedError"
-    assert "permission was refused" in message.inner_text()
     assert b.page.get_by_test_id("play-round").is_disabled()
+    return message.get_attribute("data-error"), message.inner_text()
+
+
+def test_camera_refused(browse):
+    b = browse()  # no camera permission and no fake prompt: Chromium refuses for real
+    name, text = camera_error(b)
+    assert name == "NotAllowedError"
+    assert "permission was refused" in text
     assert b.page.get_by_test_id("camera-start").is_enabled()
     b.shot("play-camera-refused")
     b.assert_clean_console()
@@ -209,13 +215,9 @@ navigator.mediaDevices.getUserMedia = () =>
 
 def test_no_camera(browse):
     b = browse(camera=True, init_script=NO_CAMERA)
-    b.page.get_by_test_id("tab-play").click()
-    b.page.get_by_test_id("camera-start").click()
-    message = b.page.locator('[data-testid="camera-message"][data-error]')
-    message.wait_for()
-    assert message.get_attribute("data-error") == "NotFoundError"
-    assert "No camera was found" in message.inner_text()
-    assert b.page.get_by_test_id("play-round").is_disabled()
+    name, text = camera_error(b)
+    assert name == "NotFoundError"
+    assert "No camera was found" in text
     b.shot("play-no-camera")
     b.assert_clean_console()
 
