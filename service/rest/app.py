@@ -7,13 +7,16 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
+from service.auth import KeyChecker
 from service.core import ServingCore
 from service.errors import ServiceError
 from service.rest import routes_native, routes_tfserving, routes_v2
+from service.rest.guards import CLIENT_CLOSED, AuthMiddleware, DeadlineMiddleware
 from service.rest.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.settings import ServeSettings
 
@@ -52,6 +55,12 @@ def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # the client left mid-body: its event, not a server error (no traceback, not a 5xx)
+        log.info("client closed %s %s while sending the body", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -67,6 +76,8 @@ def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
 
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(DeadlineMiddleware, timeout_s=settings.request_timeout_s)
+    app.add_middleware(AuthMiddleware, keys=KeyChecker(settings))
     app.add_middleware(MetricsMiddleware, metrics=core.metrics)
     return app
 

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from service.core import ServingCore
 from service.errors import InvalidInputError
+from service.rest.guards import DEADLINE
 from service.rest.schemas import ERROR_RESPONSES, ModelsResponse, PredictResponse, VersionOut
 
 _PREDICT_BODY = {
@@ -36,7 +37,8 @@ def make_router(core: ServingCore) -> APIRouter:
                       label: str | None = Query(None, description="Pin a version label")
                       ) -> PredictResponse:
         images = await read_images(request)
-        result = await core.classify(name, images, version=version, label=label)
+        result = await core.classify(name, images, version=version, label=label,
+                                     deadline=request.scope.get(DEADLINE))
         return PredictResponse(
             model_name=result.model_name, model_version=result.model_version,
             predictions=[p.__dict__ for p in result.predictions])  # type: ignore[misc]

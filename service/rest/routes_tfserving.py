@@ -14,6 +14,7 @@ from google.protobuf.json_format import MessageToDict
 
 from service.core import ClassifyResult, ServingCore
 from service.errors import InvalidInputError, NotFoundError
+from service.rest.guards import DEADLINE
 
 # TF Serving's own route patterns (http_rest_api_util.cc), matched case-insensitively.
 _POST = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(classify|regress|predict)$",
@@ -66,7 +67,7 @@ def _images_from_columns(inputs: Any) -> list[bytes]:
 def _parse_predict(body: bytes) -> tuple[list[bytes], bool]:
     try:
         doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # also UnicodeDecodeError, and ints over Python's 4,300 digits
         raise InvalidInputError(f"JSON Parse error: {exc}") from None
     except RecursionError:  # e.g. "[[[[...": a client error, not a 500
         raise InvalidInputError("JSON Parse error: nested too deeply") from None
@@ -109,7 +110,7 @@ def make_router(core: ServingCore) -> APIRouter:
             raise InvalidInputError(f"{verb} is not supported by this model; use :predict")
         images, row = _parse_predict(await request.body())
         result = await core.classify(name, images, version=int(version) if version else None,
-                                     label=label)
+                                     label=label, deadline=request.scope.get(DEADLINE))
         return JSONResponse(_predict_reply(result, row))
 
     @router.get("/v1/models/{tail:path}", summary="TF Serving model status and metadata")

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from service.core import ServingCore
 from service.errors import InvalidInputError
+from service.rest.guards import DEADLINE
 
 _OUTPUTS = ("scores", "label")
 
@@ -137,7 +138,7 @@ def make_router(core: ServingCore) -> APIRouter:
             raise InvalidInputError(f"input shape {tensor.shape} does not match its "
                                     f"{len(items)} data elements")
         wanted = [(out, _classification(out)) for out in req.outputs or [_Requested(name=n) for n in _OUTPUTS]]
-        result = await core.classify(model, _decode(items), version=ver)
+        result = await core.classify(model, _decode(items), version=ver, deadline=request.scope.get(DEADLINE))
         outputs = []
         for out, k in wanted:
             n = len(result.scores)
