@@ -111,7 +111,7 @@ class ServingCore:
             picks = sorted(seen.values(), key=lambda s: s.version, reverse=True)
             if not picks:
                 where = (f"on TF Serving at {self.settings.tfserving_target}" if self.settings.backend == "tfserving"
-                         else f"under {self.settings.model_root / name}")
+                         else f"under <model-root>/{name}/")  # no server paths to clients
                 raise NotFoundError(f"model {name!r} has no versions {where}")
         return [VersionStatus(s.version, s.state, s.error) for s in picks]
 

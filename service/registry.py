@@ -144,6 +144,13 @@ class ModelRegistry:
                 if version not in found or (version not in wanted and not keep_old):
                     await self._unload(served)
 
+    def _public(self, text: str) -> str:
+        root = self.settings.model_root
+        for path in sorted({str(root.resolve()), str(root.absolute()), str(root)}, key=len, reverse=True):
+            if path not in ("", "."):
+                text = text.replace(path, "<model-root>")
+        return text
+
     async def _load(self, version: int, fingerprint: str) -> None:
         served = ServedVersion(version, fingerprint)
         self.versions[version] = served
@@ -155,11 +162,13 @@ class ModelRegistry:
             model = await loop.run_in_executor(self._loader, self.backend.load, self.name, version)
             await loop.run_in_executor(self._loader, self._warm_up, model)
         except Exception as exc:
-            served.state, served.error, served.updated = END, f"{type(exc).__name__}: {exc}", time.time()
+            detail = f"{type(exc).__name__}: {exc}"
+            # clients see the status: paths on the server's disk stay in the server's log
+            served.state, served.error, served.updated = END, self._public(detail), time.time()
             self.metrics.set_state(version, END, STATES)
             self.metrics.load_failures.labels(str(version)).inc()
             log.error("version %d of %s failed to load; still serving %s: %s", version, self.name,
-                      self.available_versions() or "nothing", served.error)
+                      self.available_versions() or "nothing", detail)
             return
         queue_gauge = self.metrics.queue_depth.labels(str(version))
 

@@ -100,5 +100,6 @@ class DeadlineMiddleware:
             await send({"type": "http.response.start", "status": CLIENT_CLOSED, "headers": []})
             await send({"type": "http.response.body", "body": b""})
         else:
+            # connection: close, as the rest of a slow body may still be on its way
             await send_json(send, 504, f"no answer within the {self.timeout_s:g} s deadline (counted "
-                            "from the request's first byte)")
+                            "from the request's first byte)", [(b"connection", b"close")])
