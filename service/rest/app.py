@@ -16,8 +16,10 @@ from service.auth import KeyChecker
 from service.core import ServingCore
 from service.errors import ServiceError
 from service.rest import routes_native, routes_tfserving, routes_v2
+from service.rest.docs import add_docs
 from service.rest.guards import CLIENT_CLOSED, AuthMiddleware, DeadlineMiddleware
 from service.rest.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.rest.openapi import install_openapi
 from service.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ def error_response(exc: ServiceError) -> JSONResponse:
 
 def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
     # no trailing-slash redirects: TF Serving clients expect a 404, not a 307, for /v1/models
-    app = FastAPI(title="imgclf", version="0.1.0", redirect_slashes=False,
+    app = FastAPI(title="imgclf", version="0.1.0", redirect_slashes=False, docs_url=None, redoc_url=None,
                   description="Rock-paper-scissors image classification over REST: a native "
                               "API, TensorFlow Serving's REST API and KServe V2.")
     app.state.core = core
@@ -69,6 +71,8 @@ def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
     app.include_router(routes_native.make_router(core))
     app.include_router(routes_tfserving.make_router(core))
     app.include_router(routes_v2.make_router(core))
+    add_docs(app)
+    install_openapi(app, settings)
     if (STATIC / "index.html").exists():
         @app.get("/", include_in_schema=False)
         async def index() -> FileResponse:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from service.core import ServingCore
-from service.errors import InvalidInputError
+from service.errors import InvalidInputError, NotFoundError
 from service.rest.guards import DEADLINE
 
 _OUTPUTS = ("scores", "label")
@@ -120,12 +120,14 @@ def make_router(core: ServingCore) -> APIRouter:
     @router.get("/models/{model}/versions/{ver}/ready")
     async def version_ready(model: str, ver: int) -> Response:
         core.check_name(model)
+        if ver not in core.registry.versions:  # never seen: 404, like an unknown model
+            raise NotFoundError(f"version {ver} of model {model!r} not found")
         ok = ver in core.registry.available_versions()
         return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)
 
     async def infer(request: Request, model: str, ver: int | None) -> dict[str, Any]:
         try:
-            req = InferRequest.model_validate_json(await request.body())
+            req = InferRequest.model_validate_json(await request.body(), strict=True)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(x) for x in first["loc"])
