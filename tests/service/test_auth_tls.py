@@ -155,9 +155,8 @@ def test_tls_on_rest_and_grpc(trained_model_root, pki, sample_jpeg, start_server
     with grpc.secure_channel(server.grpc_target, creds) as channel:
         stub = classifier_pb2_grpc.ImageClassifierStub(channel)
         assert len(stub.Classify(pb.ClassifyRequest(images=[sample_jpeg]), timeout=30).predictions) == 1
-    with grpc.insecure_channel(server.grpc_target) as channel:
-        with pytest.raises(grpc.RpcError):
-            classifier_pb2_grpc.ImageClassifierStub(channel).GetModelStatus(pb.ModelStatusRequest(), timeout=5)
+    with grpc.insecure_channel(server.grpc_target) as channel, pytest.raises(grpc.RpcError):
+        classifier_pb2_grpc.ImageClassifierStub(channel).GetModelStatus(pb.ModelStatusRequest(), timeout=5)
 
 
 def test_mutual_tls_needs_a_client_certificate(trained_model_root, pki, sample_jpeg, start_server):
