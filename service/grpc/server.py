@@ -17,6 +17,7 @@ from service.core import ServingCore
 from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
 from service.grpc.auth import ApiKeyInterceptor
 from service.grpc.classifier import ImageClassifierServicer
+from service.grpc.decode import DecodeErrorInterceptor
 from service.grpc.tfserving import ModelServicer, PredictionServicer
 from service.settings import ServeSettings
 
@@ -50,7 +51,8 @@ def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int
     # taking half of the connections
     server = grpc.aio.server(options=[*channel_options(core.settings.grpc_max_message_bytes),
                                       ("grpc.so_reuseport", 0)],
-                             interceptors=[ApiKeyInterceptor(keys)] if keys.enabled else [])
+                             interceptors=[*([ApiKeyInterceptor(keys)] if keys.enabled else []),
+                                           DecodeErrorInterceptor()])
     classifier_pb2_grpc.add_ImageClassifierServicer_to_server(ImageClassifierServicer(core), server)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core),
                                                                         server)
