@@ -72,8 +72,8 @@ def test_multipart_bodies(client, body):
 
 
 @FUZZ
-@given(body=tf_serving_bodies(), path=st.sampled_from(["rps:predict", "rps/versions/1:predict",
-                                                      "rps/labels/stable:predict", "rps/versions/99999999999999999999:predict"]))
+@given(body=tf_serving_bodies(), path=st.sampled_from([
+    "rps:predict", "rps/versions/1:predict", "rps/labels/stable:predict", "rps/versions/99999999999999999999:predict"]))
 def test_tf_serving_bodies(client, body, path):
     _ok(client.post(f"/v1/models/{path}", content=body))
 
