@@ -35,7 +35,7 @@ DEADLINE_S = 30.0  # IMGCLF_REQUEST_TIMEOUT_S, the server's default
 
 
 def start(models: Path, **env: str) -> tuple[subprocess.Popen[bytes], str, str]:
-    rest, grpc_port = free_port(), free_port()
+    rest, grpc_port = free_port(), int(env.pop("IMGCLF_GRPC_PORT", 0)) or free_port()
     full = {**os.environ, "IMGCLF_MODEL_ROOT": str(models), "IMGCLF_HOST": "127.0.0.1",
             "IMGCLF_REST_PORT": str(rest), "IMGCLF_GRPC_PORT": str(grpc_port), "IMGCLF_LOG_LEVEL": "warning",
             "TF_CPP_MIN_LOG_LEVEL": "2", **env}
@@ -262,6 +262,12 @@ async def sigterm(models: Path, image: bytes) -> dict[str, Any]:
             "exit_code": code, "exit_s": time.monotonic() - signalled}
 
 
+async def rounds(url: str, image: bytes, label: str, results: list[tuple[float, int, float, bool]],
+                 done: asyncio.Event) -> None:
+    while not done.is_set():  # 1 s rounds of 8 clients, so the load stops soon after `done`
+        await closed_loop(url, post_image(image), 8, 1, label, results)
+
+
 # -- TF Serving backend faults --------------------------------------------------------------
 async def tfserving_faults(models: Path, image: bytes) -> dict[str, Any]:
     grpc_port = free_port()
@@ -274,8 +280,9 @@ async def tfserving_faults(models: Path, image: bytes) -> dict[str, Any]:
     try:
         for fault in ("killed", "hung", "model removed"):
             results: list[tuple[float, int, float, bool]] = []
-            load = asyncio.get_running_loop().create_task(
-                closed_loop(url, post_image(image), 8, 14, label, results))
+            done = asyncio.Event()
+
+            loader = asyncio.get_running_loop().create_task(rounds(url, image, label, results, done))
             await asyncio.sleep(3)
             began = time.monotonic()
             if fault == "killed":
@@ -293,14 +300,21 @@ async def tfserving_faults(models: Path, image: bytes) -> dict[str, Any]:
                 await asyncio.sleep(4)
                 (models / "rps" / ".away").rename(version)
             ended = time.monotonic()
-            await load
+            while time.monotonic() - ended < 60 and not any(r[0] >= ended and r[3] for r in results):
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2)
+            done.set()
+            await loader
+            before = [r for r in results if r[0] < began]
             during = [r for r in results if began <= r[0] < ended]
             after_ok = [r[0] for r in results if r[0] >= ended and r[3]]
-            out[fault] = {"fault_s": round(ended - began, 1), "statuses_during": dict(Counter(r[1] for r in during)),
+            out[fault] = {"fault_s": round(ended - began, 1),
+                          "statuses_before": dict(Counter(r[1] for r in before)),
+                          "statuses_during": dict(Counter(r[1] for r in during)),
                           "server_errors_500": sum(1 for r in results if r[1] == 500),
                           "max_latency_s": max(r[2] for r in results),
                           "recovered_after_s": (after_ok[0] - ended) if after_ok else float("nan"),
-                          "ok_before_fault": all(r[3] for r in results if r[0] < began)}
+                          "after_recovery_ok": all(r[3] for r in results if after_ok and r[0] >= after_ok[0] + 1)}
             print(f"  {fault}: {out[fault]}", flush=True)
     finally:
         stop(front)
@@ -331,7 +345,8 @@ def report(res: dict[str, Any]) -> str:
                   f"({t['answered_after_signal']} still answered); exit code {t['exit_code']} after "
                   f"{t['exit_s']:.1f} s"]
     for fault, f in (res.get("tfserving") or {}).items():
-        lines += [f"TF Serving backend {fault} for {f['fault_s']} s: statuses during {f['statuses_during']}, "
+        lines += [f"TF Serving backend {fault} for {f['fault_s']} s: statuses before {f['statuses_before']}, "
+                  f"during {f['statuses_during']}, "
                   f"500s {f['server_errors_500']}, max latency {f['max_latency_s']:.2f} s, first good answer "
                   f"{f['recovered_after_s']:.2f} s after the fault ended"]
     return "\n".join(lines)
