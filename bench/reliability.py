@@ -66,7 +66,15 @@ class Conn:
         self.rw: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def request(self, raw: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
-        """(status, headers, body); status 0 when the connection failed."""
+        """(status, headers, body); status 0 when the connection failed. A kept-alive connection
+        the server closed while idle is reopened once, as HTTP clients do."""
+        reused = self.rw is not None
+        status, headers, body = await self._request(raw)
+        if status == 0 and reused:
+            status, headers, body = await self._request(raw)
+        return status, headers, body
+
+    async def _request(self, raw: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
         try:
             if self.rw is None:
                 self.rw = await asyncio.open_connection(self.host, self.port)

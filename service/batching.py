@@ -81,17 +81,21 @@ class Batcher:
     def idle(self) -> bool:
         return not self._queue and not self._inflight
 
-    async def submit(self, images: Sequence[bytes], timeout: float,
-                     pixels: Sequence[int] | None = None) -> np.ndarray:
-        """Scores for `images` (one row each), within `timeout` seconds; `pixels` per image."""
+    def check_room(self, images: int) -> None:
+        """Raise at once when `images` more would not fit: cheap, so callers check before costly work."""
         if self._closing:
             raise UnavailableError("this model version is unloading; retry", retry_after=1)
-        if not images:
-            raise InvalidInputError("no images in the request")
-        if self._queued_images + len(images) > self.max_queue:
+        if self._queued_images + images > self.max_queue:
             raise OverloadedError(
                 f"server busy: {self._queued_images} images queued (limit {self.max_queue}); "
                 "retry shortly", retry_after=1)
+
+    async def submit(self, images: Sequence[bytes], timeout: float,
+                     pixels: Sequence[int] | None = None) -> np.ndarray:
+        """Scores for `images` (one row each), within `timeout` seconds; `pixels` per image."""
+        if not images:
+            raise InvalidInputError("no images in the request")
+        self.check_room(len(images))
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout
         items = [_Item(chunk, loop.create_future(), deadline, size)

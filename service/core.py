@@ -131,7 +131,9 @@ class ServingCore:
         if len(images) > s.max_images_per_request:
             raise PayloadTooLargeError(f"{len(images)} images in one request; the limit is "
                                        f"{s.max_images_per_request}")
-        self.registry.resolve(version, label)  # unknown version or label: 404 before any work
+        first = self.registry.resolve(version, label)  # unknown version or label: 404 before any work
+        assert first.batcher is not None
+        first.batcher.check_room(len(images))  # overloaded: 429 before the images are checked
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 checked = await self._check_all(images)

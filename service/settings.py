@@ -41,7 +41,8 @@ class ServeSettings(BaseSettings):
     max_batch_delay_ms: float = Field(
         5.0, ge=0, le=1000, description="Longest wait for a batch to fill")
     max_queue_size: int = Field(
-        256, ge=1, description="Queued images per version before requests get 429")
+        128, ge=1, description="Queued images per version before requests get 429 (bounds the wait: "
+        "~0.5 s at full speed on 2 cores)")
     request_timeout_s: float = Field(30.0, gt=0, description="Per-request deadline")
     inference_threads: int = Field(
         2, ge=1, le=64, description="Threads running model calls (batches in flight)")

@@ -8,7 +8,9 @@ from typing import Any
 import grpc
 
 from service.auth import KeyChecker
+from service.errors import GRPC_CODE, Status
 
+_CODE = GRPC_CODE[Status.UNAUTHENTICATED]
 _MESSAGE = "missing or invalid API key: send metadata `authorization: Bearer <key>` or `x-api-key: <key>`"
 
 
@@ -36,10 +38,10 @@ def _refusing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     """A handler of the same kind (unary or streaming) that only refuses."""
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, _MESSAGE)
+        await context.abort(_CODE, _MESSAGE)
 
     async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, _MESSAGE)
+        await context.abort(_CODE, _MESSAGE)
         yield  # pragma: no cover  (makes this an async generator)
 
     kinds = {(False, False): grpc.unary_unary_rpc_method_handler,

@@ -11,6 +11,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import UNAUTHENTICATED_MESSAGE, KeyChecker
+from service.errors import HTTP_STATUS, Status
 from service.rest.protocol import STARTED
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class AuthMiddleware:
             headers = dict(scope["headers"])
             if not self.keys.allowed(scope["path"], headers.get(b"authorization"),
                                      headers.get(b"x-api-key")):
-                await send_json(send, 401, UNAUTHENTICATED_MESSAGE,
+                await send_json(send, HTTP_STATUS[Status.UNAUTHENTICATED], UNAUTHENTICATED_MESSAGE,
                                 [(b"www-authenticate", b'Bearer realm="imgclf"')])
                 return
         await self.app(scope, receive, send)
