@@ -204,3 +204,62 @@ def test_animated_gif_is_classified_from_its_first_frame(serving):
         assert r.status_code == 200, r.text
         scores.append(r.json()["predictions"][0]["scores"])
     assert scores[0] == pytest.approx(scores[1], abs=1e-5)
+
+
+class _SlowModel:
+    """The real model, slowed down, remembering every image it was given."""
+
+    def __init__(self, model: object, seen: list[bytes]) -> None:
+        self._model = model
+        self.info = model.info  # type: ignore[attr-defined]
+        self.seen = seen
+
+    def predict(self, images):
+        time.sleep(0.4)
+        self.seen.extend(images)
+        return self._model.predict(images)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._model.close()  # type: ignore[attr-defined]
+
+
+class _SlowBackend:
+    kind = "local"
+
+    def __init__(self, root) -> None:
+        from service.backends.local import LocalBackend
+
+        self._inner = LocalBackend(root)
+        self.seen: list[bytes] = []
+
+    def discover(self, name):
+        return self._inner.discover(name)
+
+    def load(self, name, version):
+        return _SlowModel(self._inner.load(name, version), self.seen)
+
+
+def test_client_gone_while_queued_never_reaches_the_model(trained_model_root, sample_jpeg, start_server):
+    backend = _SlowBackend(trained_model_root)
+    server = start_server(trained_model_root, backend, warmup_requests=0, inference_threads=1)
+    busy, gone = _png((64, 64)), _png((65, 65))
+    before = _status_counts(server.rest_url)
+
+    def post(image: bytes) -> bytes:
+        return (f"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\nconnection: close\r\n"
+                f"content-length: {len(image)}\r\n\r\n").encode() + image
+
+    with _raw(server.rest_url) as first:
+        first.sendall(post(busy))  # the model is busy with this one for 0.4 s
+        time.sleep(0.1)
+        with _raw(server.rest_url) as second:
+            second.sendall(post(gone))  # queued behind it ...
+            time.sleep(0.1)
+        # ... and its client leaves before the model is free
+        assert _read_all(first).startswith(b"HTTP/1.1 200")  # the busy one is answered
+    deadline = time.monotonic() + 5
+    while _status_counts(server.rest_url).get("499", 0) <= before.get("499", 0):
+        assert time.monotonic() < deadline, _status_counts(server.rest_url)
+        time.sleep(0.05)
+    time.sleep(0.6)  # time for the model to have taken it, had it stayed queued
+    assert busy in backend.seen and gone not in backend.seen
