@@ -48,9 +48,6 @@ def guarded_protocol(max_header_bytes: int, read_timeout_s: float) -> type[HttpT
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            if self._phase == "done":  # the first bytes of the next request on this connection
-                self._phase, self._head_bytes = "head", 0
-                self._arm()  # the whole head must arrive within one read timeout
             super().data_received(data)
             if self.transport.is_closing():
                 return
@@ -69,6 +66,9 @@ def guarded_protocol(max_header_bytes: int, read_timeout_s: float) -> type[HttpT
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self.scope[STARTED] = time.monotonic()  # type: ignore[literal-required]
+            if self._phase == "done":  # the next request on a kept-alive connection
+                self._phase, self._head_bytes = "head", 0
+                self._arm()  # its whole head must arrive within one read timeout
 
         def on_headers_complete(self) -> None:
             self._phase = "body"
@@ -88,6 +88,9 @@ def guarded_protocol(max_header_bytes: int, read_timeout_s: float) -> type[HttpT
         def _read_timed_out(self) -> None:
             self._timer = None
             if self.transport.is_closing():
+                return
+            if self.flow.read_paused:  # the server, not the client, is behind: wait for it
+                self._arm()
                 return
             log.info("read timeout (%.3g s) from %s: closing the connection", read_timeout_s, self.client)
             if self.cycle is None or not self.cycle.response_started:
