@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,16 @@ async def _checked(requests: AsyncIterator[Any], context: grpc.aio.ServicerConte
         yield request
 
 
+async def _replies(result: Any) -> AsyncIterator[Any]:
+    """A streaming handler either yields its replies or is a coroutine that writes them itself
+    (context.write, as grpc.health's Watch does)."""
+    if inspect.isawaitable(result):
+        await result
+        return
+    async for reply in result:
+        yield reply
+
+
 def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     options = {"request_deserializer": _safe(handler.request_deserializer),
                "response_serializer": handler.response_serializer}
@@ -48,7 +59,7 @@ def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             if request is _UNDECODABLE:
                 await _refuse(context)
-            async for reply in inner_us(request, context):
+            async for reply in _replies(inner_us(request, context)):
                 yield reply
         return grpc.unary_stream_rpc_method_handler(unary_stream, **options)
     if handler.stream_unary:
@@ -60,7 +71,7 @@ def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     inner_ss = handler.stream_stream
 
     async def stream_stream(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async for reply in inner_ss(_checked(requests, context), context):
+        async for reply in _replies(inner_ss(_checked(requests, context), context)):
             yield reply
     return grpc.stream_stream_rpc_method_handler(stream_stream, **options)
 

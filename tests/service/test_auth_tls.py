@@ -117,8 +117,8 @@ def test_every_grpc_method_needs_a_key_except_health(keyed):
                     next(iter(result))  # Health/Watch streams forever: the first message is enough
             except grpc.RpcError as err:
                 code = err.code()
-            if path.startswith("/grpc.health.v1.Health/"):
-                assert code != grpc.StatusCode.UNAUTHENTICATED, (path, code)
+            if path.startswith("/grpc.health.v1.Health/"):  # exempt, and working (List is not in this grpcio)
+                assert code in (grpc.StatusCode.OK, grpc.StatusCode.UNIMPLEMENTED), (path, code)
             else:
                 assert code == grpc.StatusCode.UNAUTHENTICATED, (path, code)
     health = health_pb2_grpc.HealthStub(channel)
