@@ -12,7 +12,7 @@ from training.train import BestEpoch, TrainConfig, train
 
 @pytest.fixture(scope="module")
 def run_dir(trained_model_root):
-    return trained_model_root.parent / "runs" / "rps" / "1"
+    return trained_model_root / "rps" / "runs" / "1"
 
 
 @pytest.fixture(scope="module")
