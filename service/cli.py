@@ -33,7 +33,8 @@ def serve(
     grpc_port: Annotated[int | None, typer.Option(help="[IMGCLF_GRPC_PORT] gRPC port")] = None,
     backend: Annotated[str | None, typer.Option(help="[IMGCLF_BACKEND] local | tfserving")] = None,
     bootstrap: Annotated[bool | None, typer.Option(
-        help="[IMGCLF_BOOTSTRAP] Train a first version on the embedded data when none exists")]
+        "--bootstrap/--no-bootstrap",
+        help="[IMGCLF_BOOTSTRAP] Install the shipped demo version when the model has none (default on)")]
     = None,
 ) -> None:
     """Serve REST and gRPC from one process; every setting also reads IMGCLF_* variables."""
@@ -69,16 +70,33 @@ def serve(
 
 
 def _bootstrap(model_root: Path, name: str) -> None:
-    from training.export import scan_versions
+    """Install the shipped demo version when there is none: ready in seconds, no network, no training."""
+    from service.demo import DemoError, install_demo
 
-    if scan_versions(model_root / name):
+    try:
+        path = install_demo(model_root, name)
+    except DemoError as exc:
+        typer.echo(f"warning: no demo version installed: {exc}", err=True)
         return
-    typer.echo(f"no version under {model_root / name}: training a first one on the embedded "
-               "synthetic data (about 9 minutes on 2 cores; progress below)", err=True)
-    from training.train import TrainConfig, train
+    if path is not None:
+        typer.echo(f"no version under {model_root / name}: installed the demo version shipped with imgclf "
+                   f"as {path} (train your own with `imgclf train`; the server swaps it in)", err=True)
 
-    result = train(TrainConfig(data="synthetic", model_root=model_root, name=name))
-    typer.echo(f"wrote {result.path}: val_accuracy={result.val_accuracy:.4f}", err=True)
+
+@app.command()
+def demo(
+    model_root: Annotated[Path, typer.Option(help="Versions live in MODEL_ROOT/NAME/N/")] = Path("models"),
+    name: Annotated[str, typer.Option(help="Model name")] = "rps",
+) -> None:
+    """Install the demo version shipped with imgclf as version 1 when NAME has no version."""
+    from service.demo import DemoError, install_demo
+
+    try:
+        path = install_demo(model_root, name)
+    except DemoError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"installed {path}" if path else f"{model_root / name} already has a version; nothing to do")
 
 
 @app.command()

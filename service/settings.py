@@ -56,7 +56,8 @@ class ServeSettings(BaseSettings):
         64 * 1024 * 1024, ge=4 * 1024 * 1024, description="gRPC send/receive message limit")
     shutdown_grace_s: float = Field(20.0, ge=0, description="Time in-flight requests get on SIGTERM")
     bootstrap: bool = Field(
-        False, description="Train a first version on the embedded data when none exists")
+        True, description="Install the demo version shipped with imgclf as version 1 when the model has "
+        "no version (local backend, writable model root)")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
 
     @field_validator("model_name")

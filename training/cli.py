@@ -96,16 +96,19 @@ def train_command(
 def evaluate_command(
     model_dir: Annotated[Path, typer.Argument(help="An exported version, e.g. models/rps/3")],
     data: Annotated[str, typer.Option(help="Folder of class folders, rps-test (the talk's test "
-                                           "split, downloaded on request) or synthetic (a fresh set)")],
+                                           "split, downloaded on request), synthetic (a fresh set) or "
+                                           "real-like (unseen CGI hands in held-out scenes, webcam-sized)")],
     seed: Annotated[int, typer.Option(help="Seed of a synthetic set (use another than training's)")] = 1,
-    samples_per_class: Annotated[int, typer.Option(min=1, help="Size of a synthetic set")] = 300,
+    samples_per_class: Annotated[int, typer.Option(min=1, help="Size of a synthetic or real-like set")] = 300,
+    hands: Annotated[str | None, typer.Option(help="real-like: the CGI hands (class folders; default: the "
+                                                   "folder the version was trained on)")] = None,
 ) -> None:
     """Accuracy and confusion matrix of an exported version on held-out images."""
     from training.data import DataError
     from training.evaluate import evaluate
 
     try:
-        result = evaluate(model_dir, data, seed=seed, samples_per_class=samples_per_class)
+        result = evaluate(model_dir, data, seed=seed, samples_per_class=samples_per_class, hands_dir=hands)
     except DataError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

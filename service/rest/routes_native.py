@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -49,8 +51,7 @@ def make_router(core: ServingCore) -> APIRouter:
         for v in sorted(reg.versions.values(), key=lambda s: s.version, reverse=True):
             card = v.model.info.card if v.model else {}
             versions.append(VersionOut(version=v.version, state=v.state, error=v.error,
-                                       labels=list(v.labels), val_accuracy=card.get("val_accuracy"),
-                                       created=card.get("created")))
+                                       labels=list(v.labels), **card_summary(card)))
         available = reg.available_versions()
         return ModelsResponse(name=name, ready=core.ready(),
                               default_version=available[-1] if available else None,
@@ -72,6 +73,19 @@ def make_router(core: ServingCore) -> APIRouter:
         return Response(core.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return router
+
+
+def card_summary(card: dict[str, Any]) -> dict[str, Any]:
+    """The model card's fields a person choosing a version wants; server paths never leave the server."""
+    demo = card.get("demo") if isinstance(card.get("demo"), dict) else {}
+    source = str(card.get("trained_on") or demo.get("data") or card.get("data_source") or "") or None
+    if source and source.startswith("/"):
+        source = source.rstrip("/").rsplit("/", 1)[-1] + " (a folder on the training machine)"
+    number = (lambda k: card.get(k) if isinstance(card.get(k), int | float) else None)
+    return {"val_accuracy": number("val_accuracy"), "created": card.get("created"),
+            "recipe": card.get("recipe"), "arch": card.get("arch"), "trained_on": source,
+            "validation": card.get("validation"), "reallike_accuracy": number("reallike_accuracy"),
+            "provenance": demo.get("provenance")}
 
 
 async def read_images(request: Request) -> list[bytes]:
