@@ -33,7 +33,7 @@ RECIPES = {
                        batch_size=32, augment="none", split="random", none_label=False),
     # CGI hands cut out and composited into scenes, a `none` class, validation on unseen hands.
     "real-hands": Recipe("real-hands", arch="compact", optimizer="adamw", learning_rate=2e-3, cosine=True,
-                         epochs=14, batch_size=32, augment="scenes", split="by-hand", none_label=True,
+                         epochs=22, batch_size=32, augment="scenes", split="by-hand", none_label=True,
                          label_smoothing=0.1, variants=2),
 }
 

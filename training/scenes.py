@@ -116,15 +116,17 @@ class ScenePool:
         return len(self.views) + self._none_per_epoch()
 
     def _none_per_epoch(self) -> int:
+        """Half a class's worth: `none` must be learnt, but a real hand answered `none` is an error,
+        so the prior leans towards the hands."""
         if not len(self.empty):
             return 0
-        return min(len(self.empty), round(len(self.views) / max(1, len(self.labels) - 1)))
+        return min(len(self.empty), round(len(self.views) / max(1, len(self.labels) - 1) / 2))
 
     def epoch_targets(self) -> np.ndarray:
         """The targets one epoch holds (in no particular order)."""
         return np.concatenate([self.targets, np.full(self._none_per_epoch(), self._none_index(), dtype=np.int64)])
 
-    def epoch_indices(self, seed: int, epoch: int, plain_share: float = 0.2) -> np.ndarray:
+    def epoch_indices(self, seed: int, epoch: int, plain_share: float = 0.25) -> np.ndarray:
         """One epoch as indices into `flat()`: every hand once, in a view drawn at random (the
         plain render with `plain_share`), plus a class's worth of empty scenes; shuffled."""
         rng = np.random.default_rng([seed, 3, epoch])

@@ -62,7 +62,7 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
                          else "a random split of the data") + ": each plain and in one scene, plus empty scenes",
         card={
             "validation_hands": groups,
-            "scenes": {"scenes_per_image": recipe.variants, "plain_share_per_epoch": 0.2,
+            "scenes": {"scenes_per_image": recipe.variants, "plain_share_per_epoch": 0.25,
                        "empty_scenes": len(train_pool.empty), "samples_per_epoch": train_pool.epoch_size()},
             "backgrounds": {
                 "train": [f"{p.name} ({p.package}, {p.licence})" for p in backgrounds.TRAIN_PHOTOS],
