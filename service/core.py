@@ -49,6 +49,18 @@ class VersionStatus:
     error: str | None
 
 
+@dataclass
+class InferStats:
+    """Per model version, for Triton's statistics extension: outcomes, their time, images."""
+
+    success_count: int = 0
+    success_ns: int = 0
+    fail_count: int = 0
+    fail_ns: int = 0
+    inference_count: int = 0
+    last_inference_ms: int = 0
+
+
 class ServingCore:
     """Classification, model status and metadata, liveness and readiness for one model name."""
 
@@ -60,6 +72,7 @@ class ServingCore:
         self.registry = ModelRegistry(settings, backend, self.metrics, self.executor)
         self.started = time.time()
         self.draining = False
+        self.stats: dict[tuple[str, int], InferStats] = {}
 
     async def start(self) -> None:
         await self.registry.start()
@@ -85,6 +98,18 @@ class ServingCore:
             raise NotFoundError(f"model {name!r} not found; this server serves "
                                 f"{self.settings.model_name!r}")
 
+    def models(self) -> list[str]:
+        return [self.settings.model_name]
+
+    def available_versions(self, name: str) -> list[int]:
+        self.check_name(name)
+        return self.registry.available_versions()
+
+    def model_ready(self, name: str, version: int | None = None) -> bool:
+        """A model is ready when it (or the given version) can take requests now."""
+        versions = self.available_versions(name)
+        return not self.draining and (version in versions if version is not None else bool(versions))
+
     def model_info(self, name: str, version: int | None = None,
                    label: str | None = None) -> ModelInfo:
         self.check_name(name)
@@ -92,8 +117,8 @@ class ServingCore:
         assert served.model is not None
         return served.model.info
 
-    def statuses(self, name: str, version: int | None = None,
-                 label: str | None = None) -> list[VersionStatus]:
+    def statuses(self, name: str, version: int | None = None, label: str | None = None, *,
+                 allow_empty: bool = False) -> list[VersionStatus]:
         """Every version seen (or the one asked for), newest first, with TF Serving's states."""
         self.check_name(name)
         if label is not None:
@@ -105,7 +130,7 @@ class ServingCore:
             picks = [seen[version]]
         else:
             picks = sorted(seen.values(), key=lambda s: s.version, reverse=True)
-            if not picks:
+            if not picks and not allow_empty:
                 where = (f"on TF Serving at {self.settings.tfserving_target}" if self.settings.backend == "tfserving"
                          else f"under {self.settings.model_root / name}")
                 raise NotFoundError(f"model {name!r} has no versions {where}")
@@ -130,7 +155,18 @@ class ServingCore:
             images = self._check_all(images, many)
         served = self.registry.resolve(version, label)  # resolved again: a swap may have happened
         assert served.batcher is not None
-        scores = await served.batcher.submit(images, timeout or s.request_timeout_s)
+        stats = self.stats.setdefault((name, served.version), InferStats())
+        started = time.perf_counter_ns()
+        try:
+            scores = await served.batcher.submit(images, timeout or s.request_timeout_s)
+        except Exception:
+            stats.fail_count += 1
+            stats.fail_ns += time.perf_counter_ns() - started
+            raise
+        stats.success_count += 1
+        stats.success_ns += time.perf_counter_ns() - started
+        stats.inference_count += len(images)
+        stats.last_inference_ms = int(time.time() * 1000)
         return ClassifyResult(name, served.version, served.labels, scores)
 
     def _check_all(self, images: Sequence[bytes], many: bool) -> list[bytes]:

@@ -14,7 +14,9 @@ from tensorflow_serving.apis import (
 
 from service.core import ServingCore
 from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
+from service.grpc._generated.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from service.grpc.classifier import ImageClassifierServicer
+from service.grpc.kserve import InferenceServicer
 from service.grpc.tfserving import ModelServicer, PredictionServicer
 
 # The *_pb2 modules, not just *_pb2_grpc, so the service descriptors are in the pool reflection reads.
@@ -22,6 +24,7 @@ SERVICE_NAMES = (
     classifier_pb2.DESCRIPTOR.services_by_name["ImageClassifier"].full_name,
     prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
 )
 
 
@@ -37,6 +40,7 @@ def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core),
                                                                         server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(core), server)
     health_servicer = HealthServicer(core)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer.servicer, server)
     reflection.enable_server_reflection(
