@@ -14,6 +14,8 @@ from service.backends.base import Backend, ModelInfo
 from service.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from service.images import check_image
 from service.metrics import Metrics
+from service.model_config import ModelSpec
+from service.model_set import ModelSet
 from service.registry import ModelRegistry
 from service.settings import ServeSettings
 
@@ -62,26 +64,27 @@ class InferStats:
 
 
 class ServingCore:
-    """Classification, model status and metadata, liveness and readiness for one model name."""
+    """Classification, model status and metadata, liveness and readiness, for every served model."""
 
     def __init__(self, settings: ServeSettings, backend: Backend, metrics: Metrics | None = None):
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.executor = ThreadPoolExecutor(settings.inference_threads,
                                            thread_name_prefix="imgclf-infer")
-        self.registry = ModelRegistry(settings, backend, self.metrics, self.executor)
+        self.backend = backend
+        self.models_set = ModelSet(settings, backend, self.metrics, self.executor)
         self.started = time.time()
         self.draining = False
         self.stats: dict[tuple[str, int], InferStats] = {}
 
-    async def start(self) -> None:
-        await self.registry.start()
+    async def start(self, specs: list[ModelSpec] | None = None) -> None:
+        await self.models_set.start(specs)
 
     async def stop(self) -> None:
         self.draining = True
-        await self.registry.stop()
+        await self.models_set.stop()
         self.executor.shutdown(wait=True)
-        close = getattr(self.registry.backend, "close", None)
+        close = getattr(self.backend, "close", None)
         if close is not None:  # e.g. the TF Serving channel
             close()
 
@@ -90,20 +93,27 @@ class ServingCore:
         return True
 
     def ready(self) -> bool:
-        return self.registry.ready and not self.draining
+        return self.models_set.ready and not self.draining
 
     # -- lookups ---------------------------------------------------------------------------
-    def check_name(self, name: str) -> None:
-        if name != self.settings.model_name:
-            raise NotFoundError(f"model {name!r} not found; this server serves "
-                                f"{self.settings.model_name!r}")
+    def registry_for(self, name: str) -> ModelRegistry:
+        return self.models_set.get(name)
+
+    @property
+    def default_model(self) -> str:
+        """What a request without a model name gets: IMGCLF_MODEL_NAME if served, else the first model."""
+        names = self.models()
+        return self.settings.model_name if self.settings.model_name in names or not names else names[0]
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self.registry_for(self.default_model)
 
     def models(self) -> list[str]:
-        return [self.settings.model_name]
+        return list(self.models_set.registries)
 
     def available_versions(self, name: str) -> list[int]:
-        self.check_name(name)
-        return self.registry.available_versions()
+        return self.registry_for(name).available_versions()
 
     def model_ready(self, name: str, version: int | None = None) -> bool:
         """A model is ready when it (or the given version) can take requests now."""
@@ -112,18 +122,17 @@ class ServingCore:
 
     def model_info(self, name: str, version: int | None = None,
                    label: str | None = None) -> ModelInfo:
-        self.check_name(name)
-        served = self.registry.resolve(version, label)
+        served = self.registry_for(name).resolve(version, label)
         assert served.model is not None
         return served.model.info
 
     def statuses(self, name: str, version: int | None = None, label: str | None = None, *,
                  allow_empty: bool = False) -> list[VersionStatus]:
         """Every version seen (or the one asked for), newest first, with TF Serving's states."""
-        self.check_name(name)
+        registry = self.registry_for(name)
         if label is not None:
-            version = self.registry.resolve(None, label).version
-        seen = self.registry.versions
+            version = registry.resolve(None, label).version
+        seen = registry.versions
         if version is not None:
             if version not in seen:
                 raise NotFoundError(f"version {version} of model {name!r} not found")
@@ -132,7 +141,7 @@ class ServingCore:
             picks = sorted(seen.values(), key=lambda s: s.version, reverse=True)
             if not picks and not allow_empty:
                 where = (f"on TF Serving at {self.settings.tfserving_target}" if self.settings.backend == "tfserving"
-                         else f"under {self.settings.model_root / name}")
+                         else f"under {registry.spec.base_path}")
                 raise NotFoundError(f"model {name!r} has no versions {where}")
         return [VersionStatus(s.version, s.state, s.error) for s in picks]
 
@@ -140,20 +149,20 @@ class ServingCore:
     async def classify(self, name: str, images: Sequence[bytes], *, version: int | None = None,
                        label: str | None = None, timeout: float | None = None) -> ClassifyResult:
         """Validate, queue for the batcher of the resolved version, and return scores."""
-        self.check_name(name)
+        registry = self.registry_for(name)
         s = self.settings
         if not images:
             raise InvalidInputError("no images in the request")
         if len(images) > s.max_images_per_request:
             raise PayloadTooLargeError(f"{len(images)} images in one request; the limit is "
                                        f"{s.max_images_per_request}")
-        self.registry.resolve(version, label)  # unknown version or label: 404 before any work
+        registry.resolve(version, label)  # unknown version or label: 404 before any work
         many = len(images) > 1
         if sum(len(i) for i in images) > 256 * 1024:  # big inputs: check off the event loop
             images = await asyncio.to_thread(self._check_all, images, many)
         else:
             images = self._check_all(images, many)
-        served = self.registry.resolve(version, label)  # resolved again: a swap may have happened
+        served = registry.resolve(version, label)  # resolved again: a swap may have happened
         assert served.batcher is not None
         stats = self.stats.setdefault((name, served.version), InferStats())
         started = time.perf_counter_ns()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -35,7 +37,9 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
 
 
 def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int, HealthServicer]:
-    server = grpc.aio.server(options=channel_options(core.settings.grpc_max_message_bytes))
+    # no SO_REUSEPORT: a second server on a taken port must fail, not share it silently
+    server = grpc.aio.server(options=[*channel_options(core.settings.grpc_max_message_bytes),
+                                      ("grpc.so_reuseport", 0)])
     classifier_pb2_grpc.add_ImageClassifierServicer_to_server(ImageClassifierServicer(core), server)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core),
                                                                         server)
@@ -46,9 +50,14 @@ def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
          reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc.aio reports a taken port this way
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind gRPC to {address}")
+        raise OSError(errno.EADDRINUSE, f"gRPC port {address.rsplit(':', 1)[-1]} on {address.rsplit(':', 1)[0]} "
+                      "is already in use (or not bindable): set IMGCLF_GRPC_PORT (or --grpc-port) to a free "
+                      "port, or 0 for any")
     return server, port, health_servicer
 
 

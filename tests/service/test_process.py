@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 BIN = Path(sys.executable).parent
 
@@ -87,3 +89,22 @@ def test_bad_setting_stops_with_one_line(tmp_path):
     assert r.returncode == 2
     assert "IMGCLF_MAX_BATCH_SIZE" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_version_flag():
+    r = subprocess.run([str(BIN / "imgclf"), "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and re.fullmatch(r"imgclf \d+\.\d+\.\d+\S*\n", r.stdout), r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("which, variable", [("REST", "IMGCLF_REST_PORT"), ("gRPC", "IMGCLF_GRPC_PORT")])
+def test_port_in_use_names_the_port_and_the_setting(tmp_path, which, variable):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        env = {**os.environ, "IMGCLF_HOST": "127.0.0.1", "IMGCLF_MODEL_ROOT": str(tmp_path),
+               "IMGCLF_REST_PORT": "0", "IMGCLF_GRPC_PORT": "0", variable: port}
+        r = subprocess.run([str(BIN / "imgclf"), "serve"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert f"{which} port {port}" in last and "already in use" in last and variable in last, last
