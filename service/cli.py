@@ -50,7 +50,6 @@ def serve(
 ) -> None:
     """Serve REST and gRPC from one process; every setting also reads IMGCLF_* variables."""
     import asyncio
-    import logging
 
     from pydantic import ValidationError
 
@@ -66,8 +65,9 @@ def serve(
         field = ".".join(str(x) for x in err["loc"]) or "settings"
         typer.echo(f"error: invalid setting {field} ({env_name(field)}): {err['msg']}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from service import request_log
+
+    request_log.configure(settings.log_level, settings.log_format)
     if settings.bootstrap and settings.backend == "local":
         _bootstrap(settings.model_root, settings.model_name)
     from service.model_config import ConfigError

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service import request_log
 from service.backends.base import Backend, ModelInfo
 from service.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from service.images import check_image
@@ -149,6 +150,7 @@ class ServingCore:
     async def classify(self, name: str, images: Sequence[bytes], *, version: int | None = None,
                        label: str | None = None, timeout: float | None = None) -> ClassifyResult:
         """Validate, queue for the batcher of the resolved version, and return scores."""
+        request_log.note(model=name, images=len(images))
         registry = self.registry_for(name)
         s = self.settings
         if not images:
@@ -163,6 +165,7 @@ class ServingCore:
         else:
             images = self._check_all(images, many)
         served = registry.resolve(version, label)  # resolved again: a swap may have happened
+        request_log.note(version=served.version)
         assert served.batcher is not None
         stats = self.stats.setdefault((name, served.version), InferStats())
         started = time.perf_counter_ns()

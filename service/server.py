@@ -81,7 +81,9 @@ class ImgclfServer:
         await self._grpc.start()
         await self._health.refresh()
         app = create_app(s, self.core)
+        # JSON logs: uvicorn's loggers go through ours instead of its own formatter
         config = uvicorn.Config(app, log_level=s.log_level, access_log=False, lifespan="off",
+                                log_config=None if s.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
                                 timeout_graceful_shutdown=int(s.shutdown_grace_s))
         self._uvicorn = _Uvicorn(config)
         self._uvicorn_task = asyncio.get_running_loop().create_task(

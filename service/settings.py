@@ -70,6 +70,9 @@ class ServeSettings(BaseSettings):
         True, description="Install the demo version shipped with imgclf as version 1 when the model has "
         "no version (local backend, writable model root)")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: JSON lines, with one line per request (model, version, status, "
+                            "latency, batch size, request id)")
 
     @field_validator("model_name")
     @classmethod

@@ -44,10 +44,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, core: ServingCore):
         self.core = core
 
+    @grpc_errors
     async def ServerLive(self, request: pb.ServerLiveRequest,
                          context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self.core.live())
 
+    @grpc_errors
     async def ServerReady(self, request: pb.ServerReadyRequest,
                           context: grpc.aio.ServicerContext) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.core.ready())
@@ -58,6 +60,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelReadyResponse(ready=self.core.model_ready(request.name,
                                                                  v2.parse_version(request.version)))
 
+    @grpc_errors
     async def ServerMetadata(self, request: pb.ServerMetadataRequest,
                              context: grpc.aio.ServicerContext) -> pb.ServerMetadataResponse:
         meta = v2.server_metadata()
