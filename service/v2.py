@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from service.core import ClassifyResult, InferStats, ServingCore
-from service.errors import InvalidInputError
+from service.errors import InvalidInputError, PayloadTooLargeError
 
 INPUT = "image_bytes"
 OUTPUTS = ("scores", "label")
@@ -30,9 +31,14 @@ def pack_bytes(items: Sequence[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(x)) + x for x in items)
 
 
-def unpack_bytes(raw: bytes, where: str) -> list[bytes]:
-    items, offset = [], 0
+def unpack_bytes(raw: bytes, where: str, limit: int | None = None) -> list[bytes]:
+    """The inverse of pack_bytes; stops at `limit` elements (a tail of empty elements is cheap to send)."""
+    items: list[bytes] = []
+    offset = 0
     while offset < len(raw):
+        if limit is not None and len(items) >= limit:
+            raise PayloadTooLargeError(f"{where}: more than {limit} elements; the limit is {limit} images "
+                                       "per request")
         if offset + 4 > len(raw):
             raise InvalidInputError(f"{where}: truncated BYTES element length at byte {offset}")
         (n,) = struct.unpack_from("<I", raw, offset)
@@ -50,7 +56,7 @@ def check_input(name: str, datatype: str, shape: Sequence[int], count: int) -> N
     if name != INPUT or datatype != "BYTES":
         raise InvalidInputError(f"expected one BYTES input {INPUT!r} of encoded images, got "
                                 f"{name!r} ({datatype})")
-    if any(d < 0 for d in shape) or int(np.prod(shape)) != count:
+    if any(d < 0 for d in shape) or math.prod(shape) != count:
         raise InvalidInputError(f"input shape {list(shape)} does not match its {count} data elements")
 
 

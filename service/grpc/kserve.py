@@ -23,7 +23,7 @@ def _params(params: Mapping[str, pb.InferParameter]) -> dict[str, Any]:
     return out
 
 
-def _images(request: pb.ModelInferRequest) -> list[bytes]:
+def _images(request: pb.ModelInferRequest, limit: int) -> list[bytes]:
     if len(request.inputs) != 1:
         raise InvalidInputError(f"expected one BYTES input {v2.INPUT!r}, got {len(request.inputs)} inputs")
     tensor = request.inputs[0]
@@ -32,7 +32,7 @@ def _images(request: pb.ModelInferRequest) -> list[bytes]:
             raise InvalidInputError(f"{len(request.raw_input_contents)} raw_input_contents for one input")
         if tensor.HasField("contents"):
             raise InvalidInputError(f"input {tensor.name!r} has both contents and raw_input_contents")
-        images = (v2.unpack_bytes(request.raw_input_contents[0], f"input {tensor.name!r}")
+        images = (v2.unpack_bytes(request.raw_input_contents[0], f"input {tensor.name!r}", limit)
                   if tensor.datatype == "BYTES" else [])
     else:
         images = list(tensor.contents.bytes_contents)
@@ -80,7 +80,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: pb.ModelInferRequest,
                          context: grpc.aio.ServicerContext) -> pb.ModelInferResponse:
         version = v2.parse_version(request.model_version)
-        images = _images(request)
+        images = _images(request, self.core.settings.max_images_per_request)
         wanted = [v2.requested(o.name, _params(o.parameters)) for o in request.outputs]
         result = await self.core.classify(
             request.model_name, images, version=version,

@@ -80,7 +80,7 @@ def _parse(head: bytes) -> InferRequest:
         raise InvalidInputError(f"malformed inference request: {where}: {first['msg']}{hint}") from None
 
 
-def _images(req: InferRequest, tail: bytes) -> list[bytes]:
+def _images(req: InferRequest, tail: bytes, limit: int) -> list[bytes]:
     if len(req.inputs) != 1:
         raise InvalidInputError(f"expected one BYTES input {v2.INPUT!r}, got {len(req.inputs)} inputs")
     tensor = req.inputs[0]
@@ -91,7 +91,7 @@ def _images(req: InferRequest, tail: bytes) -> list[bytes]:
                                     f"the {len(tail)} bytes after the JSON header")
         if tensor.data is not None:
             raise InvalidInputError(f"input {tensor.name!r} has both data and binary_data_size")
-        images = v2.unpack_bytes(tail, f"input {tensor.name!r}") if tensor.datatype == "BYTES" else []
+        images = v2.unpack_bytes(tail, f"input {tensor.name!r}", limit) if tensor.datatype == "BYTES" else []
     else:
         if tail:
             raise InvalidInputError(f"{len(tail)} bytes follow the JSON header but no input has "
@@ -188,7 +188,7 @@ def make_router(core: ServingCore) -> APIRouter:
     async def infer(request: Request, model: str, ver: int | None) -> Response:
         head, tail = _split_body(await request.body(), request.headers.get(HEADER_LENGTH))
         req = _parse(head)
-        images = _images(req, tail)
+        images = _images(req, tail, core.settings.max_images_per_request)
         wanted = [v2.requested(o.name, o.parameters) for o in req.outputs or []]
         result = await core.classify(model, images, version=ver)
         return _reply(req, model, result.model_version, v2.outputs(result, wanted), wanted)

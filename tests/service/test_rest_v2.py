@@ -198,3 +198,12 @@ def test_statistics_and_repository_index(serving, images):
     assert httpx.get(f"{serving.rest_url}/v2/models/stats").json()["model_stats"][0]["name"] == "rps"
     index = httpx.post(f"{serving.rest_url}/v2/repository/index", json={"ready": True}).json()
     assert index == [{"name": "rps", "version": "1", "state": "READY", "reason": ""}]
+
+
+def test_many_empty_bytes_elements_are_refused_early(serving):
+    tail = b"\x00\x00\x00\x00" * 100_000
+    head = json.dumps({"inputs": [{"name": "image_bytes", "shape": [100_000], "datatype": "BYTES",
+                                   "parameters": {"binary_data_size": len(tail)}}]}).encode()
+    r = httpx.post(f"{serving.rest_url}/v2/models/rps/infer", content=head + tail,
+                   headers={"Inference-Header-Content-Length": str(len(head))})
+    assert r.status_code == 413 and "images per request" in r.json()["error"]
