@@ -80,7 +80,7 @@ def train_command(
     try:
         result = train(config)
     except (DataError, ExportError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line, whatever the width
         raise typer.Exit(2) from None
     except OSError as exc:  # e.g. a read-only or foreign-owned volume: one line, not a traceback
         where = f" {exc.filename}" if exc.filename else ""
