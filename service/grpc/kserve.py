@@ -9,7 +9,7 @@ import grpc
 
 from service import v2
 from service.core import ServingCore
-from service.errors import InvalidInputError
+from service.errors import InvalidInputError, NotFoundError
 from service.grpc._generated.inference import grpc_predict_v2_pb2 as pb
 from service.grpc._generated.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from service.grpc.errors import deadline_of, grpc_errors
@@ -57,8 +57,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     @grpc_errors
     async def ModelReady(self, request: pb.ModelReadyRequest,
                          context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:
-        return pb.ModelReadyResponse(ready=self.core.model_ready(request.name,
-                                                                 v2.parse_version(request.version)))
+        version = v2.parse_version(request.version)
+        try:
+            return pb.ModelReadyResponse(ready=self.core.model_ready(request.name, version))
+        except NotFoundError:  # as Triton answers: an unknown model is simply not ready
+            return pb.ModelReadyResponse(ready=False)
 
     @grpc_errors
     async def ServerMetadata(self, request: pb.ServerMetadataRequest,

@@ -44,6 +44,7 @@ def test_health_and_metadata(stub):
     assert stub.ModelReady(pb.ModelReadyRequest(name="rps")).ready
     assert stub.ModelReady(pb.ModelReadyRequest(name="rps", version="1")).ready
     assert not stub.ModelReady(pb.ModelReadyRequest(name="rps", version="7")).ready
+    assert not stub.ModelReady(pb.ModelReadyRequest(name="nope")).ready
     meta = stub.ServerMetadata(pb.ServerMetadataRequest())
     assert meta.name == "imgclf" and "binary_tensor_data" in meta.extensions
     model = stub.ModelMetadata(pb.ModelMetadataRequest(name="rps"))
