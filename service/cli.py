@@ -68,7 +68,7 @@ def serve(
     from service import request_log
 
     request_log.configure(settings.log_level, settings.log_format)
-    if settings.bootstrap and settings.backend == "local":
+    if settings.bootstrap and settings.backend == "local" and settings.model_config_file is None:
         _bootstrap(settings.model_root, settings.model_name)
     from service.model_config import ConfigError
     from service.server import ImgclfServer
