@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service import request_log
 from service.errors import (
     DeadlineError,
     InternalError,
@@ -33,6 +34,7 @@ class _Item:
     future: asyncio.Future[np.ndarray]
     deadline: float  # time.monotonic()
     enqueued: float = field(default_factory=time.monotonic)
+    batch_size: int = 0  # images in the model call that answered it
 
 
 @dataclass
@@ -102,6 +104,7 @@ class Batcher:
         try:
             async with asyncio.timeout(timeout):
                 parts = [await item.future for item in items]
+            request_log.note(batch_size=max(item.batch_size for item in items))
         except TimeoutError:
             for item in items:
                 item.future.cancel()
@@ -198,6 +201,7 @@ class Batcher:
         for item in batch:
             end = start + len(item.images)
             if not item.future.done():
+                item.batch_size = len(images)
                 item.future.set_result(scores[start:end])
             start = end
 

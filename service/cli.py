@@ -19,8 +19,19 @@ app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from service.v2 import server_version
+
+        typer.echo(f"imgclf {server_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit")] = False,
+) -> None:
     """Train the rock-paper-scissors CNN and serve it over REST and gRPC."""
 
 
@@ -39,11 +50,10 @@ def serve(
 ) -> None:
     """Serve REST and gRPC from one process; every setting also reads IMGCLF_* variables."""
     import asyncio
-    import logging
 
     from pydantic import ValidationError
 
-    from service.settings import ServeSettings
+    from service.settings import ServeSettings, env_name
 
     flags: dict[str, Any] = {"model_root": model_root, "model_name": name, "host": host,
                              "rest_port": rest_port, "grpc_port": grpc_port, "backend": backend,
@@ -53,17 +63,21 @@ def serve(
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(x) for x in err["loc"]) or "settings"
-        typer.echo(f"error: invalid setting {field} (IMGCLF_{field.upper()}): {err['msg']}",
-                   err=True)
+        typer.echo(f"error: invalid setting {field} ({env_name(field)}): {err['msg']}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.bootstrap and settings.backend == "local":
+    from service import request_log
+
+    request_log.configure(settings.log_level, settings.log_format)
+    if settings.bootstrap and settings.backend == "local" and settings.model_config_file is None:
         _bootstrap(settings.model_root, settings.model_name)
+    from service.model_config import ConfigError
     from service.server import ImgclfServer
 
     try:
         asyncio.run(ImgclfServer(settings).run_until_signal())
+    except ConfigError as exc:
+        typer.echo(f"error: {env_name('model_config_file')}: {exc}", err=True)
+        raise typer.Exit(2) from None
     except OSError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

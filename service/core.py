@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service import request_log
 from service.backends.base import Backend, ModelInfo
 from service.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from service.images import check_image
 from service.metrics import Metrics
+from service.model_config import ModelSpec
+from service.model_set import ModelSet
 from service.registry import ModelRegistry
 from service.settings import ServeSettings
 
@@ -49,26 +52,40 @@ class VersionStatus:
     error: str | None
 
 
+@dataclass
+class InferStats:
+    """Per model version, for Triton's statistics extension: outcomes, their time, images."""
+
+    success_count: int = 0
+    success_ns: int = 0
+    fail_count: int = 0
+    fail_ns: int = 0
+    inference_count: int = 0
+    last_inference_ms: int = 0
+
+
 class ServingCore:
-    """Classification, model status and metadata, liveness and readiness for one model name."""
+    """Classification, model status and metadata, liveness and readiness, for every served model."""
 
     def __init__(self, settings: ServeSettings, backend: Backend, metrics: Metrics | None = None):
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.executor = ThreadPoolExecutor(settings.inference_threads,
                                            thread_name_prefix="imgclf-infer")
-        self.registry = ModelRegistry(settings, backend, self.metrics, self.executor)
+        self.backend = backend
+        self.models_set = ModelSet(settings, backend, self.metrics, self.executor)
         self.started = time.time()
         self.draining = False
+        self.stats: dict[tuple[str, int], InferStats] = {}
 
-    async def start(self) -> None:
-        await self.registry.start()
+    async def start(self, specs: list[ModelSpec] | None = None) -> None:
+        await self.models_set.start(specs)
 
     async def stop(self) -> None:
         self.draining = True
-        await self.registry.stop()
+        await self.models_set.stop()
         self.executor.shutdown(wait=True)
-        close = getattr(self.registry.backend, "close", None)
+        close = getattr(self.backend, "close", None)
         if close is not None:  # e.g. the TF Serving channel
             close()
 
@@ -77,37 +94,55 @@ class ServingCore:
         return True
 
     def ready(self) -> bool:
-        return self.registry.ready and not self.draining
+        return self.models_set.ready and not self.draining
 
     # -- lookups ---------------------------------------------------------------------------
-    def check_name(self, name: str) -> None:
-        if name != self.settings.model_name:
-            raise NotFoundError(f"model {name!r} not found; this server serves "
-                                f"{self.settings.model_name!r}")
+    def registry_for(self, name: str) -> ModelRegistry:
+        return self.models_set.get(name)
+
+    @property
+    def default_model(self) -> str:
+        """What a request without a model name gets: IMGCLF_MODEL_NAME if served, else the first model."""
+        names = self.models()
+        return self.settings.model_name if self.settings.model_name in names or not names else names[0]
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self.registry_for(self.default_model)
+
+    def models(self) -> list[str]:
+        return list(self.models_set.registries)
+
+    def available_versions(self, name: str) -> list[int]:
+        return self.registry_for(name).available_versions()
+
+    def model_ready(self, name: str, version: int | None = None) -> bool:
+        """A model is ready when it (or the given version) can take requests now."""
+        versions = self.available_versions(name)
+        return not self.draining and (version in versions if version is not None else bool(versions))
 
     def model_info(self, name: str, version: int | None = None,
                    label: str | None = None) -> ModelInfo:
-        self.check_name(name)
-        served = self.registry.resolve(version, label)
+        served = self.registry_for(name).resolve(version, label)
         assert served.model is not None
         return served.model.info
 
-    def statuses(self, name: str, version: int | None = None,
-                 label: str | None = None) -> list[VersionStatus]:
+    def statuses(self, name: str, version: int | None = None, label: str | None = None, *,
+                 allow_empty: bool = False) -> list[VersionStatus]:
         """Every version seen (or the one asked for), newest first, with TF Serving's states."""
-        self.check_name(name)
+        registry = self.registry_for(name)
         if label is not None:
-            version = self.registry.resolve(None, label).version
-        seen = self.registry.versions
+            version = registry.resolve(None, label).version
+        seen = registry.versions
         if version is not None:
             if version not in seen:
                 raise NotFoundError(f"version {version} of model {name!r} not found")
             picks = [seen[version]]
         else:
             picks = sorted(seen.values(), key=lambda s: s.version, reverse=True)
-            if not picks:
+            if not picks and not allow_empty:
                 where = (f"on TF Serving at {self.settings.tfserving_target}" if self.settings.backend == "tfserving"
-                         else f"under {self.settings.model_root / name}")
+                         else f"under {registry.spec.base_path}")
                 raise NotFoundError(f"model {name!r} has no versions {where}")
         return [VersionStatus(s.version, s.state, s.error) for s in picks]
 
@@ -115,22 +150,35 @@ class ServingCore:
     async def classify(self, name: str, images: Sequence[bytes], *, version: int | None = None,
                        label: str | None = None, timeout: float | None = None) -> ClassifyResult:
         """Validate, queue for the batcher of the resolved version, and return scores."""
-        self.check_name(name)
+        request_log.note(model=name, images=len(images))
+        registry = self.registry_for(name)
         s = self.settings
         if not images:
             raise InvalidInputError("no images in the request")
         if len(images) > s.max_images_per_request:
             raise PayloadTooLargeError(f"{len(images)} images in one request; the limit is "
                                        f"{s.max_images_per_request}")
-        self.registry.resolve(version, label)  # unknown version or label: 404 before any work
+        registry.resolve(version, label)  # unknown version or label: 404 before any work
         many = len(images) > 1
         if sum(len(i) for i in images) > 256 * 1024:  # big inputs: check off the event loop
             images = await asyncio.to_thread(self._check_all, images, many)
         else:
             images = self._check_all(images, many)
-        served = self.registry.resolve(version, label)  # resolved again: a swap may have happened
+        served = registry.resolve(version, label)  # resolved again: a swap may have happened
+        request_log.note(version=served.version)
         assert served.batcher is not None
-        scores = await served.batcher.submit(images, timeout or s.request_timeout_s)
+        stats = self.stats.setdefault((name, served.version), InferStats())
+        started = time.perf_counter_ns()
+        try:
+            scores = await served.batcher.submit(images, timeout or s.request_timeout_s)
+        except Exception:
+            stats.fail_count += 1
+            stats.fail_ns += time.perf_counter_ns() - started
+            raise
+        stats.success_count += 1
+        stats.success_ns += time.perf_counter_ns() - started
+        stats.inference_count += len(images)
+        stats.last_inference_ms = int(time.time() * 1000)
         return ClassifyResult(name, served.version, served.labels, scores)
 
     def _check_all(self, images: Sequence[bytes], many: bool) -> list[bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -79,8 +80,13 @@ def train_command(
     try:
         result = train(config)
     except (DataError, ExportError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line, whatever the width
         raise typer.Exit(2) from None
+    except OSError as exc:  # e.g. a read-only or foreign-owned volume: one line, not a traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        console.print(f"[red]error:[/red] cannot write{where}: {exc.strerror or exc} (uid {os.getuid()}; "
+                      "mount a volume this user may write, or pick another --model-root)", soft_wrap=True)
+        raise typer.Exit(1) from None
     print_confusion(f"validation confusion matrix (version {result.version})", result.labels, result.confusion)
     reallike = ""
     if result.reallike_accuracy is not None and result.reallike_confusion is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -14,7 +16,9 @@ from tensorflow_serving.apis import (
 
 from service.core import ServingCore
 from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
+from service.grpc._generated.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from service.grpc.classifier import ImageClassifierServicer
+from service.grpc.kserve import InferenceServicer
 from service.grpc.tfserving import ModelServicer, PredictionServicer
 
 # The *_pb2 modules, not just *_pb2_grpc, so the service descriptors are in the pool reflection reads.
@@ -22,6 +26,7 @@ SERVICE_NAMES = (
     classifier_pb2.DESCRIPTOR.services_by_name["ImageClassifier"].full_name,
     prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
 )
 
 
@@ -32,19 +37,27 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
 
 
 def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int, HealthServicer]:
-    server = grpc.aio.server(options=channel_options(core.settings.grpc_max_message_bytes))
+    # no SO_REUSEPORT: a second server on a taken port must fail, not share it silently
+    server = grpc.aio.server(options=[*channel_options(core.settings.grpc_max_message_bytes),
+                                      ("grpc.so_reuseport", 0)])
     classifier_pb2_grpc.add_ImageClassifierServicer_to_server(ImageClassifierServicer(core), server)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core),
                                                                         server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(core), server)
     health_servicer = HealthServicer(core)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer.servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
          reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc.aio reports a taken port this way
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind gRPC to {address}")
+        raise OSError(errno.EADDRINUSE, f"gRPC port {address.rsplit(':', 1)[-1]} on {address.rsplit(':', 1)[0]} "
+                      "is already in use (or not bindable): set IMGCLF_GRPC_PORT (or --grpc-port) to a free "
+                      "port, or 0 for any")
     return server, port, health_servicer
 
 

@@ -28,34 +28,36 @@ _PREDICT_BODY = {
 
 def make_router(core: ServingCore) -> APIRouter:
     router = APIRouter()
-    name = core.settings.model_name
 
     @router.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES,
                  openapi_extra=_PREDICT_BODY, tags=["classify"],
                  summary="Classify one or more images (multipart field `file` or a raw image body)")
     async def predict(request: Request,
                       version: int | None = Query(None, ge=1, description="Pin a version"),
-                      label: str | None = Query(None, description="Pin a version label")
+                      label: str | None = Query(None, description="Pin a version label"),
+                      model: str | None = Query(None, description="Model name (default: IMGCLF_MODEL_NAME)")
                       ) -> PredictResponse:
         images = await read_images(request)
-        result = await core.classify(name, images, version=version, label=label)
+        result = await core.classify(model or core.default_model, images, version=version, label=label)
         return PredictResponse(
             model_name=result.model_name, model_version=result.model_version,
             predictions=[p.__dict__ for p in result.predictions])  # type: ignore[misc]
 
     @router.get("/models", response_model=ModelsResponse, tags=["models"],
                 summary="Versions seen, their state and labels")
-    async def models() -> ModelsResponse:
-        reg = core.registry
+    async def models(model: str | None = Query(None, description="Model name (default: IMGCLF_MODEL_NAME)")
+                     ) -> ModelsResponse:
+        name = model or core.default_model
+        reg = core.registry_for(name)
         versions = []
         for v in sorted(reg.versions.values(), key=lambda s: s.version, reverse=True):
             card = v.model.info.card if v.model else {}
             versions.append(VersionOut(version=v.version, state=v.state, error=v.error,
                                        labels=list(v.labels), **card_summary(card)))
         available = reg.available_versions()
-        return ModelsResponse(name=name, ready=core.ready(),
+        return ModelsResponse(name=name, ready=core.model_ready(name),
                               default_version=available[-1] if available else None,
-                              version_labels=core.settings.version_labels, versions=versions)
+                              version_labels=reg.spec.labels, versions=versions, models=core.models())
 
     @router.get("/healthz", tags=["health"], summary="Liveness: 200 while the process runs")
     async def healthz() -> dict[str, str]:

@@ -43,6 +43,7 @@ class ModelsResponse(BaseModel):
     default_version: int | None
     version_labels: dict[str, int]
     versions: list[VersionOut]
+    models: list[str] = Field(description="Every model this server serves (pick one with ?model=)")
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
