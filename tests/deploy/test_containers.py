@@ -97,7 +97,7 @@ def classify_both(rest_port: int, grpc_port: int, jpeg: bytes) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model_name"] == "rps" and len(body["predictions"]) == 2
-    assert {p["label"] for p in body["predictions"]} <= {"paper", "rock", "scissors"}
+    assert {p["label"] for p in body["predictions"]} <= {"none", "paper", "rock", "scissors"}
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         reply = classifier_pb2_grpc.ImageClassifierStub(channel).Classify(
             classifier_pb2.ClassifyRequest(images=[jpeg]), timeout=30)
@@ -107,12 +107,12 @@ def classify_both(rest_port: int, grpc_port: int, jpeg: bytes) -> None:
 
 
 def test_compose_trainer_then_api(image, sample_jpeg, tmp_path):
-    """`podman-compose up` of the default services: the trainer writes version 1, the api serves it."""
+    """`podman-compose up` of the default services: the trainer installs the demo version 1, the api serves it."""
     if shutil.which("podman-compose") is None:
         pytest.skip("podman-compose is not installed (the Podman setup step in .ci/run installs it)")
     project = f"imgclftest{uuid.uuid4().hex[:6]}"
     rest_port, grpc_port = free_port(), free_port()
-    env = {"IMGCLF_IMAGE": image, "IMGCLF_TRAIN_EPOCHS": "1", "IMGCLF_TRAIN_SAMPLES": "12",
+    env = {"IMGCLF_IMAGE": image,
            "IMGCLF_REST_HOST_PORT": str(rest_port), "IMGCLF_GRPC_HOST_PORT": str(grpc_port)}
     compose = ["podman-compose", "-p", project, "-f", str(REPO / "docker-compose.yml")]
     try:
