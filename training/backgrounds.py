@@ -99,7 +99,7 @@ def procedural(size: int, rng: np.random.Generator) -> Image.Image:
     draw = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(0, 6))):
         x0, y0 = rng.integers(-size // 4, size, size=2)
-        w, h = rng.integers(size // 10, size // 1.5, size=2)
+        w, h = rng.integers(size // 10, int(size // 1.5), size=2)
         box = (int(x0), int(y0), int(x0 + w), int(y0 + h))
         kind = rng.random()
         if kind < 0.45:

@@ -146,7 +146,7 @@ def _occlude(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 def _camera(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """What a webcam adds: uneven light, low resolution, blur, sensor noise, JPEG, grey."""
     size = img.width
-    arr = np.asarray(img, np.float32)
+    arr: np.ndarray = np.asarray(img, np.float32)
     if rng.random() < 0.5:  # light from one side
         ramp = np.linspace(rng.uniform(0.6, 1.0), rng.uniform(1.0, 1.3), size)
         ramp = ramp[None, :, None] if rng.random() < 0.5 else ramp[:, None, None]

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import tensorflow as tf
@@ -88,14 +89,12 @@ class ScenePool:
         self.targets = remap[hands.targets].astype(np.int64)
         jobs: list[Callable[[], np.ndarray]] = []
         for i in range(len(hands)):
-            jobs.append(lambda i=i: _plain(hands, i, size))
+            jobs.append(partial(_plain, hands, i, size))
             for v in range(variants):
-                rng_seed = [seed, 1, i, v]
-                jobs.append(lambda i=i, s=rng_seed: hands.scene(i, size, np.random.default_rng(s), held_out=held_out))
+                jobs.append(partial(_hand_scene, hands, i, size, [seed, 1, i, v], held_out))
         if NONE_LABEL in labels:
             for k in range(none_count):
-                rng_seed = [seed, 2, k]
-                jobs.append(lambda s=rng_seed: composite.empty_scene(size, np.random.default_rng(s), held_out=held_out))
+                jobs.append(partial(_empty_scene, size, [seed, 2, k], held_out))
         images = np.stack(_render(jobs, "scenes"))
         n_views = (variants + 1) * len(hands)
         self.views = images[:n_views].reshape(len(hands), variants + 1, size, size, 3)
@@ -138,6 +137,14 @@ class ScenePool:
         hands = np.arange(n) * v + rng.choice(v, size=n, p=probs)
         empty = n * v + rng.choice(len(self.empty), self._none_per_epoch(), replace=False)
         return rng.permutation(np.concatenate([hands, empty]))
+
+
+def _hand_scene(hands: Hands, index: int, size: int, seed: list[int], held_out: bool) -> np.ndarray:
+    return hands.scene(index, size, np.random.default_rng(seed), held_out=held_out)
+
+
+def _empty_scene(size: int, seed: list[int], held_out: bool) -> np.ndarray:
+    return composite.empty_scene(size, np.random.default_rng(seed), held_out=held_out)
 
 
 def _plain(hands: Hands, index: int, size: int) -> np.ndarray:

@@ -79,11 +79,15 @@ def make_router(core: ServingCore) -> APIRouter:
 
 def card_summary(card: dict[str, Any]) -> dict[str, Any]:
     """The model card's fields a person choosing a version wants; server paths never leave the server."""
-    demo = card.get("demo") if isinstance(card.get("demo"), dict) else {}
+    demo: dict[str, Any] = card["demo"] if isinstance(card.get("demo"), dict) else {}
     source = str(card.get("trained_on") or demo.get("data") or card.get("data_source") or "") or None
     if source and source.startswith("/"):
         source = source.rstrip("/").rsplit("/", 1)[-1] + " (a folder on the training machine)"
-    number = (lambda k: card.get(k) if isinstance(card.get(k), int | float) else None)
+
+    def number(key: str) -> float | None:
+        value = card.get(key)
+        return value if isinstance(value, int | float) else None
+
     return {"val_accuracy": number("val_accuracy"), "created": card.get("created"),
             "recipe": card.get("recipe"), "arch": card.get("arch"), "trained_on": source,
             "validation": card.get("validation"), "reallike_accuracy": number("reallike_accuracy"),
