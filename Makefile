@@ -2,6 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+# The standard inference clients the tests drive. Both pin protobuf<7, while grpcio-tools 1.85 (our
+# generated code) needs protobuf>=7; their generated code runs on protobuf 7 (a newer runtime accepts
+# older generated code), so they are installed without their pins; their other needs are dev extras.
+STANDARD_CLIENTS := tritonclient==2.73.0 kserve==0.21.0
 
 .PHONY: install run serve train test lint typecheck protos bench system-deps clean
 
@@ -9,6 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(STANDARD_CLIENTS)
 	touch $@
 
 install: $(VENV)/.installed

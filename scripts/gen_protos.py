@@ -24,8 +24,10 @@ def generate(out: Path) -> None:
         raise SystemExit("protoc failed")
     # protoc writes absolute imports (`from imgclf.v1 import ...`); point them into this package
     for py in out.rglob("*_pb2*.py*"):
-        py.write_text(py.read_text().replace("from imgclf.v1 import",
-                                             "from service.grpc._generated.imgclf.v1 import"))
+        text = py.read_text()
+        for package in ("imgclf.v1", "inference"):
+            text = text.replace(f"from {package} import", f"from service.grpc._generated.{package} import")
+        py.write_text(text)
     for folder in [out, *[p for p in out.rglob("*") if p.is_dir()]]:
         (folder / "__init__.py").touch()
 

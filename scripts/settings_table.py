@@ -12,7 +12,7 @@ START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 
 def table() -> str:
     sys.path.insert(0, str(ROOT))
-    from service.settings import ServeSettings
+    from service.settings import ServeSettings, env_name
 
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in ServeSettings.model_fields.items():
@@ -23,7 +23,7 @@ def table() -> str:
             default = ",".join(f"{k}={v}" for k, v in default.items()) or "(none)"
         elif isinstance(default, bool):
             default = str(default).lower()
-        rows.append(f"| `IMGCLF_{name.upper()}` | `{default}` | {field.description or ''} |")
+        rows.append(f"| `{env_name(name)}` | `{default}` | {field.description or ''} |")
     return "\n".join(rows)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service import request_log
 from service.errors import (
     DeadlineError,
     InternalError,
@@ -34,6 +35,7 @@ class _Item:
     deadline: float  # time.monotonic()
     pixels: int = 0
     enqueued: float = field(default_factory=time.monotonic)
+    batch_size: int = 0  # images in the model call that answered it
 
 
 @dataclass
@@ -108,6 +110,7 @@ class Batcher:
         try:
             async with asyncio.timeout(timeout):
                 parts = [await item.future for item in items]
+            request_log.note(batch_size=max(item.batch_size for item in items))
         except TimeoutError:
             raise DeadlineError(f"no answer within the {timeout:.3g} s deadline") from None
         finally:
@@ -224,6 +227,7 @@ class Batcher:
         for item in batch:
             end = start + len(item.images)
             if not item.future.done():
+                item.batch_size = len(images)
                 item.future.set_result(scores[start:end])
             start = end
 

@@ -19,8 +19,19 @@ app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from service.v2 import server_version
+
+        typer.echo(f"imgclf {server_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit")] = False,
+) -> None:
     """Train the rock-paper-scissors CNN and serve it over REST and gRPC."""
 
 
@@ -33,16 +44,16 @@ def serve(
     grpc_port: Annotated[int | None, typer.Option(help="[IMGCLF_GRPC_PORT] gRPC port")] = None,
     backend: Annotated[str | None, typer.Option(help="[IMGCLF_BACKEND] local | tfserving")] = None,
     bootstrap: Annotated[bool | None, typer.Option(
-        help="[IMGCLF_BOOTSTRAP] Train a first version on the embedded data when none exists")]
+        "--bootstrap/--no-bootstrap",
+        help="[IMGCLF_BOOTSTRAP] Install the shipped demo version when the model has none (default on)")]
     = None,
 ) -> None:
     """Serve REST and gRPC from one process; every setting also reads IMGCLF_* variables."""
     import asyncio
-    import logging
 
     from pydantic import ValidationError
 
-    from service.settings import ServeSettings
+    from service.settings import ServeSettings, env_name
 
     flags: dict[str, Any] = {"model_root": model_root, "model_name": name, "host": host,
                              "rest_port": rest_port, "grpc_port": grpc_port, "backend": backend,
@@ -52,33 +63,54 @@ def serve(
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(x) for x in err["loc"]) or "settings"
-        typer.echo(f"error: invalid setting {field} (IMGCLF_{field.upper()}): {err['msg']}",
-                   err=True)
+        typer.echo(f"error: invalid setting {field} ({env_name(field)}): {err['msg']}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.bootstrap and settings.backend == "local":
+    from service import request_log
+
+    request_log.configure(settings.log_level, settings.log_format)
+    if settings.bootstrap and settings.backend == "local" and settings.model_config_file is None:
         _bootstrap(settings.model_root, settings.model_name)
+    from service.model_config import ConfigError
     from service.server import ImgclfServer
 
     try:
         asyncio.run(ImgclfServer(settings).run_until_signal())
+    except ConfigError as exc:
+        typer.echo(f"error: {env_name('model_config_file')}: {exc}", err=True)
+        raise typer.Exit(2) from None
     except OSError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
 
 def _bootstrap(model_root: Path, name: str) -> None:
-    from training.export import scan_versions
+    """Install the shipped demo version when there is none: ready in seconds, no network, no training."""
+    from service.demo import DemoError, install_demo
 
-    if scan_versions(model_root / name):
+    try:
+        path = install_demo(model_root, name)
+    except DemoError as exc:
+        typer.echo(f"warning: no demo version installed: {exc}", err=True)
         return
-    typer.echo(f"no version under {model_root / name}: training a first one on the embedded "
-               "synthetic data (about 9 minutes on 2 cores; progress below)", err=True)
-    from training.train import TrainConfig, train
+    if path is not None:
+        typer.echo(f"no version under {model_root / name}: installed the demo version shipped with imgclf "
+                   f"as {path} (train your own with `imgclf train`; the server swaps it in)", err=True)
 
-    result = train(TrainConfig(data="synthetic", model_root=model_root, name=name))
-    typer.echo(f"wrote {result.path}: val_accuracy={result.val_accuracy:.4f}", err=True)
+
+@app.command()
+def demo(
+    model_root: Annotated[Path, typer.Option(help="Versions live in MODEL_ROOT/NAME/N/")] = Path("models"),
+    name: Annotated[str, typer.Option(help="Model name")] = "rps",
+) -> None:
+    """Install the demo version shipped with imgclf as version 1 when NAME has no version."""
+    from service.demo import DemoError, install_demo
+
+    try:
+        path = install_demo(model_root, name)
+    except DemoError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"installed {path}" if path else f"{model_root / name} already has a version; nothing to do")
 
 
 @app.command()

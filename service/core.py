@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service import request_log
 from service.backends.base import Backend, ModelInfo
 from service.errors import DeadlineError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from service.images import check_image
 from service.metrics import Metrics
+from service.model_config import ModelSpec
+from service.model_set import ModelSet
 from service.registry import ModelRegistry
 from service.settings import ServeSettings
 
@@ -49,8 +52,20 @@ class VersionStatus:
     error: str | None
 
 
+@dataclass
+class InferStats:
+    """Per model version, for Triton's statistics extension: outcomes, their time, images."""
+
+    success_count: int = 0
+    success_ns: int = 0
+    fail_count: int = 0
+    fail_ns: int = 0
+    inference_count: int = 0
+    last_inference_ms: int = 0
+
+
 class ServingCore:
-    """Classification, model status and metadata, liveness and readiness for one model name."""
+    """Classification, model status and metadata, liveness and readiness, for every served model."""
 
     def __init__(self, settings: ServeSettings, backend: Backend, metrics: Metrics | None = None):
         self.settings = settings
@@ -60,19 +75,21 @@ class ServingCore:
         # one thread checks big uploads: a flood of huge images queues here instead of taking
         # every core from the model and from small requests (checked on the loop)
         self.checker = ThreadPoolExecutor(1, thread_name_prefix="imgclf-check")
-        self.registry = ModelRegistry(settings, backend, self.metrics, self.executor)
+        self.backend = backend
+        self.models_set = ModelSet(settings, backend, self.metrics, self.executor)
         self.started = time.time()
         self.draining = False
+        self.stats: dict[tuple[str, int], InferStats] = {}
 
-    async def start(self) -> None:
-        await self.registry.start()
+    async def start(self, specs: list[ModelSpec] | None = None) -> None:
+        await self.models_set.start(specs)
 
     async def stop(self) -> None:
         self.draining = True
-        await self.registry.stop()
+        await self.models_set.stop()
         self.executor.shutdown(wait=True)
         self.checker.shutdown(wait=False, cancel_futures=True)
-        close = getattr(self.registry.backend, "close", None)
+        close = getattr(self.backend, "close", None)
         if close is not None:  # e.g. the TF Serving channel
             close()
 
@@ -81,37 +98,55 @@ class ServingCore:
         return True
 
     def ready(self) -> bool:
-        return self.registry.ready and not self.draining
+        return self.models_set.ready and not self.draining
 
     # -- lookups ---------------------------------------------------------------------------
-    def check_name(self, name: str) -> None:
-        if name != self.settings.model_name:
-            raise NotFoundError(f"model {name!r} not found; this server serves "
-                                f"{self.settings.model_name!r}")
+    def registry_for(self, name: str) -> ModelRegistry:
+        return self.models_set.get(name)
+
+    @property
+    def default_model(self) -> str:
+        """What a request without a model name gets: IMGCLF_MODEL_NAME if served, else the first model."""
+        names = self.models()
+        return self.settings.model_name if self.settings.model_name in names or not names else names[0]
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self.registry_for(self.default_model)
+
+    def models(self) -> list[str]:
+        return list(self.models_set.registries)
+
+    def available_versions(self, name: str) -> list[int]:
+        return self.registry_for(name).available_versions()
+
+    def model_ready(self, name: str, version: int | None = None) -> bool:
+        """A model is ready when it (or the given version) can take requests now."""
+        versions = self.available_versions(name)
+        return not self.draining and (version in versions if version is not None else bool(versions))
 
     def model_info(self, name: str, version: int | None = None,
                    label: str | None = None) -> ModelInfo:
-        self.check_name(name)
-        served = self.registry.resolve(version, label)
+        served = self.registry_for(name).resolve(version, label)
         assert served.model is not None
         return served.model.info
 
-    def statuses(self, name: str, version: int | None = None,
-                 label: str | None = None) -> list[VersionStatus]:
+    def statuses(self, name: str, version: int | None = None, label: str | None = None, *,
+                 allow_empty: bool = False) -> list[VersionStatus]:
         """Every version seen (or the one asked for), newest first, with TF Serving's states."""
-        self.check_name(name)
+        registry = self.registry_for(name)
         if label is not None:
-            version = self.registry.resolve(None, label).version
-        seen = self.registry.versions
+            version = registry.resolve(None, label).version
+        seen = registry.versions
         if version is not None:
             if version not in seen:
                 raise NotFoundError(f"version {version} of model {name!r} not found")
             picks = [seen[version]]
         else:
             picks = sorted(seen.values(), key=lambda s: s.version, reverse=True)
-            if not picks:
+            if not picks and not allow_empty:
                 where = (f"on TF Serving at {self.settings.tfserving_target}" if self.settings.backend == "tfserving"
-                         else f"under <model-root>/{name}/")  # no server paths to clients
+                         else "in its model folder")  # no server paths to clients
                 raise NotFoundError(f"model {name!r} has no versions {where}")
         return [VersionStatus(s.version, s.state, s.error) for s in picks]
 
@@ -123,7 +158,8 @@ class ServingCore:
         `deadline` is a time.monotonic() value (default: now + request_timeout_s); checking the
         images counts against it, and work still queued when it passes never reaches the model.
         """
-        self.check_name(name)
+        request_log.note(model=name, images=len(images))
+        registry = self.registry_for(name)
         s = self.settings
         deadline = deadline if deadline is not None else time.monotonic() + s.request_timeout_s
         if not images:
@@ -131,18 +167,32 @@ class ServingCore:
         if len(images) > s.max_images_per_request:
             raise PayloadTooLargeError(f"{len(images)} images in one request; the limit is "
                                        f"{s.max_images_per_request}")
-        first = self.registry.resolve(version, label)  # unknown version or label: 404 before any work
+        first = registry.resolve(version, label)  # unknown version or label: 404 before any work
         assert first.batcher is not None
         first.batcher.check_room(len(images))  # overloaded: 429 before the images are checked
+        started = time.perf_counter_ns()
+        stats: InferStats | None = None
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 checked = await self._check_all(images)
-                served = self.registry.resolve(version, label)  # again: a swap may have happened
+                served = registry.resolve(version, label)  # again: a swap may have happened
+                request_log.note(version=served.version)
                 assert served.batcher is not None
+                stats = self.stats.setdefault((name, served.version), InferStats())
                 scores = await served.batcher.submit([c[0] for c in checked], deadline - time.monotonic(),
                                                      [c[1] for c in checked])
-        except TimeoutError:
-            raise DeadlineError(f"no answer within the {s.request_timeout_s:g} s deadline") from None
+        except BaseException as exc:
+            if stats is not None:
+                stats.fail_count += 1
+                stats.fail_ns += time.perf_counter_ns() - started
+            if isinstance(exc, TimeoutError):
+                raise DeadlineError(f"no answer within the {s.request_timeout_s:g} s deadline") from None
+            raise
+        assert stats is not None
+        stats.success_count += 1
+        stats.success_ns += time.perf_counter_ns() - started
+        stats.inference_count += len(images)
+        stats.last_inference_ms = int(time.time() * 1000)
         return ClassifyResult(name, served.version, served.labels, scores)
 
     async def _check_all(self, images: Sequence[bytes]) -> list[tuple[bytes, int]]:

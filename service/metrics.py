@@ -16,30 +16,31 @@ class Metrics:
                                 ["route", "protocol", "status"], registry=r)
         self.latency = Histogram("imgclf_request_latency_seconds", "Request latency",
                                  ["route", "protocol"], buckets=LATENCY_BUCKETS, registry=r)
-        self.images = Counter("imgclf_images_total", "Images classified", ["version"], registry=r)
-        self.batch_size = Histogram("imgclf_batch_size", "Images per model call", ["version"],
+        per_version = ["model", "version"]
+        self.images = Counter("imgclf_images_total", "Images classified", per_version, registry=r)
+        self.batch_size = Histogram("imgclf_batch_size", "Images per model call", per_version,
                                     buckets=BATCH_BUCKETS, registry=r)
-        self.model_calls = Counter("imgclf_model_calls_total", "Model calls (batches)", ["version"],
+        self.model_calls = Counter("imgclf_model_calls_total", "Model calls (batches)", per_version,
                                    registry=r)
-        self.queue_depth = Gauge("imgclf_queue_depth", "Images waiting for a batch", ["version"],
+        self.queue_depth = Gauge("imgclf_queue_depth", "Images waiting for a batch", per_version,
                                  registry=r)
         self.version_state = Gauge("imgclf_model_version_state",
-                                   "1 for the state each version is in", ["version", "state"],
+                                   "1 for the state each version is in", [*per_version, "state"],
                                    registry=r)
         self.load_failures = Counter("imgclf_model_load_failures_total",
-                                     "Versions that failed to load or warm up", ["version"],
+                                     "Versions that failed to load or warm up", per_version,
                                      registry=r)
         self.load_seconds = Histogram("imgclf_model_load_seconds", "Load plus warm-up time",
                                       buckets=(0.5, 1, 2, 5, 10, 30, 60, 120), registry=r)
 
-    def record_batch(self, version: int, size: int) -> None:
-        self.batch_size.labels(str(version)).observe(size)
-        self.model_calls.labels(str(version)).inc()
-        self.images.labels(str(version)).inc(size)
+    def record_batch(self, model: str, version: int, size: int) -> None:
+        self.batch_size.labels(model, str(version)).observe(size)
+        self.model_calls.labels(model, str(version)).inc()
+        self.images.labels(model, str(version)).inc(size)
 
-    def set_state(self, version: int, state: str, states: tuple[str, ...]) -> None:
+    def set_state(self, model: str, version: int, state: str, states: tuple[str, ...]) -> None:
         for s in states:
-            self.version_state.labels(str(version), s).set(1 if s == state else 0)
+            self.version_state.labels(model, str(version), s).set(1 if s == state else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -15,6 +16,7 @@ from service.backends.base import Backend, LoadedModel
 from service.batching import Batcher, BatchStats
 from service.errors import InvalidInputError, NotFoundError, UnavailableError
 from service.metrics import Metrics
+from service.model_config import ModelSpec
 from service.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -40,17 +42,18 @@ class ServedVersion:
 
 
 class ModelRegistry:
-    """Keeps the versions the policy asks for loaded, for one model name.
+    """Keeps the versions its spec's policy asks for loaded, for one model name.
 
     A version takes traffic only after it loaded and answered its warm-up calls; until
     then the previous one keeps serving. A version that fails stays out (its status shows
     the error) until its files change.
     """
 
-    def __init__(self, settings: ServeSettings, backend: Backend, metrics: Metrics,
+    def __init__(self, spec: ModelSpec, settings: ServeSettings, backend: Backend, metrics: Metrics,
                  inference_executor: Executor) -> None:
+        self.spec = spec
         self.settings = settings
-        self.name = settings.model_name
+        self.name = spec.name
         self.backend = backend
         self.metrics = metrics
         self._inference = inference_executor
@@ -60,6 +63,17 @@ class ModelRegistry:
         self._poll_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.last_poll_error: str | None = None
+
+    async def update(self, spec: ModelSpec) -> None:
+        """A new policy and labels from an edited config, without a failed request on the way:
+        load what the new policy adds, then move the labels, then unload what it drops."""
+        self.spec = dataclasses.replace(spec, labels=self.spec.labels)
+        await self.poll_once(unload=False)
+        missing = {k: v for k, v in spec.labels.items() if v not in self._serving}
+        if missing:
+            log.warning("model %s: labels %s point at versions that are not available", self.name, missing)
+        self.spec = spec
+        await self.poll_once()
 
     # -- routing ---------------------------------------------------------------------------
     @property
@@ -71,9 +85,9 @@ class ModelRegistry:
         if version is not None and label is not None:
             raise InvalidInputError("give a version or a label, not both")
         if label is not None:
-            if label not in self.settings.version_labels:
+            if label not in self.spec.labels:
                 raise NotFoundError(f"unknown version label {label!r} for model {self.name!r}")
-            version = self.settings.version_labels[label]
+            version = self.spec.labels[label]
         if version is not None:
             served = self._serving.get(version)
             if served is None:
@@ -121,14 +135,14 @@ class ModelRegistry:
         usable = sorted(v for v, fp in found.items()
                         if not (v in self.versions and self.versions[v].error
                                 and self.versions[v].fingerprint == fp))
-        s = self.settings
-        if s.version_policy == "all":
+        s = self.spec
+        if s.policy == "all":
             return set(usable)
-        if s.version_policy == "specific":
+        if s.policy == "specific":
             return set(usable) & set(s.specific_versions)
         return set(usable[-s.latest_versions:])
 
-    async def poll_once(self) -> None:
+    async def poll_once(self, *, unload: bool = True) -> None:
         async with self._lock:
             loop = asyncio.get_running_loop()
             found = await loop.run_in_executor(self._loader, self.backend.discover, self.name)
@@ -139,7 +153,7 @@ class ModelRegistry:
                 current = self._serving.get(version)
                 if current is None or current.fingerprint != found[version]:
                     await self._load(version, found[version])
-            keep_old = not any(v in self._serving for v in wanted)  # nothing better is up yet
+            keep_old = not unload or not any(v in self._serving for v in wanted)  # nothing better is up yet
             for version, served in list(self._serving.items()):
                 if version not in found or (version not in wanted and not keep_old):
                     await self._unload(served)
@@ -154,7 +168,7 @@ class ModelRegistry:
     async def _load(self, version: int, fingerprint: str) -> None:
         served = ServedVersion(version, fingerprint)
         self.versions[version] = served
-        self.metrics.set_state(version, LOADING, STATES)
+        self.metrics.set_state(self.name, version, LOADING, STATES)
         started = time.monotonic()
         loop = asyncio.get_running_loop()
         log.info("loading %s version %d", self.name, version)
@@ -165,15 +179,15 @@ class ModelRegistry:
             detail = f"{type(exc).__name__}: {exc}"
             # clients see the status: paths on the server's disk stay in the server's log
             served.state, served.error, served.updated = END, self._public(detail), time.time()
-            self.metrics.set_state(version, END, STATES)
-            self.metrics.load_failures.labels(str(version)).inc()
+            self.metrics.set_state(self.name, version, END, STATES)
+            self.metrics.load_failures.labels(self.name, str(version)).inc()
             log.error("version %d of %s failed to load; still serving %s: %s", version, self.name,
                       self.available_versions() or "nothing", detail)
             return
-        queue_gauge = self.metrics.queue_depth.labels(str(version))
+        queue_gauge = self.metrics.queue_depth.labels(self.name, str(version))
 
         def on_batch(size: int) -> None:
-            self.metrics.record_batch(version, size)
+            self.metrics.record_batch(self.name, version, size)
 
         stats = BatchStats(on_batch=on_batch, on_queue=queue_gauge.set)
         s = self.settings
@@ -187,7 +201,7 @@ class ModelRegistry:
         self._serving[version] = served  # the swap: one dict assignment on the event loop
         if replaced is not None:
             await self._unload(replaced, route=False)
-        self.metrics.set_state(version, AVAILABLE, STATES)
+        self.metrics.set_state(self.name, version, AVAILABLE, STATES)
         self.metrics.load_seconds.observe(time.monotonic() - started)
         log.info("version %d of %s is AVAILABLE (loaded and warmed in %.1f s)", version, self.name,
                  time.monotonic() - started)
@@ -207,7 +221,7 @@ class ModelRegistry:
             self._serving.pop(served.version, None)  # no new requests from here on
         served.state, served.updated = UNLOADING, time.time()
         if route:
-            self.metrics.set_state(served.version, UNLOADING, STATES)
+            self.metrics.set_state(self.name, served.version, UNLOADING, STATES)
         if served.batcher:
             await served.batcher.close()  # in-flight requests finish first
         if served.model:
@@ -215,7 +229,7 @@ class ModelRegistry:
         served.model, served.batcher = None, None
         served.state, served.updated = END, time.time()
         if route:
-            self.metrics.set_state(served.version, END, STATES)
+            self.metrics.set_state(self.name, served.version, END, STATES)
         log.info("version %d of %s unloaded", served.version, self.name)
 
 

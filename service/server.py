@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import socket
@@ -21,6 +22,10 @@ from service.rest.protocol import guarded_protocol
 from service.settings import ServeSettings
 
 log = logging.getLogger(__name__)
+
+
+def in_use_message(what: str, host: str, port: int, env: str, flag: str) -> str:
+    return f"{what} port {port} on {host} is already in use: set {env} (or {flag}) to a free port, or 0 for any"
 
 
 def make_backend(settings: ServeSettings) -> Backend:
@@ -58,12 +63,19 @@ class ImgclfServer:
 
     async def start(self) -> None:
         s = self.settings
+        specs = self.core.models_set.read_config()  # a bad models.config stops us before any bind
         sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # accepted connections inherit this: without it Nagle holds a response body back until
         # the client's delayed ACK of the headers (~40 ms per keep-alive request)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((s.host, s.rest_port))
+        try:
+            sock.bind((s.host, s.rest_port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, in_use_message("REST", s.host, s.rest_port, "IMGCLF_REST_PORT", "--rest-port")
+                          if exc.errno == errno.EADDRINUSE else f"cannot bind REST to {s.host}:{s.rest_port}: "
+                          f"{exc.strerror}") from None
         self.rest_port = sock.getsockname()[1]
         # grpc before the model: a client sees NOT_SERVING instead of a refused connection
         self._grpc, self.grpc_port, self._health = create_server(
@@ -72,7 +84,9 @@ class ImgclfServer:
         await self._health.refresh()
         app = create_app(s, self.core)
         tls = s.tls_client_ca_file
+        # JSON logs: uvicorn's loggers go through ours instead of its own formatter
         config = uvicorn.Config(app, log_level=s.log_level, access_log=False, lifespan="off",
+                                log_config=None if s.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
                                 timeout_graceful_shutdown=int(s.shutdown_grace_s),
                                 http=guarded_protocol(s.max_header_bytes, s.read_timeout_s),
                                 ssl_certfile=s.tls_cert_file, ssl_keyfile=s.tls_key_file,
@@ -86,9 +100,9 @@ class ImgclfServer:
                 await self._uvicorn_task  # raises what went wrong
                 raise RuntimeError("REST server stopped during start-up")
             await asyncio.sleep(0.01)
-        await self.core.start()  # first scan and load; not ready until a version is warm
+        await self.core.start(specs)  # first scan and load; not ready until a version is warm
         self._health_task = asyncio.get_running_loop().create_task(self._follow_readiness())
-        log.info("serving %r: REST on %s:%d, gRPC on %s:%d", s.model_name, s.host, self.rest_port,
+        log.info("serving %s: REST on %s:%d, gRPC on %s:%d", self.core.models(), s.host, self.rest_port,
                  s.host, self.grpc_port)
 
     async def _follow_readiness(self) -> None:

@@ -6,11 +6,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, FilePath, SecretStr, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, FilePath, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _LABEL = re.compile(r"^[A-Za-z0-9_]+$")  # TF Serving's rule for version labels
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting."""
+    return "IMGCLF_MODEL_CONFIG" if field == "model_config_file" else f"IMGCLF_{field.upper()}"
 
 
 class ServeSettings(BaseSettings):
@@ -19,7 +24,13 @@ class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMGCLF_", extra="forbid")
 
     model_root: Path = Field(Path("models"), description="Folder holding <name>/<version>/")
-    model_name: str = Field("rps", description="The served model's name")
+    model_name: str = Field("rps", description="The served model's name; with IMGCLF_MODEL_CONFIG, the model "
+                            "that requests without a model name get")
+    model_config_file: Path | None = Field(
+        None, validation_alias=AliasChoices("IMGCLF_MODEL_CONFIG", "model_config_file"),
+        description="A TF Serving models.config (model_config_list: name, base_path, "
+                    "model_version_policy, version_labels) of the models to serve; re-read every poll "
+                    "interval, so edits apply without a restart")
     host: str = Field("0.0.0.0", description="Address both servers bind")
     rest_port: int = Field(8000, ge=0, le=65535, description="REST port (0 = any free port)")
     grpc_port: int = Field(8500, ge=0, le=65535, description="gRPC port (0 = any free port)")
@@ -66,7 +77,8 @@ class ServeSettings(BaseSettings):
         64 * 1024 * 1024, ge=4 * 1024 * 1024, description="gRPC send/receive message limit")
     shutdown_grace_s: float = Field(20.0, ge=0, description="Time in-flight requests get on SIGTERM")
     bootstrap: bool = Field(
-        False, description="Train a first version on the embedded data when none exists")
+        True, description="Install the demo version shipped with imgclf as version 1 when the model has "
+        "no version (local backend, writable model root)")
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Comma-separated API keys (several for rotation); when set, "
         "REST needs `Authorization: Bearer <key>` or `X-API-Key`, gRPC the same metadata")
@@ -80,6 +92,9 @@ class ServeSettings(BaseSettings):
         None, validate_default=True,
         description="PEM CA bundle: clients must present a certificate it signed (mutual TLS)")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: JSON lines, with one line per request (model, version, status, "
+                            "latency, batch size, request id)")
 
     @field_validator("model_name")
     @classmethod

@@ -16,7 +16,7 @@ import pytest
 def trained_result(tmp_path_factory: pytest.TempPathFactory):
     """A real, tiny training run (1 epoch, 12 synthetic images per class).
 
-    The model root is `<tmp>/models`, so the run reports land in `<tmp>/runs`.
+    The model root is `<tmp>/models`, so the run reports land in `<tmp>/models/rps/runs`.
     """
     from training.train import TrainConfig, train
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -28,8 +29,12 @@ def train_command(
     data: Annotated[str, typer.Option(help="synthetic (embedded, no network), rps (download "
                                            "the talk's dataset) or a folder of class folders")]
     = "synthetic",
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs")] = 15,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per step")] = 32,
+    recipe: Annotated[str, typer.Option(help="auto (real-hands for photos, rendered for synthetic) | "
+                                             "real-hands | talk (the talk's exact recipe) | rendered")] = "auto",
+    arch: Annotated[str | None, typer.Option(help="Network: compact | talk (default: the recipe's)")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs (default: the recipe's)")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Images per step (default: the recipe's)")]
+    = None,
     model_root: Annotated[Path, typer.Option(help="Versions go to MODEL_ROOT/NAME/N/")]
     = Path("models"),
     name: Annotated[str, typer.Option(help="Model name")] = "rps",
@@ -41,18 +46,22 @@ def train_command(
                                                      "split")] = None,
     samples_per_class: Annotated[int, typer.Option(min=1, help="Synthetic images per class")]
     = 1000,
-    learning_rate: Annotated[float, typer.Option(help="Initial Adam learning rate "
-                                                      "(cosine-decayed)")] = 3e-4,
+    learning_rate: Annotated[float | None, typer.Option(help="Initial learning rate (default: the "
+                                                             "recipe's)")] = None,
     version: Annotated[int | None, typer.Option(min=1, help="Version number (default: next "
                                                             "free)")] = None,
     tflite: Annotated[bool, typer.Option(help="Also write assets.extra/model.tflite")] = False,
     augment: Annotated[bool | None, typer.Option(
-        "--augment/--no-augment", help="The talk's augmentation (default: on for photos, off for "
-                                       "synthetic images, which are rendered in random poses)")] = None,
+        "--augment/--no-augment", help="The recipe's augmentation on or off (default: the recipe's)")] = None,
+    none_label: Annotated[bool | None, typer.Option(
+        "--none-label/--no-none-label", help="Learn a 'none' class from scenes without a hand (default: "
+                                             "the recipe's)")] = None,
+    runs_root: Annotated[Path | None, typer.Option(envvar="IMGCLF_RUNS_ROOT", help="Where run reports go "
+                                                   "(default: MODEL_ROOT/NAME/runs)")] = None,
     if_missing: Annotated[bool, typer.Option(help="Do nothing when a version already exists")]
     = False,
 ) -> None:
-    """Train the talk's CNN and export it as the next version of MODEL_ROOT/NAME."""
+    """Train a model and export it as the next version of MODEL_ROOT/NAME."""
     from training.export import scan_versions
 
     if if_missing and (found := scan_versions(model_root / name)):
@@ -63,35 +72,49 @@ def train_command(
     from training.train import TrainConfig, train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = TrainConfig(data=data, epochs=epochs, batch_size=batch_size, model_root=model_root,
-                         name=name, seed=seed, strategy=strategy, val_split=val_split,
-                         val_dir=val_dir, samples_per_class=samples_per_class,
-                         learning_rate=learning_rate, version=version, tflite=tflite, augment=augment)
+    config = TrainConfig(data=data, recipe=recipe, arch=arch, epochs=epochs, batch_size=batch_size,
+                         model_root=model_root, name=name, seed=seed, strategy=strategy, val_split=val_split,
+                         val_dir=val_dir, samples_per_class=samples_per_class, learning_rate=learning_rate,
+                         version=version, tflite=tflite, augment=augment, none_label=none_label,
+                         runs_root=runs_root)
     try:
         result = train(config)
     except (DataError, ExportError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)  # one line, whatever the width
         raise typer.Exit(2) from None
+    except OSError as exc:  # e.g. a read-only or foreign-owned volume: one line, not a traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        console.print(f"[red]error:[/red] cannot write{where}: {exc.strerror or exc} (uid {os.getuid()}; "
+                      "mount a volume this user may write, or pick another --model-root)", soft_wrap=True)
+        raise typer.Exit(1) from None
     print_confusion(f"validation confusion matrix (version {result.version})", result.labels, result.confusion)
+    reallike = ""
+    if result.reallike_accuracy is not None and result.reallike_confusion is not None:
+        print_confusion("real-like check (unseen hands in unseen scenes)", result.labels, result.reallike_confusion)
+        reallike = f" reallike_accuracy={result.reallike_accuracy:.4f}"
     console.print(f"run reports: {result.run_dir}")
     # the one line to grep in logs
-    print(f"wrote {result.path} (version {result.version}): val_accuracy={result.val_accuracy:.4f} "
-          f"best_epoch={result.best_epoch}/{epochs} wall_time={result.seconds:.1f}s", flush=True)
+    print(f"wrote {result.path} (version {result.version}, recipe {result.recipe}): "
+          f"val_accuracy={result.val_accuracy:.4f}{reallike} best_epoch={result.best_epoch}/"
+          f"{len(result.history.get('accuracy', [])) or '?'} wall_time={result.seconds:.1f}s", flush=True)
 
 
 def evaluate_command(
     model_dir: Annotated[Path, typer.Argument(help="An exported version, e.g. models/rps/3")],
     data: Annotated[str, typer.Option(help="Folder of class folders, rps-test (the talk's test "
-                                           "split, downloaded on request) or synthetic (a fresh set)")],
+                                           "split, downloaded on request), synthetic (a fresh set) or "
+                                           "real-like (unseen CGI hands in held-out scenes, webcam-sized)")],
     seed: Annotated[int, typer.Option(help="Seed of a synthetic set (use another than training's)")] = 1,
-    samples_per_class: Annotated[int, typer.Option(min=1, help="Size of a synthetic set")] = 300,
+    samples_per_class: Annotated[int, typer.Option(min=1, help="Size of a synthetic or real-like set")] = 300,
+    hands: Annotated[str | None, typer.Option(help="real-like: the CGI hands (class folders; default: the "
+                                                   "folder the version was trained on)")] = None,
 ) -> None:
     """Accuracy and confusion matrix of an exported version on held-out images."""
     from training.data import DataError
     from training.evaluate import evaluate
 
     try:
-        result = evaluate(model_dir, data, seed=seed, samples_per_class=samples_per_class)
+        result = evaluate(model_dir, data, seed=seed, samples_per_class=samples_per_class, hands_dir=hands)
     except DataError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -6,7 +6,7 @@ import hashlib
 import io
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -36,6 +36,7 @@ class ImageSet:
     targets: np.ndarray
     labels: tuple[str, ...]
     skipped: int = 0
+    names: tuple[str, ...] = ()  # file names relative to the data folder, when read from one
 
     def __len__(self) -> int:
         return len(self.images)
@@ -53,12 +54,20 @@ class ImageSet:
         return digest.hexdigest()
 
     def subset(self, index: np.ndarray) -> ImageSet:
-        return ImageSet([self.images[i] for i in index], self.targets[index], self.labels)
+        names = tuple(self.names[i] for i in index) if self.names else ()
+        return ImageSet([self.images[i] for i in index], self.targets[index], self.labels, names=names)
+
+    def groups(self) -> list[str]:
+        """The rendered hand each image shows: `rock03-017.jpg` -> `rock03` (an image is its own
+        group when its name has no `-`). Validating on whole groups keeps a hand out of training."""
+        if not self.names:
+            return [str(i) for i in range(len(self))]
+        return [Path(n).name.split("-")[0] if "-" in Path(n).name else n for n in self.names]
 
 
 @dataclass(frozen=True)
 class Datasets:
-    """What `make_datasets` returns: batched pipelines plus what the model card records."""
+    """What a data builder returns: batched pipelines plus what the model card records."""
 
     train: tf.data.Dataset
     val: tf.data.Dataset
@@ -68,6 +77,30 @@ class Datasets:
     source: str
     source_hash: str
     augmented: bool = True
+    # set by builders whose pipelines are not one image per ImageSet entry (training/scenes_data.py)
+    train_targets: np.ndarray | None = None
+    val_pipeline_targets: np.ndarray | None = None
+    warmup: tuple[bytes, ...] = ()
+    reallike: ImageSet | None = None
+    validation_note: str = "a random split of the data"
+    card: dict[str, object] = field(default_factory=dict)
+    steps_per_epoch: int | None = None  # for a `train` stream that holds every epoch
+
+    def val_targets(self) -> np.ndarray:
+        """Targets in the order `val` yields them."""
+        return self.val_set.targets if self.val_pipeline_targets is None else self.val_pipeline_targets
+
+    def train_size(self) -> int:
+        return len(self.train_set) if self.train_targets is None else len(self.train_targets)
+
+    def _counts(self, targets: np.ndarray) -> dict[str, int]:
+        return {name: int((targets == i).sum()) for i, name in enumerate(self.labels)}
+
+    def train_counts(self) -> dict[str, int]:
+        return self.train_set.counts() if self.train_targets is None else self._counts(self.train_targets)
+
+    def val_counts(self) -> dict[str, int]:
+        return self._counts(self.val_targets())
 
 
 def load_synthetic(samples_per_class: int, seed: int = 0) -> ImageSet:
@@ -119,6 +152,7 @@ def load_folder(path: str | Path, labels: Iterable[str] | None = None) -> ImageS
             "(one folder per class, e.g. paper/ rock/ scissors/)")
     images: list[bytes] = []
     targets: list[int] = []
+    names: list[str] = []
     skipped = 0
     for index, name in enumerate(found):
         files = sorted(p for p in (root / name).rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -130,12 +164,13 @@ def load_folder(path: str | Path, labels: Iterable[str] | None = None) -> ImageS
                 continue
             images.append(data)
             targets.append(index)
+            names.append(str(file.relative_to(root)))
             kept += 1
         if kept == 0:
             raise DataError(f"class folder {root / name} has no readable images")
     if skipped:
         log.warning("skipped %d unreadable file(s) under %s", skipped, root)
-    return ImageSet(images, np.array(targets, dtype=np.int64), tuple(found), skipped)
+    return ImageSet(images, np.array(targets, dtype=np.int64), tuple(found), skipped, tuple(names))
 
 
 def split(images: ImageSet, val_split: float, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -154,6 +189,29 @@ def split(images: ImageSet, val_split: float, seed: int) -> tuple[ImageSet, Imag
         val_idx.extend(idx[:n_val])
         train_idx.extend(idx[n_val:])
     return images.subset(np.sort(train_idx)), images.subset(np.sort(val_idx))
+
+
+def split_by_group(images: ImageSet, val_split: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """Hold out whole groups (rendered hands) per class, about `val_split` of each class.
+
+    A random split puts frames of the same rendered hand on both sides and overstates accuracy
+    on hands never seen; this one measures exactly that. Falls back to `split` when a class has
+    fewer than two groups.
+    """
+    if not 0.0 < val_split < 1.0:
+        raise DataError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
+    groups = np.array(images.groups())
+    rng = np.random.default_rng(seed)
+    val_mask = np.zeros(len(images), dtype=bool)
+    for c in range(len(images.labels)):
+        in_class = images.targets == c
+        names = np.unique(groups[in_class])
+        if len(names) < 2:
+            return split(images, val_split, seed)
+        rng.shuffle(names)
+        n_val = min(len(names) - 1, max(1, round(len(names) * val_split)))
+        val_mask |= in_class & np.isin(groups, names[:n_val])
+    return images.subset(np.flatnonzero(~val_mask)), images.subset(np.flatnonzero(val_mask))
 
 
 def make_augmenter(seed: int = 0) -> keras.Sequential:
@@ -204,7 +262,8 @@ def load_source(data: str, *, samples_per_class: int = 1000, seed: int = 0) -> t
 
 def make_datasets(data: str = "synthetic", *, batch_size: int = 32, val_split: float = 0.2,
                   val_dir: str | None = None, seed: int = 0, samples_per_class: int = 1000,
-                  augment: bool | None = None, image_size: int = IMAGE_SIZE) -> Datasets:
+                  augment: bool | None = None, image_size: int = IMAGE_SIZE, by_hand: bool = False,
+                  ) -> Datasets:
     """Load a source, split off validation (or read --val-dir) and build both pipelines.
 
     `augment=None` (auto) augments photos as the talk does and leaves synthetic images alone:
@@ -219,7 +278,7 @@ def make_datasets(data: str = "synthetic", *, batch_size: int = 32, val_split: f
     if val_dir:
         train_set, val_set = everything, load_folder(val_dir, labels=everything.labels)
     else:
-        train_set, val_set = split(everything, val_split, seed)
+        train_set, val_set = (split_by_group if by_hand else split)(everything, val_split, seed)
     return Datasets(
         train=to_dataset(train_set, batch_size, training=True, seed=seed, augment=augment,
                          image_size=image_size),
@@ -230,4 +289,6 @@ def make_datasets(data: str = "synthetic", *, batch_size: int = 32, val_split: f
         source=source,
         source_hash=everything.content_hash(),
         augmented=augment,
+        validation_note=("--val-dir" if val_dir else "whole rendered hands held out" if by_hand
+                         else "a random split of the data"),
     )

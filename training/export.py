@@ -46,7 +46,7 @@ class ServingModule(tf.Module):
 
     def __init__(self, model: keras.Model, labels: Sequence[str], image_size: int = IMAGE_SIZE):
         super().__init__()
-        self.model = model
+        self.model = inference_copy(model)
         self.labels = tf.constant(list(labels))
         self.image_size = image_size
 
@@ -67,6 +67,16 @@ class ServingModule(tf.Module):
                                                 name="pixels")])
     def serve_pixels(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"scores": self.model(pixels, training=False)}
+
+
+def inference_copy(model: keras.Model) -> keras.Model:
+    """The same layers and weights without the optimizer: a trained model tracks its optimizer's
+    slots (two more copies of every weight with Adam), which serving never reads."""
+    if getattr(model, "optimizer", None) is None:
+        return model
+    copy = model.__class__.from_config(model.get_config())  # never compiled: no optimizer at all
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _write_warmup(path: Path, name: str, images: Sequence[bytes]) -> None:

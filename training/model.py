@@ -1,4 +1,4 @@
-"""The talk's convolutional network for 150x150x3 rock / paper / scissors images."""
+"""The networks: the talk's CNN (the reference) and a compact one that generalises to photos."""
 
 from __future__ import annotations
 
@@ -6,18 +6,38 @@ import keras
 
 from training.preprocessing import INPUT_SHAPE
 
+ARCHS = ("talk", "compact")
+
 
 def make_model(input_shape: tuple[int, int, int] = INPUT_SHAPE, num_classes: int = 3,
                learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 3e-4,
+               *, arch: str = "talk", optimizer: str = "adam", label_smoothing: float = 0.0,
                ) -> keras.Model:
-    """Conv2D+MaxPool x4 (64, 64, 128, 128), Flatten, Dropout 0.5, Dense 512, softmax.
-
-    Inputs are pixels in [0, 1]; decoding and scaling live in the exported graph.
-    """
+    """Build and compile `arch` for pixels in [0, 1]; decoding and scaling live in the exported graph."""
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    if arch == "talk":
+        model = talk_cnn(input_shape, num_classes)
+    elif arch == "compact":
+        model = compact_cnn(input_shape, num_classes)
+    else:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    opt: keras.optimizers.Optimizer
+    if optimizer == "rmsprop":
+        opt = keras.optimizers.RMSprop(learning_rate=learning_rate)
+    elif optimizer == "adamw":
+        opt = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=1e-4)
+    else:
+        opt = keras.optimizers.Adam(learning_rate=learning_rate)
+    model.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                  metrics=["accuracy"])
+    return model
+
+
+def talk_cnn(input_shape: tuple[int, int, int] = INPUT_SHAPE, num_classes: int = 3) -> keras.Model:
+    """Conv2D+MaxPool x4 (64, 64, 128, 128), Flatten, Dropout 0.5, Dense 512, softmax."""
     layers = keras.layers
-    model = keras.Sequential(
+    return keras.Sequential(
         [
             keras.Input(shape=input_shape, name="pixels"),
             layers.Conv2D(64, 3, activation="relu"),
@@ -35,9 +55,29 @@ def make_model(input_shape: tuple[int, int, int] = INPUT_SHAPE, num_classes: int
         ],
         name="rps_cnn",
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+
+
+def compact_cnn(input_shape: tuple[int, int, int] = INPUT_SHAPE, num_classes: int = 3,
+                widths: tuple[int, ...] = (24, 48, 96, 192)) -> keras.Model:
+    """Conv-BN-ReLU stages with global average pooling: about 0.66M parameters, 3x the talk's speed.
+
+    Global pooling instead of Flatten+Dense means no weight is tied to where the hand is in the
+    frame, and batch normalisation keeps it stable under the recipe's strong lighting changes.
+    """
+    layers = keras.layers
+
+    def conv(x: keras.KerasTensor, filters: int, strides: int = 1) -> keras.KerasTensor:
+        x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+        # momentum 0.9: the run is a few thousand steps, and the default 0.99 leaves the
+        # inference statistics lagging behind the weights for the first epochs
+        return layers.ReLU()(layers.BatchNormalization(momentum=0.9)(x))
+
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    x = layers.MaxPooling2D(2)(conv(inputs, widths[0], strides=2))
+    for i, width in enumerate(widths[1:]):
+        x = conv(conv(x, width), width)
+        if i < len(widths) - 2:
+            x = layers.MaxPooling2D(2)(x)
+    x = layers.Dropout(0.3)(layers.GlobalAveragePooling2D()(x))
+    outputs = layers.Dense(num_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inputs, outputs, name="rps_compact")

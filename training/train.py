@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from training.data import DataError, Datasets, make_datasets
 from training.export import export, next_version
-from training.model import make_model
+from training.model import ARCHS, make_model
+from training.recipes import Recipe, resolve
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,12 @@ STRATEGIES = ("default", "mirrored", "multi-worker")
 
 @dataclass
 class TrainConfig:
+    """What to train. Fields left None take the recipe's value (training/recipes.py)."""
+
     data: str = "synthetic"
-    epochs: int = 15
-    batch_size: int = 32
+    recipe: str = "auto"
+    epochs: int | None = None
+    batch_size: int | None = None
     model_root: Path = Path("models")
     name: str = "rps"
     seed: int = 0
@@ -35,19 +39,32 @@ class TrainConfig:
     val_split: float = 0.2
     val_dir: str | None = None
     samples_per_class: int = 1000
-    learning_rate: float = 3e-4
+    learning_rate: float | None = None
+    arch: str | None = None
     version: int | None = None
     tflite: bool = False
-    runs_root: Path | None = None  # default: `runs/` beside the model root
-    augment: bool | None = None  # None: the talk's augmentation for photos, none for synthetic
+    runs_root: Path | None = None  # default: MODEL_ROOT/NAME/runs/, beside the versions
+    augment: bool | None = None  # None: the recipe's augmentation
+    none_label: bool | None = None
+    reallike_per_class: int = 100
 
     def validate(self) -> None:
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise DataError(f"--epochs must be at least 1, got {self.epochs}")
         if self.strategy not in STRATEGIES:
             raise DataError(f"--strategy must be one of {', '.join(STRATEGIES)}")
-        if self.learning_rate <= 0:
+        if self.learning_rate is not None and self.learning_rate <= 0:
             raise DataError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.arch is not None and self.arch not in ARCHS:
+            raise DataError(f"--arch must be one of {', '.join(ARCHS)}")
+        try:
+            self.resolved()
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+
+    def resolved(self) -> Recipe:
+        return resolve(self.recipe, self.data, arch=self.arch, epochs=self.epochs, batch_size=self.batch_size,
+                       learning_rate=self.learning_rate, augment=self.augment, none_label=self.none_label)
 
 
 @dataclass
@@ -62,6 +79,9 @@ class TrainResult:
     labels: tuple[str, ...]
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    recipe: str = ""
+    reallike_accuracy: float | None = None
+    reallike_confusion: list[list[int]] | None = None
 
 
 class BestEpoch(keras.callbacks.Callback):
@@ -113,7 +133,7 @@ def confusion_matrix(model: keras.Model, datasets: Datasets) -> np.ndarray:
     probs = model.predict(datasets.val, verbose=0)
     predicted = probs.argmax(axis=1)
     matrix = np.zeros((n, n), dtype=np.int64)
-    for t, p in zip(datasets.val_set.targets, predicted, strict=True):
+    for t, p in zip(datasets.val_targets(), predicted, strict=True):
         matrix[t, p] += 1
     return matrix
 
@@ -154,6 +174,8 @@ def _plots(history: dict[str, list[float]], matrix: np.ndarray, labels: tuple[st
 
 def _warmup_images(datasets: Datasets) -> list[bytes]:
     """One validation image per class: real inputs for TF Serving's warm-up."""
+    if datasets.warmup:
+        return list(datasets.warmup)
     picks = []
     for c in range(len(datasets.labels)):
         idx = np.flatnonzero(datasets.val_set.targets == c)
@@ -162,65 +184,99 @@ def _warmup_images(datasets: Datasets) -> list[bytes]:
     return picks
 
 
+def _datasets(config: TrainConfig, recipe: Recipe) -> Datasets:
+    if recipe.augment == "scenes":
+        from training.scenes_data import make_scene_datasets
+
+        return make_scene_datasets(config.data, recipe, val_split=config.val_split, val_dir=config.val_dir,
+                                   seed=config.seed, reallike_per_class=config.reallike_per_class)
+    return make_datasets(config.data, batch_size=recipe.batch_size, val_split=config.val_split,
+                         val_dir=config.val_dir, seed=config.seed, samples_per_class=config.samples_per_class,
+                         augment=recipe.augment != "none", by_hand=recipe.split == "by-hand")
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run the whole job: data, fit, best epoch, reports, export. Returns what was written."""
     config.validate()
+    recipe = config.resolved()
     started = time.monotonic()
     keras.utils.set_random_seed(config.seed)
+    log.info("recipe %s: %s", recipe.name, recipe)
     # data first: a bad --data or --val-dir must not leave an empty run folder behind
-    datasets = make_datasets(config.data, batch_size=config.batch_size, val_split=config.val_split,
-                             val_dir=config.val_dir, seed=config.seed,
-                             samples_per_class=config.samples_per_class, augment=config.augment)
+    datasets = _datasets(config, recipe)
     model_dir = Path(config.model_root) / config.name
-    runs_root = config.runs_root or Path(config.model_root).resolve().parent / "runs"
+    runs_root = Path(config.runs_root) if config.runs_root else model_dir / "runs"
     planned = config.version or next_version(model_dir)
-    run_dir = runs_root / config.name / str(planned)
+    run_dir = runs_root / str(planned)
     if run_dir.exists():  # a leftover of a run that never exported: keep it, but do not mix
-        run_dir = runs_root / config.name / f"{planned}-{int(time.time())}"
-    run_dir.mkdir(parents=True)
+        run_dir = runs_root / f"{planned}-{int(time.time())}"
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise DataError(f"cannot write run reports to {run_dir} ({exc.strerror}); "
+                        "choose a writable place with --runs-root or IMGCLF_RUNS_ROOT") from None
 
     log.info("data: %s; train %s, validation %s; labels %s", datasets.source,
-             datasets.train_set.counts(), datasets.val_set.counts(), list(datasets.labels))
+             datasets.train_counts(), datasets.val_counts(), list(datasets.labels))
 
     strategy = make_strategy(config.strategy)
-    steps = max(1, -(-len(datasets.train_set) // config.batch_size))
+    steps = datasets.steps_per_epoch or max(1, -(-datasets.train_size() // recipe.batch_size))
     with strategy.scope():
-        # cosine decay calms the late-epoch swings that a constant rate leaves
-        schedule = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=steps * config.epochs, alpha=0.05)
-        model = make_model(num_classes=len(datasets.labels), learning_rate=schedule)
+        rate: float | keras.optimizers.schedules.LearningRateSchedule = recipe.learning_rate
+        if recipe.cosine:  # cosine decay calms the late-epoch swings that a constant rate leaves
+            rate = keras.optimizers.schedules.CosineDecay(
+                recipe.learning_rate, decay_steps=steps * recipe.epochs, alpha=0.05)
+        model = make_model(num_classes=len(datasets.labels), learning_rate=rate, arch=recipe.arch,
+                           optimizer=recipe.optimizer, label_smoothing=recipe.label_smoothing)
     best = BestEpoch()
     fit = model.fit(
-        datasets.train, validation_data=datasets.val, epochs=config.epochs, verbose=2,
+        datasets.train, validation_data=datasets.val, epochs=recipe.epochs, verbose=2,
+        steps_per_epoch=datasets.steps_per_epoch,
         callbacks=[best, keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))])
     history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
 
     matrix = confusion_matrix(model, datasets)
     val_accuracy = float(np.trace(matrix) / max(1, matrix.sum()))
     train_accuracy = float(best.best_logs.get("accuracy", history["accuracy"][-1]))
+    reallike_acc, reallike_matrix = None, None
+    if datasets.reallike is not None and len(datasets.reallike):
+        from training.reallike import score
+
+        reallike_acc, reallike_matrix = score(lambda x: model(x, training=False), datasets.reallike)
+        log.info("real-like check: accuracy %.4f on %d images", reallike_acc, len(datasets.reallike))
     card: dict[str, Any] = {
+        "recipe": recipe.name,
+        "arch": recipe.arch,
+        "parameters": int(model.count_params()),
         "data_source": datasets.source,
         "data_sha256": datasets.source_hash,
-        "samples": {"train": len(datasets.train_set), "validation": len(datasets.val_set),
-                    "train_per_class": datasets.train_set.counts(),
-                    "validation_per_class": datasets.val_set.counts()},
-        "epochs": config.epochs,
+        "samples": {"train": datasets.train_size(), "validation": int(matrix.sum()),
+                    "train_per_class": datasets.train_counts(),
+                    "validation_per_class": datasets.val_counts()},
+        "validation": datasets.validation_note,
+        "epochs": recipe.epochs,
         "best_epoch": best.best_epoch,
-        "batch_size": config.batch_size,
-        "augmentation": datasets.augmented,
+        "batch_size": recipe.batch_size,
+        "learning_rate": recipe.learning_rate,
+        "optimizer": recipe.optimizer,
+        "augmentation": recipe.augment if datasets.augmented else "none",
         "seed": config.seed,
         "train_accuracy": round(train_accuracy, 4),
         "val_accuracy": round(val_accuracy, 4),
         "confusion_matrix": matrix.tolist(),
+        **datasets.card,
     }
+    if reallike_acc is not None:
+        card["reallike_accuracy"] = round(reallike_acc, 4)
+        card["reallike_confusion_matrix"] = reallike_matrix
     target_root = Path(config.model_root)
     if not _is_chief():  # every worker must save under MultiWorkerMirroredStrategy; only one publishes
         target_root = run_dir / "worker-export"
     path = export(model, datasets.labels, target_root, config.name, version=config.version,
                   card=card, warmup_images=_warmup_images(datasets), tflite=config.tflite)
     version = int(path.name)
-    if version != planned and not (runs_root / config.name / str(version)).exists():
-        run_dir = run_dir.rename(runs_root / config.name / str(version))
+    if version != planned and not (runs_root / str(version)).exists():
+        run_dir = run_dir.rename(runs_root / str(version))
 
     (run_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     (run_dir / "confusion_matrix.json").write_text(
@@ -229,7 +285,8 @@ def train(config: TrainConfig) -> TrainResult:
     result = TrainResult(version=version, path=path, run_dir=run_dir, val_accuracy=val_accuracy,
                          train_accuracy=train_accuracy, best_epoch=best.best_epoch,
                          confusion=matrix.tolist(), labels=datasets.labels,
-                         seconds=time.monotonic() - started, history=history)
+                         seconds=time.monotonic() - started, history=history, recipe=recipe.name,
+                         reallike_accuracy=reallike_acc, reallike_confusion=reallike_matrix)
     (run_dir / "result.json").write_text(json.dumps(
         {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
          if k != "history"}, indent=2) + "\n")

@@ -72,15 +72,20 @@ class LocalModel:
 
 
 class LocalBackend:
-    """Reads `<model_root>/<name>/<int>/` from the local file system."""
+    """Reads `<base path>/<int>/` from the local file system; a model's base path defaults to
+    `<model_root>/<name>` and comes from models.config when one is used."""
 
     kind = "local"
 
     def __init__(self, model_root: Path):
         self.model_root = Path(model_root)
+        self.base_paths: dict[str, Path] = {}
+
+    def base_path(self, name: str) -> Path:
+        return self.base_paths.get(name, self.model_root / name)
 
     def discover(self, name: str) -> dict[int, str]:
-        base = self.model_root / name
+        base = self.base_path(name)
         found = {}
         for version in scan_versions(base):
             pb = base / str(version) / "saved_model.pb"
@@ -92,4 +97,4 @@ class LocalBackend:
         return found
 
     def load(self, name: str, version: int) -> LocalModel:
-        return LocalModel(name, version, self.model_root / name / str(version))
+        return LocalModel(name, version, self.base_path(name) / str(version))

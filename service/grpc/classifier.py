@@ -19,7 +19,7 @@ class ImageClassifierServicer(classifier_pb2_grpc.ImageClassifierServicer):
         self.core = core
 
     async def _classify(self, request: pb.ClassifyRequest, deadline: float) -> pb.ClassifyResponse:
-        name = request.model_name or self.core.settings.model_name
+        name = request.model_name or self.core.default_model
         which = request.WhichOneof("version_choice")
         result = await self.core.classify(
             name, list(request.images),
@@ -51,11 +51,11 @@ class ImageClassifierServicer(classifier_pb2_grpc.ImageClassifierServicer):
     @grpc_errors
     async def GetModelStatus(self, request: pb.ModelStatusRequest,
                              context: grpc.aio.ServicerContext) -> pb.ModelStatusResponse:
-        name = request.model_name or self.core.settings.model_name
+        name = request.model_name or self.core.default_model
         statuses = self.core.statuses(name)
-        seen = self.core.registry.versions
+        seen = self.core.registry_for(name).versions
         return pb.ModelStatusResponse(
-            model_name=name, ready=self.core.ready(),
+            model_name=name, ready=self.core.model_ready(name),
             versions=[pb.VersionStatus(version=s.version, state=s.state, error=s.error or "",
                                        labels=list(seen[s.version].labels) if s.version in seen else [])
                       for s in statuses])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -15,9 +17,11 @@ from tensorflow_serving.apis import (
 from service.auth import KeyChecker
 from service.core import ServingCore
 from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
+from service.grpc._generated.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from service.grpc.auth import ApiKeyInterceptor
 from service.grpc.classifier import ImageClassifierServicer
 from service.grpc.decode import DecodeErrorInterceptor
+from service.grpc.kserve import InferenceServicer
 from service.grpc.tfserving import ModelServicer, PredictionServicer
 from service.settings import ServeSettings
 
@@ -26,6 +30,7 @@ SERVICE_NAMES = (
     classifier_pb2.DESCRIPTOR.services_by_name["ImageClassifier"].full_name,
     prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
 )
 
 
@@ -47,8 +52,7 @@ def server_credentials(settings: ServeSettings) -> grpc.ServerCredentials | None
 
 def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int, HealthServicer]:
     keys = KeyChecker(core.settings)
-    # so_reuseport=0: a second server on the same port fails to bind instead of silently
-    # taking half of the connections
+    # no SO_REUSEPORT: a second server on a taken port must fail, not share it silently
     server = grpc.aio.server(options=[*channel_options(core.settings.grpc_max_message_bytes),
                                       ("grpc.so_reuseport", 0)],
                              interceptors=[*([ApiKeyInterceptor(keys)] if keys.enabled else []),
@@ -57,6 +61,7 @@ def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core),
                                                                         server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(core), server)
     health_servicer = HealthServicer(core)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer.servicer, server)
     reflection.enable_server_reflection(
@@ -66,10 +71,12 @@ def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int
     try:
         port = (server.add_secure_port(address, credentials) if credentials
                 else server.add_insecure_port(address))
-    except RuntimeError:  # newer grpcio raises where older ones returned 0
+    except RuntimeError:  # grpc.aio reports a taken port this way
         port = 0
     if port == 0:
-        raise OSError(f"could not bind gRPC to {address}")
+        raise OSError(errno.EADDRINUSE, f"gRPC port {address.rsplit(':', 1)[-1]} on {address.rsplit(':', 1)[0]} "
+                      "is already in use (or not bindable): set IMGCLF_GRPC_PORT (or --grpc-port) to a free "
+                      "port, or 0 for any")
     return server, port, health_servicer
 
 

@@ -73,11 +73,16 @@ def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
     app.include_router(routes_v2.make_router(core))
     add_docs(app)
     install_openapi(app, settings)
-    if (STATIC / "index.html").exists():
-        @app.get("/", include_in_schema=False)
-        async def index() -> FileResponse:
-            return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
+    has_page = (STATIC / "index.html").exists()
 
+    @app.get("/", include_in_schema=False, response_model=None)
+    async def index(request: Request) -> FileResponse | JSONResponse:
+        # browsers ask for HTML; API clients (KServe's V1 liveness probe reads this route) get JSON
+        if has_page and "text/html" in request.headers.get("accept", ""):
+            return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
+        return JSONResponse({"status": "alive"})
+
+    if has_page:
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(DeadlineMiddleware, timeout_s=settings.request_timeout_s)

@@ -7,6 +7,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import request_log
 from service.errors import PayloadTooLargeError
 from service.metrics import Metrics
 
@@ -42,7 +43,8 @@ class BodyLimitMiddleware:
 
 
 class MetricsMiddleware:
-    """Counts requests by route template, protocol and status, and times them."""
+    """Counts requests by route template, protocol and status, and times them; gives each request an id
+    (the client's X-Request-ID or a new one), echoes it back, and writes the request's log line."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -54,11 +56,16 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        rid = request_log.request_id(given)
+        protocol = _protocol(scope["path"])
+        entry = request_log.begin(rid, protocol, scope["path"])
 
         async def tracking(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
@@ -66,9 +73,10 @@ class MetricsMiddleware:
         finally:
             route: Any = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            protocol = _protocol(scope["path"])
             self.metrics.requests.labels(path, protocol, str(status)).inc()
             self.metrics.latency.labels(path, protocol).observe(time.perf_counter() - started)
+            entry["route"] = path
+            request_log.end(entry, status)
 
 
 def _protocol(path: str) -> str:

@@ -101,8 +101,9 @@ def install_openapi(app: FastAPI, settings: ServeSettings) -> None:
         for path, ops in schema["paths"].items():
             for method, op in ops.items():
                 for param in op.get("parameters", []):
-                    if param["in"] == "path" and param["name"] in ("name", "model"):
-                        param["schema"] = {"type": "string", "enum": [settings.model_name]}  # one model
+                    if (param["in"] == "path" and param["name"] in ("name", "model")
+                            and settings.model_config_file is None):  # one model, known at start
+                        param["schema"] = {"type": "string", "enum": [settings.model_name]}
                 responses = op.setdefault("responses", {})
                 responses.pop("422", None)
                 wanted = list(_statuses(path, method))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -27,17 +29,17 @@ _PREDICT_BODY = {
 
 def make_router(core: ServingCore) -> APIRouter:
     router = APIRouter()
-    name = core.settings.model_name
 
     @router.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES,
                  openapi_extra=_PREDICT_BODY, tags=["classify"],
                  summary="Classify one or more images (multipart field `file` or a raw image body)")
     async def predict(request: Request,
                       version: int | None = Query(None, ge=1, description="Pin a version"),
-                      label: str | None = Query(None, description="Pin a version label")
+                      label: str | None = Query(None, description="Pin a version label"),
+                      model: str | None = Query(None, description="Model name (default: IMGCLF_MODEL_NAME)")
                       ) -> PredictResponse:
         images = await read_images(request)
-        result = await core.classify(name, images, version=version, label=label,
+        result = await core.classify(model or core.default_model, images, version=version, label=label,
                                      deadline=request.scope.get(DEADLINE))
         return PredictResponse(
             model_name=result.model_name, model_version=result.model_version,
@@ -45,18 +47,19 @@ def make_router(core: ServingCore) -> APIRouter:
 
     @router.get("/models", response_model=ModelsResponse, tags=["models"],
                 summary="Versions seen, their state and labels")
-    async def models() -> ModelsResponse:
-        reg = core.registry
+    async def models(model: str | None = Query(None, description="Model name (default: IMGCLF_MODEL_NAME)")
+                     ) -> ModelsResponse:
+        name = model or core.default_model
+        reg = core.registry_for(name)
         versions = []
         for v in sorted(reg.versions.values(), key=lambda s: s.version, reverse=True):
             card = v.model.info.card if v.model else {}
             versions.append(VersionOut(version=v.version, state=v.state, error=v.error,
-                                       labels=list(v.labels), val_accuracy=card.get("val_accuracy"),
-                                       created=card.get("created")))
+                                       labels=list(v.labels), **card_summary(card)))
         available = reg.available_versions()
-        return ModelsResponse(name=name, ready=core.ready(),
+        return ModelsResponse(name=name, ready=core.model_ready(name),
                               default_version=available[-1] if available else None,
-                              version_labels=core.settings.version_labels, versions=versions)
+                              version_labels=reg.spec.labels, versions=versions, models=core.models())
 
     @router.get("/healthz", tags=["health"], summary="Liveness: 200 while the process runs")
     async def healthz() -> dict[str, str]:
@@ -74,6 +77,23 @@ def make_router(core: ServingCore) -> APIRouter:
         return Response(core.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return router
+
+
+def card_summary(card: dict[str, Any]) -> dict[str, Any]:
+    """The model card's fields a person choosing a version wants; server paths never leave the server."""
+    demo: dict[str, Any] = card["demo"] if isinstance(card.get("demo"), dict) else {}
+    source = str(card.get("trained_on") or demo.get("data") or card.get("data_source") or "") or None
+    if source and source.startswith("/"):
+        source = source.rstrip("/").rsplit("/", 1)[-1] + " (a folder on the training machine)"
+
+    def number(key: str) -> float | None:
+        value = card.get(key)
+        return value if isinstance(value, int | float) else None
+
+    return {"val_accuracy": number("val_accuracy"), "created": card.get("created"),
+            "recipe": card.get("recipe"), "arch": card.get("arch"), "trained_on": source,
+            "validation": card.get("validation"), "reallike_accuracy": number("reallike_accuracy"),
+            "provenance": demo.get("provenance")}
 
 
 async def read_images(request: Request) -> list[bytes]:

@@ -1,22 +1,22 @@
-"""KServe V2 / Open Inference Protocol REST routes (/v2/...)."""
+"""KServe V2 / Open Inference Protocol REST routes (/v2/...), with Triton's binary tensor extension."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from importlib.metadata import PackageNotFoundError, version
+import json
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
+from service import v2
 from service.core import ServingCore
 from service.errors import InvalidInputError, NotFoundError
 from service.rest.guards import DEADLINE
 
-_OUTPUTS = ("scores", "label")
+HEADER_LENGTH = "inference-header-content-length"
 
 
 class _Tensor(BaseModel):
@@ -24,7 +24,7 @@ class _Tensor(BaseModel):
     shape: list[int]
     datatype: str
     parameters: dict[str, Any] | None = None
-    data: list[Any]
+    data: list[Any] | None = None
 
 
 class _Requested(BaseModel):
@@ -46,7 +46,8 @@ def _flatten(data: list[Any]) -> list[Any]:
     return out
 
 
-def _decode(items: list[Any]) -> list[bytes]:
+def _decode_b64(items: list[Any]) -> list[bytes]:
+    """JSON BYTES elements carry images as standard base64 strings."""
     images = []
     for i, item in enumerate(items):
         if not isinstance(item, str):
@@ -58,41 +59,84 @@ def _decode(items: list[Any]) -> list[bytes]:
     return images
 
 
-def _classification(out: _Requested) -> int:
-    """The requested output's class count (0: plain tensor); checked before any inference."""
-    if out.name not in _OUTPUTS:
-        raise InvalidInputError(f"unknown output {out.name!r}; outputs are {list(_OUTPUTS)}")
-    k = (out.parameters or {}).get("classification", 0)
-    # a bad value is the client's mistake (400), not an internal error
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise InvalidInputError(f"output {out.name!r}: parameter 'classification' must be a "
-                                f"non-negative integer, got {k!r}")
-    return k
+def _split_body(body: bytes, header: str | None) -> tuple[bytes, bytes]:
+    """The JSON header and the binary tail (Triton's binary tensor extension)."""
+    if header is None:
+        return body, b""
+    if not header.strip().isdigit() or int(header) > len(body):
+        raise InvalidInputError(f"Inference-Header-Content-Length {header!r} must be a byte count no "
+                                f"larger than the {len(body)} byte body")
+    n = int(header)
+    return body[:n], body[n:]
+
+
+def _parse(head: bytes) -> InferRequest:
+    try:
+        return InferRequest.model_validate_json(head, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        hint = ("; a binary tensor body needs the Inference-Header-Content-Length header"
+                if first["type"] == "json_invalid" else "")
+        raise InvalidInputError(f"malformed inference request: {where}: {first['msg']}{hint}") from None
+
+
+def _images(req: InferRequest, tail: bytes, limit: int) -> list[bytes]:
+    if len(req.inputs) != 1:
+        raise InvalidInputError(f"expected one BYTES input {v2.INPUT!r}, got {len(req.inputs)} inputs")
+    tensor = req.inputs[0]
+    size = (tensor.parameters or {}).get("binary_data_size")
+    if size is not None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0 or size != len(tail):
+            raise InvalidInputError(f"input {tensor.name!r}: binary_data_size {size!r} does not match "
+                                    f"the {len(tail)} bytes after the JSON header")
+        if tensor.data is not None:
+            raise InvalidInputError(f"input {tensor.name!r} has both data and binary_data_size")
+        images = v2.unpack_bytes(tail, f"input {tensor.name!r}", limit) if tensor.datatype == "BYTES" else []
+    else:
+        if tail:
+            raise InvalidInputError(f"{len(tail)} bytes follow the JSON header but no input has "
+                                    "binary_data_size")
+        if tensor.data is None:
+            raise InvalidInputError(f"input {tensor.name!r} has neither data nor binary_data_size")
+        items = _flatten(tensor.data)
+        v2.check_input(tensor.name, tensor.datatype, tensor.shape, len(items))
+        return _decode_b64(items)
+    v2.check_input(tensor.name, tensor.datatype, tensor.shape, len(images))
+    return images
+
+
+def _reply(req: InferRequest, model: str, version: int, tensors: list[v2.OutputTensor],
+           wanted: list[v2.Requested]) -> Response:
+    binary_default = (req.parameters or {}).get("binary_data_output") is True
+    binary_by_name = {w.name: w.binary for w in wanted}
+    outputs, tail = [], []
+    for t in tensors:
+        entry: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": t.shape}
+        binary = binary_by_name.get(t.name)
+        if binary if binary is not None else binary_default:
+            raw = t.raw()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            tail.append(raw)
+        else:
+            entry["data"] = t.json_data()
+        outputs.append(entry)
+    reply: dict[str, Any] = {"model_name": model, "model_version": str(version), "outputs": outputs}
+    if req.id is not None:
+        reply["id"] = req.id
+    head = json.dumps(reply, separators=(",", ":")).encode()
+    if not tail:
+        return Response(head, media_type="application/json")
+    return Response(b"".join([head, *tail]), media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(len(head))})
 
 
 def make_router(core: ServingCore) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["kserve-v2"])
-    name = core.settings.model_name
-
-    def metadata(model: str, ver: int | None) -> dict[str, Any]:
-        info = core.model_info(model, ver)
-        n = len(info.labels)
-        return {
-            "name": model, "versions": [str(v) for v in core.registry.available_versions()],
-            "platform": "tensorflow_savedmodel",
-            "inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [-1]}],
-            "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, n]},
-                        {"name": "label", "datatype": "BYTES", "shape": [-1]}],
-            "parameters": {"labels": list(info.labels)},
-        }
 
     @router.get("", summary="Server metadata")
     async def server_metadata() -> dict[str, Any]:
-        try:
-            v = version("imgclf")
-        except PackageNotFoundError:
-            v = "0"
-        return {"name": "imgclf", "version": v, "extensions": ["classification"]}
+        return v2.server_metadata()
 
     @router.get("/health/live")
     async def live() -> JSONResponse:
@@ -103,72 +147,61 @@ def make_router(core: ServingCore) -> APIRouter:
         ok = core.ready()
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
+    @router.get("/models/stats", summary="Triton's statistics extension, every model")
+    async def all_stats() -> dict[str, Any]:
+        return {"model_stats": v2.statistics(core, None, None)}
+
     @router.get("/models/{model}")
     async def model_metadata(model: str) -> dict[str, Any]:
-        return metadata(model, None)
+        return v2.model_metadata(core, model, None)
 
     @router.get("/models/{model}/versions/{ver}")
     async def version_metadata(model: str, ver: int) -> dict[str, Any]:
-        return metadata(model, ver)
+        return v2.model_metadata(core, model, ver)
 
     @router.get("/models/{model}/ready")
     async def model_ready(model: str) -> Response:
-        core.check_name(model)
-        ok = core.ready()
+        ok = core.model_ready(model)
         return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)
 
     @router.get("/models/{model}/versions/{ver}/ready")
     async def version_ready(model: str, ver: int) -> Response:
-        core.check_name(model)
-        if ver not in core.registry.versions:  # never seen: 404, like an unknown model
+        if ver not in core.registry_for(model).versions:  # never seen: 404, like an unknown model
             raise NotFoundError(f"version {ver} of model {model!r} not found")
-        ok = ver in core.registry.available_versions()
+        ok = core.model_ready(model, ver)
         return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)
 
-    async def infer(request: Request, model: str, ver: int | None) -> dict[str, Any]:
+    @router.get("/models/{model}/stats", summary="Triton's statistics extension")
+    async def model_stats(model: str) -> dict[str, Any]:
+        return {"model_stats": v2.statistics(core, model, None)}
+
+    @router.get("/models/{model}/versions/{ver}/stats", summary="Triton's statistics extension")
+    async def version_stats(model: str, ver: int) -> dict[str, Any]:
+        return {"model_stats": v2.statistics(core, model, ver)}
+
+    @router.post("/repository/index", summary="Triton's repository index: every model version")
+    async def repository_index(request: Request) -> list[dict[str, Any]]:
+        body = await request.body()
         try:
-            req = InferRequest.model_validate_json(await request.body(), strict=True)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(x) for x in first["loc"])
-            raise InvalidInputError(f"malformed inference request: {where}: {first['msg']}") from None
-        if len(req.inputs) != 1 or req.inputs[0].datatype != "BYTES" or req.inputs[0].name != "image_bytes":
-            raise InvalidInputError("expected one BYTES input 'image_bytes' of base64 images")
-        tensor = req.inputs[0]
-        items = _flatten(tensor.data)
-        if int(np.prod(tensor.shape)) != len(items):
-            raise InvalidInputError(f"input shape {tensor.shape} does not match its "
-                                    f"{len(items)} data elements")
-        wanted = [(out, _classification(out)) for out in req.outputs or [_Requested(name=n) for n in _OUTPUTS]]
-        result = await core.classify(model, _decode(items), version=ver, deadline=request.scope.get(DEADLINE))
-        outputs = []
-        for out, k in wanted:
-            n = len(result.scores)
-            if k > 0:  # Triton's classification extension: "score:index:label", best first
-                rows = [[f"{row[j]:.6f}:{j}:{result.labels[j]}" for j in np.argsort(-row)[:k]]
-                        for row in result.scores]
-                outputs.append({"name": out.name, "datatype": "BYTES", "shape": [n, min(k, len(result.labels))],
-                                "data": _flatten(rows)})
-            elif out.name == "scores":
-                outputs.append({"name": "scores", "datatype": "FP32",
-                                "shape": list(result.scores.shape),
-                                "data": result.scores.ravel().tolist()})
-            else:
-                outputs.append({"name": "label", "datatype": "BYTES", "shape": [n],
-                                "data": [p.label for p in result.predictions]})
-        reply: dict[str, Any] = {"model_name": model, "model_version": str(result.model_version),
-                                 "outputs": outputs}
-        if req.id is not None:
-            reply["id"] = req.id
-        return reply
+            only_ready = bool(json.loads(body or b"{}").get("ready", False))
+        except (ValueError, AttributeError):
+            raise InvalidInputError("repository index request must be a JSON object") from None
+        return v2.repository_index(core, only_ready)
+
+    async def infer(request: Request, model: str, ver: int | None) -> Response:
+        head, tail = _split_body(await request.body(), request.headers.get(HEADER_LENGTH))
+        req = _parse(head)
+        images = _images(req, tail, core.settings.max_images_per_request)
+        wanted = [v2.requested(o.name, o.parameters) for o in req.outputs or []]
+        result = await core.classify(model, images, version=ver, deadline=request.scope.get(DEADLINE))
+        return _reply(req, model, result.model_version, v2.outputs(result, wanted), wanted)
 
     @router.post("/models/{model}/infer")
-    async def infer_latest(request: Request, model: str) -> dict[str, Any]:
+    async def infer_latest(request: Request, model: str) -> Response:
         return await infer(request, model, None)
 
     @router.post("/models/{model}/versions/{ver}/infer")
-    async def infer_version(request: Request, model: str, ver: int) -> dict[str, Any]:
+    async def infer_version(request: Request, model: str, ver: int) -> Response:
         return await infer(request, model, ver)
 
-    del name
     return router

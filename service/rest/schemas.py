@@ -28,6 +28,13 @@ class VersionOut(BaseModel):
     labels: list[str] = Field(default_factory=list, description="Class names, in score order")
     val_accuracy: float | None = None
     created: str | None = None
+    recipe: str | None = Field(None, description="Training recipe (model card)")
+    arch: str | None = Field(None, description="Network (model card)")
+    trained_on: str | None = Field(None, description="What the version learned from (model card)")
+    validation: str | None = Field(None, description="What val_accuracy was measured on")
+    reallike_accuracy: float | None = Field(
+        None, description="The real-like check: unseen hands in unseen scenes at webcam sizes")
+    provenance: str | None = Field(None, description="Where the version comes from and how to rebuild it")
 
 
 class ModelsResponse(BaseModel):
@@ -36,6 +43,7 @@ class ModelsResponse(BaseModel):
     default_version: int | None
     version_labels: dict[str, int]
     versions: list[VersionOut]
+    models: list[str] = Field(description="Every model this server serves (pick one with ?model=)")
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {

@@ -9,7 +9,7 @@ import httpx
 
 
 def _metric_sum(text: str, name: str, version: str = "1") -> float:
-    pattern = rf'^{name}\{{version="{version}"\}} ([0-9.e+]+)$'
+    pattern = rf'^{name}\{{model="rps",version="{version}"\}} ([0-9.e+]+)$'
     return sum(float(m) for m in re.findall(pattern, text, flags=re.M))
 
 
@@ -31,4 +31,4 @@ def test_32_concurrent_requests_use_far_fewer_model_calls(tmp_path, trained_mode
     images = _metric_sum(after, "imgclf_images_total") - _metric_sum(before, "imgclf_images_total")
     assert images == 32
     assert calls <= 8, f"32 requests took {calls} model calls"
-    assert 'imgclf_batch_size_bucket{le="32.0",version="1"}' in after
+    assert 'imgclf_batch_size_bucket{le="32.0",model="rps",version="1"}' in after

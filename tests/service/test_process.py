@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 BIN = Path(sys.executable).parent
 
@@ -87,3 +89,60 @@ def test_bad_setting_stops_with_one_line(tmp_path):
     assert r.returncode == 2
     assert "IMGCLF_MAX_BATCH_SIZE" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_version_flag():
+    r = subprocess.run([str(BIN / "imgclf"), "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and re.fullmatch(r"imgclf \d+\.\d+\.\d+\S*\n", r.stdout), r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("which, variable", [("REST", "IMGCLF_REST_PORT"), ("gRPC", "IMGCLF_GRPC_PORT")])
+def test_port_in_use_names_the_port_and_the_setting(tmp_path, which, variable):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        env = {**os.environ, "IMGCLF_HOST": "127.0.0.1", "IMGCLF_MODEL_ROOT": str(tmp_path),
+               "IMGCLF_REST_PORT": "0", "IMGCLF_GRPC_PORT": "0", variable: port}
+        r = subprocess.run([str(BIN / "imgclf"), "serve"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert f"{which} port {port}" in last and "already in use" in last and variable in last, last
+
+
+def test_json_logs_one_line_per_request_with_its_id(trained_model_root, sample_jpeg):
+    import json
+
+    import grpc
+
+    from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
+
+    env = {**os.environ, "IMGCLF_MODEL_ROOT": str(trained_model_root), "IMGCLF_HOST": "127.0.0.1",
+           "IMGCLF_REST_PORT": "0", "IMGCLF_GRPC_PORT": "0", "IMGCLF_LOG_FORMAT": "json"}
+    proc, lines, url = start_serve(env)
+    try:
+        r = httpx.post(f"{url}/predict", content=sample_jpeg, headers={"content-type": "image/jpeg",
+                                                                     "x-request-id": "rest-42"}, timeout=30)
+        assert r.status_code == 200 and r.headers["x-request-id"] == "rest-42"
+        generated = httpx.get(f"{url}/healthz").headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", generated)
+        grpc_port = re.search(r"gRPC on [^:]+:(\d+)", "".join(lines))[1]  # type: ignore[index]
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            call = classifier_pb2_grpc.ImageClassifierStub(channel).Classify.with_call(
+                classifier_pb2.ClassifyRequest(images=[sample_jpeg]), metadata=[("x-request-id", "grpc-7")])
+            assert ("x-request-id", "grpc-7") in call[1].initial_metadata()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    # every line is JSON except TensorFlow's own C++ start-up lines, which bypass Python logging
+    native = re.compile(r"^([IWEF]\d{4} |WARNING: All log messages before absl)")
+    ours = [x for x in lines if x.strip() and not native.match(x)]
+    records = [json.loads(line) for line in ours]
+    by_id = {r.get("request_id"): r for r in records if r["logger"] == "imgclf.access"}
+    rest = by_id["rest-42"]
+    assert (rest["model"], rest["version"], rest["status"], rest["protocol"], rest["route"]) == (
+        "rps", 1, 200, "rest", "/predict")
+    assert rest["batch_size"] >= 1 and rest["latency_ms"] > 0 and rest["images"] == 1
+    rpc = by_id["grpc-7"]
+    assert (rpc["model"], rpc["version"], rpc["status"], rpc["protocol"]) == ("rps", 1, "OK", "grpc")
+    assert by_id[generated]["route"] == "/healthz"

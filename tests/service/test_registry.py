@@ -108,7 +108,7 @@ def test_corrupt_version_leaves_old_one_serving(tmp_path, trained_model_root, sa
     assert str(tmp_path) not in by_version["2"]["status"]["error_message"]
     assert "/models/" not in httpx.get(f"{server.rest_url}/models").text
     metrics = httpx.get(f"{server.rest_url}/metrics").text
-    assert 'imgclf_model_load_failures_total{version="2"} 1.0' in metrics
+    assert 'imgclf_model_load_failures_total{model="rps",version="2"} 1.0' in metrics
     # asking for the broken version explains itself
     r = predict_version(server.rest_url, sample_jpeg, version=2)
     assert r.status_code == 404 and "END" in r.json()["error"]

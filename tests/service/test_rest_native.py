@@ -169,7 +169,7 @@ def test_openapi_documents_predict(serving):
     assert multipart["properties"]["file"]["items"]["format"] == "binary"
     assert content["image/*"]["schema"]["format"] == "binary"
     params = {p["name"]: p for p in op["parameters"]}
-    assert set(params) == {"version", "label"} and all(p["in"] == "query" for p in params.values())
+    assert set(params) == {"version", "label", "model"} and all(p["in"] == "query" for p in params.values())
     ok = op["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok["$ref"].endswith("/PredictResponse")
     for code in ("400", "404", "413", "503"):

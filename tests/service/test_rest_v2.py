@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import httpx
 import numpy as np
@@ -39,7 +40,7 @@ def test_server_metadata(serving):
     assert r.status_code == 200
     body = r.json()
     assert body["name"] == "imgclf" and isinstance(body["version"], str) and body["version"]
-    assert body["extensions"] == ["classification"]
+    assert body["extensions"] == ["classification", "binary_tensor_data", "model_repository", "statistics"]
 
 
 def test_health(serving):
@@ -128,3 +129,81 @@ def test_classification_extension(serving, images):
     body = _infer_body(images[:1], outputs=[{"name": "scores", "parameters": {"classification": 10}}])
     (out,) = _infer(serving, body)["outputs"]
     assert out["shape"] == [1, 3] and len(out["data"]) == 3
+
+
+def _binary_body(images_raw: list[bytes], **extra) -> tuple[bytes, dict]:
+    from service.v2 import pack_bytes
+
+    tail = pack_bytes(images_raw)
+    head = json.dumps({"inputs": [{"name": "image_bytes", "shape": [len(images_raw)], "datatype": "BYTES",
+                                   "parameters": {"binary_data_size": len(tail)}}], **extra}).encode()
+    return head + tail, {"Inference-Header-Content-Length": str(len(head)),
+                         "Content-Type": "application/octet-stream"}
+
+
+def test_binary_request_and_binary_outputs(serving, images):
+    raw = [base64.b64decode(x) for x in images]
+    json_scores = np.array(_outputs(_infer(serving, _infer_body(images)))["scores"]["data"]).reshape(2, 3)
+    body, headers = _binary_body(raw, parameters={"binary_data_output": True},
+                                 outputs=[{"name": "scores"}, {"name": "label", "parameters": {"binary_data": False}}])
+    r = httpx.post(f"{serving.rest_url}/v2/models/rps/infer", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    n = int(r.headers["inference-header-content-length"])
+    head = json.loads(r.content[:n])
+    scores_out, label_out = head["outputs"]
+    assert scores_out["parameters"]["binary_data_size"] == 2 * 3 * 4 and "data" not in scores_out
+    scores = np.frombuffer(r.content[n:], dtype="<f4").reshape(2, 3)
+    np.testing.assert_allclose(scores, json_scores, atol=1e-6)
+    assert label_out["data"] == [LABELS[i] for i in np.argmax(scores, axis=1)]
+
+
+def test_binary_bytes_output_is_length_prefixed(serving, images):
+    from service.v2 import unpack_bytes
+
+    body, headers = _binary_body([base64.b64decode(images[0])],
+                                 outputs=[{"name": "label", "parameters": {"binary_data": True}}])
+    r = httpx.post(f"{serving.rest_url}/v2/models/rps/infer", content=body, headers=headers)
+    n = int(r.headers["inference-header-content-length"])
+    (label,) = unpack_bytes(r.content[n:], "reply")
+    assert label.decode() in LABELS and json.loads(r.content[:n])["outputs"][0]["shape"] == [1]
+
+
+@pytest.mark.parametrize("mutate, fragment", [
+    (lambda b, h: (b, {k: v for k, v in h.items() if k.startswith("Content")}), "Inference-Header-Content-Length"),
+    (lambda b, h: (b[:-10], h), "binary_data_size"),
+    (lambda b, h: (b + b"xx", h), "binary_data_size"),
+    (lambda b, h: (b, {**h, "Inference-Header-Content-Length": "abc"}), "Inference-Header-Content-Length"),
+    (lambda b, h: (b, {**h, "Inference-Header-Content-Length": str(len(b) + 5)}), "Inference-Header-Content-Length"),
+])
+def test_bad_binary_requests_are_400(serving, images, mutate, fragment):
+    body, headers = mutate(*_binary_body([base64.b64decode(images[0])]))
+    r = httpx.post(f"{serving.rest_url}/v2/models/rps/infer", content=body, headers=headers)
+    assert r.status_code == 400 and fragment in r.json()["error"], r.text
+
+
+def test_truncated_bytes_element_is_400(serving):
+    head = json.dumps({"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES",
+                                   "parameters": {"binary_data_size": 8}}]}).encode()
+    body = head + (100).to_bytes(4, "little") + b"abcd"
+    r = httpx.post(f"{serving.rest_url}/v2/models/rps/infer", content=body,
+                   headers={"Inference-Header-Content-Length": str(len(head))})
+    assert r.status_code == 400 and "runs past the end" in r.json()["error"]
+
+
+def test_statistics_and_repository_index(serving, images):
+    _infer(serving, _infer_body(images[:1]))
+    stats = httpx.get(f"{serving.rest_url}/v2/models/rps/stats").json()["model_stats"]
+    assert [(s["name"], s["version"]) for s in stats] == [("rps", "1")]
+    assert stats[0]["inference_count"] >= 1 and stats[0]["inference_stats"]["success"]["count"] >= 1
+    assert httpx.get(f"{serving.rest_url}/v2/models/stats").json()["model_stats"][0]["name"] == "rps"
+    index = httpx.post(f"{serving.rest_url}/v2/repository/index", json={"ready": True}).json()
+    assert index == [{"name": "rps", "version": "1", "state": "READY", "reason": ""}]
+
+
+def test_many_empty_bytes_elements_are_refused_early(serving):
+    tail = b"\x00\x00\x00\x00" * 100_000
+    head = json.dumps({"inputs": [{"name": "image_bytes", "shape": [100_000], "datatype": "BYTES",
+                                   "parameters": {"binary_data_size": len(tail)}}]}).encode()
+    r = httpx.post(f"{serving.rest_url}/v2/models/rps/infer", content=head + tail,
+                   headers={"Inference-Header-Content-Length": str(len(head))})
+    assert r.status_code == 413 and "images per request" in r.json()["error"]

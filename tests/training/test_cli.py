@@ -69,7 +69,7 @@ def test_if_missing_does_nothing_when_a_version_exists(tmp_path):
     assert "nothing to train" in proc.stderr
     assert "wrote" not in proc.stdout
     assert scan_versions(tmp_path / "models" / "rps") == [3]
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "models" / "rps" / "runs").exists()
 
 
 @pytest.mark.slow
@@ -78,16 +78,17 @@ def test_tiny_runs_write_consecutive_versions(tmp_path):
     first = _imgclf(*TINY, "--model-root", str(root), cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     last = first.stdout.strip().splitlines()[-1]
-    assert last.startswith(f"wrote {root / 'rps' / '1'} (version 1)")
+    assert last.startswith(f"wrote {root / 'rps' / '1'} (version 1, recipe rendered)")
     assert "val_accuracy=" in last and "best_epoch=1/1" in last
     assert "confusion matrix" in first.stderr
     assert scan_versions(root / "rps") == [1]
 
     second = _imgclf(*TINY, "--model-root", str(root), cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.strip().splitlines()[-1].startswith(f"wrote {root / 'rps' / '2'} (version 2)")
+    assert second.stdout.strip().splitlines()[-1].startswith(f"wrote {root / 'rps' / '2'} (version 2,")
     assert scan_versions(root / "rps") == [1, 2]
-    assert sorted(p.name for p in (tmp_path / "runs" / "rps").iterdir()) == ["1", "2"]
+    # run reports sit beside the versions, where the trainer can always write
+    assert sorted(p.name for p in (root / "rps" / "runs").iterdir()) == ["1", "2"]
     # both runs saw the same data and seed: the cards agree on it
 
     cards = [json.loads((root / "rps" / v / "assets.extra" / "model_card.json").read_text())

@@ -31,3 +31,16 @@ def test_class_count_sets_the_output_layer():
 def test_fewer_than_two_classes_is_an_error(num_classes):
     with pytest.raises(ValueError, match="at least 2"):
         make_model(num_classes=num_classes)
+
+
+def test_compact_network_is_small_and_pools_globally():
+    model = make_model(num_classes=4, arch="compact")
+    assert model.compute_output_shape((None, 150, 150, 3)) == (None, 4)
+    assert 500_000 < model.count_params() < 800_000
+    assert any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in model.layers)
+    assert not any(isinstance(layer, keras.layers.Flatten) for layer in model.layers)
+
+
+def test_unknown_arch_is_refused():
+    with pytest.raises(ValueError, match="unknown arch"):
+        make_model(arch="resnet")

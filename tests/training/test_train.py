@@ -12,7 +12,7 @@ from training.train import BestEpoch, TrainConfig, train
 
 @pytest.fixture(scope="module")
 def run_dir(trained_model_root):
-    return trained_model_root.parent / "runs" / "rps" / "1"
+    return trained_model_root / "rps" / "runs" / "1"
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +170,38 @@ def test_missing_data_fails_before_writing_anything(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         train(config)
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+@pytest.mark.slow
+def test_real_hands_recipe_end_to_end(cgi_folder, tmp_path):
+    """Scenes, the none class, hands held out by id, the real-like check, all in the card."""
+    import tensorflow as tf
+
+    result = train(TrainConfig(data=str(cgi_folder), epochs=1, model_root=tmp_path / "models",
+                               reallike_per_class=4))
+    assert result.recipe == "real-hands"
+    assert result.labels == ("none", "paper", "rock", "scissors")
+    assert result.reallike_accuracy is not None and 0.0 <= result.reallike_accuracy <= 1.0
+    assert sum(map(sum, result.reallike_confusion or [])) == 16
+    card = json.loads((result.path / CARD_FILE).read_text())
+    assert card["recipe"] == "real-hands" and card["arch"] == "compact"
+    assert card["labels"] == ["none", "paper", "rock", "scissors"]
+    assert len(card["validation_hands"]) == 3  # one rendered hand per class never trained on
+    assert card["reallike_accuracy"] == round(result.reallike_accuracy, 4)
+    assert "held_out_for_reallike_check" in card["backgrounds"]
+    # the exported version takes image bytes and answers with the four labels
+    fn = tf.saved_model.load(str(result.path)).signatures["serving_default"]
+    jpeg = (cgi_folder / "rock" / "rock01-000.jpg").read_bytes()
+    out = fn(image_bytes=tf.constant([jpeg]))
+    assert out["scores"].shape == (1, 4)
+    assert out["label"].numpy()[0].decode() in card["labels"]
+    # the optimizer's slots stay out of the export: variables hold the weights once
+    size = sum(p.stat().st_size for p in (result.path / "variables").iterdir())
+    assert size < 4 * card["parameters"] * 1.2
+
+
+def test_real_hands_recipe_refuses_the_rendered_set(tmp_path):
+    with pytest.raises(DataError, match="real-hands recipe needs hand images"):
+        train(TrainConfig(data="synthetic", recipe="real-hands", epochs=1, model_root=tmp_path / "m",
+                          samples_per_class=2))
+    assert not (tmp_path / "m").exists()

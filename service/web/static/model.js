@@ -1,0 +1,106 @@
+// imgclf page, "Model" tab: versions, labels, the serving version's model card; loaded last.
+"use strict";
+
+// ---- Model ---------------------------------------------------------------------------------
+
+function fillSelect(models) {
+  const select = $("model-select");
+  const options = [new Option(`Latest available${models.default_version ? ` (v${models.default_version})` : ""}`, "")];
+  for (const [label, version] of Object.entries(models.version_labels || {})) {
+    options.push(new Option(`Label “${label}” (v${version})`, `label:${label}`));
+  }
+  for (const v of models.versions) {
+    if (v.state === "AVAILABLE") options.push(new Option(`Version ${v.version}`, `version:${v.version}`));
+  }
+  select.replaceChildren(...options);
+  // keep the choice across refreshes while it still exists
+  select.value = options.some((o) => o.value === state.target) ? state.target : "";
+  state.target = select.value;
+}
+
+function fillTable(models) {
+  const named = (version) => Object.keys(models.version_labels || {})
+    .filter((label) => models.version_labels[label] === version);
+  const rows = models.versions.map((v) => {
+    const row = el("tr");
+    row.dataset.testid = "version-row";
+    row.dataset.version = String(v.version);
+    const stateCell = el("td", `state state-${v.state.toLowerCase()}`, v.state);
+    stateCell.dataset.testid = "version-state";
+    if (v.error) stateCell.title = v.error;
+    const accuracy = typeof v.val_accuracy === "number" ? pct(v.val_accuracy) : "–";
+    const created = v.created ? String(v.created).replace("T", " ").slice(0, 16) : "–";
+    const labels = el("td", "", named(v.version).join(", ") || "–");
+    labels.dataset.testid = "version-labels";
+    row.append(el("td", "", `v${v.version}`), stateCell, labels, el("td", "", v.labels.join(", ") || "–"),
+      el("td", "", accuracy), el("td", "", created));
+    // each cell names its column, for the stacked layout on narrow screens
+    const headers = document.querySelectorAll(".versions thead th");
+    row.querySelectorAll("td").forEach((cell, i) => { cell.dataset.col = headers[i].textContent; });
+    if (v.error) {
+      const note = el("tr", "error-row");
+      const cell = el("td", "error", v.error);
+      cell.colSpan = 6;
+      note.append(cell);
+      return [row, note];
+    }
+    return [row];
+  });
+  $("versions-body").replaceChildren(...rows.flat());
+}
+
+// What the serving version learned from and how well it does, from its model card.
+function fillModelCard(models) {
+  const serving = models.versions.find((v) => v.version === models.default_version);
+  const box = $("model-card");
+  if (!serving) {
+    box.hidden = true;
+    return;
+  }
+  $("card-title").textContent = `Serving version: v${serving.version}`;
+  const facts = [
+    ["Trained on", serving.trained_on],
+    ["Recipe", serving.recipe && `${serving.recipe}${serving.arch ? ` (${serving.arch} network)` : ""}`],
+    ["Classes", serving.labels.join(", ")],
+    ["Accuracy", typeof serving.val_accuracy === "number"
+      ? `${pct(serving.val_accuracy)}${serving.validation ? ` on ${serving.validation}` : ""}` : null],
+    ["Real-like check", typeof serving.reallike_accuracy === "number"
+      ? `${pct(serving.reallike_accuracy)} (unseen hands in unseen scenes, webcam-sized)` : null],
+    ["Provenance", serving.provenance],
+  ].filter(([, value]) => value);
+  $("card-facts").replaceChildren(...facts.flatMap(([name, value]) => {
+    const dd = el("dd", "", value);
+    dd.dataset.testid = `card-${name.toLowerCase().replace(/[^a-z]+/g, "-")}`;
+    return [el("dt", "", name), dd];
+  }));
+  box.hidden = false;
+}
+
+async function loadModels() {
+  const status = $("model-status");
+  try {
+    const response = await fetch("/models");
+    if (!response.ok) throw new Error(await errorText(response));
+    const models = await response.json();
+    fillSelect(models);
+    fillTable(models);
+    fillModelCard(models);
+    $("models-caption").textContent = `Versions of “${models.name}”`;
+    status.textContent = models.ready
+      ? `${models.name} · v${models.default_version} ready`
+      : `${models.name} · loading…`;
+    status.dataset.ready = String(models.ready);
+    $("model-message").textContent = models.versions.length ? "" : "No version found yet.";
+  } catch (err) {
+    status.textContent = "Server unreachable";
+    status.dataset.ready = "false";
+    $("model-message").textContent = `Could not load the model list: ${err.message}`;
+  }
+}
+
+$("model-select").addEventListener("change", (event) => {
+  state.target = event.target.value;
+});
+$("models-refresh").addEventListener("click", loadModels);
+
+loadModels();

@@ -1,0 +1,155 @@
+"""The image for real: built once with Podman, run by compose (trainer, then api) and on its own.
+
+Needs a working `podman` (and `podman-compose` for the compose test); without one the tests skip
+with the reason. `.ci/run` sets Podman up first where the machine offers its setup script.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+
+def _podman_works() -> str | None:
+    """None when podman can run containers here, else why not."""
+    if shutil.which("podman") is None:
+        return "podman is not installed (a Podman setup step is in .ci/run)"
+    probe = subprocess.run(["podman", "info"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"podman does not work here: {(probe.stderr or probe.stdout).strip().splitlines()[-1:]}"
+    return None
+
+
+def run(*cmd: str, timeout: float = 600, check: bool = True, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+    return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def image() -> Iterator[str]:
+    """One build of the project's Dockerfile, shared by every container test."""
+    reason = _podman_works()
+    if reason:
+        pytest.skip(reason)
+    tag = f"localhost/imgclf:test-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    run("nice", "-n", "10", "podman", "build", "--format", "docker", "-t", tag, ".", timeout=1800)
+    print(f"\nimage build: {time.monotonic() - started:.0f} s")
+    yield tag
+    run("podman", "rmi", "-f", tag, check=False)
+
+
+def wait_healthy(container: str, timeout: float = 240) -> float:
+    """Runs the image's HEALTHCHECK by hand (no systemd timers here) until it passes; seconds taken."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if run("podman", "healthcheck", "run", container, check=False).returncode == 0:
+            return time.monotonic() - started
+        state = run("podman", "inspect", "-f", "{{.State.Status}}", container, check=False).stdout.strip()
+        if state in ("exited", "stopped"):
+            logs = run("podman", "logs", container, check=False)
+            raise AssertionError(f"{container} {state} before it was healthy:\n{logs.stderr[-3000:]}")
+        time.sleep(2)
+    raise AssertionError(f"{container} not healthy after {timeout} s")
+
+
+def a_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (120, 90), (200, 160, 120)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def classify_both(rest_port: int, grpc_port: int, jpeg: bytes) -> None:
+    """REST /predict and gRPC imgclf.v1 Classify from the host, plus KServe V2 gRPC readiness."""
+    from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
+    from service.grpc._generated.inference import grpc_predict_v2_pb2 as v2_pb
+    from service.grpc._generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
+
+    r = httpx.post(f"http://127.0.0.1:{rest_port}/predict", files=[("file", ("a.jpg", jpeg)),
+                                                                   ("file", ("b.png", a_png()))],
+                   timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_name"] == "rps" and len(body["predictions"]) == 2
+    assert {p["label"] for p in body["predictions"]} <= {"none", "paper", "rock", "scissors"}
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        reply = classifier_pb2_grpc.ImageClassifierStub(channel).Classify(
+            classifier_pb2.ClassifyRequest(images=[jpeg]), timeout=30)
+        assert reply.model_version == body["model_version"] and len(reply.predictions) == 1
+        assert reply.predictions[0].label == body["predictions"][0]["label"]
+        assert v2_grpc.GRPCInferenceServiceStub(channel).ModelReady(v2_pb.ModelReadyRequest(name="rps")).ready
+
+
+def test_compose_trainer_then_api(image, sample_jpeg, tmp_path):
+    """`podman-compose up` of the default services: the trainer installs the demo version 1, the api serves it."""
+    if shutil.which("podman-compose") is None:
+        pytest.skip("podman-compose is not installed (the Podman setup step in .ci/run installs it)")
+    project = f"imgclftest{uuid.uuid4().hex[:6]}"
+    rest_port, grpc_port = free_port(), free_port()
+    env = {"IMGCLF_IMAGE": image,
+           "IMGCLF_REST_HOST_PORT": str(rest_port), "IMGCLF_GRPC_HOST_PORT": str(grpc_port)}
+    compose = ["podman-compose", "-p", project, "-f", str(REPO / "docker-compose.yml")]
+    try:
+        started = time.monotonic()
+        run(*compose, "up", "-d", env=env, timeout=900)
+        trainer = run("podman", "wait", f"{project}_trainer_1", timeout=600).stdout.strip()
+        assert trainer == "0", run("podman", "logs", f"{project}_trainer_1", check=False).stdout[-3000:]
+        healthy = wait_healthy(f"{project}_api_1")
+        print(f"\ncompose: trainer done and api healthy {time.monotonic() - started:.0f} s after `up` "
+              f"({healthy:.0f} s from the trainer's end)")
+        classify_both(rest_port, grpc_port, sample_jpeg)
+    finally:
+        run(*compose, "down", "-v", env=env, check=False, timeout=300)
+
+
+def test_image_train_into_a_volume_then_serve(image, sample_jpeg):
+    """The image alone: `train` into a named volume, then the default command (`serve`) on it."""
+    suffix = uuid.uuid4().hex[:6]
+    volume, container = f"imgclf-test-models-{suffix}", f"imgclf-test-api-{suffix}"
+    rest_port, grpc_port = free_port(), free_port()
+    train = ["train", "--data", "synthetic", "--epochs", "1", "--samples-per-class", "12",
+             "--model-root", "/models"]
+    try:
+        run("podman", "volume", "create", volume)
+        # a volume the non-root user may not write: one line saying so, no traceback
+        ro = run("podman", "run", "--rm", "-v", f"{volume}:/models:ro", image, *train, check=False)
+        output = ro.stdout + ro.stderr
+        assert ro.returncode != 0 and "Traceback" not in output, output[-3000:]
+        last = output.strip().splitlines()[-1]
+        assert last.startswith("error: cannot write") and "/models" in last, output[-3000:]
+
+        trained = run("podman", "run", "--rm", "-v", f"{volume}:/models", image, *train, timeout=600)
+        assert "wrote /models/rps/1 (version 1" in trained.stdout, trained.stdout[-2000:]
+        run("podman", "run", "-d", "--name", container, "-p", f"127.0.0.1:{rest_port}:8000",
+            "-p", f"127.0.0.1:{grpc_port}:8500", "-v", f"{volume}:/models:ro", image)
+        print(f"\nimage: api healthy {wait_healthy(container):.0f} s after `podman run`")
+        classify_both(rest_port, grpc_port, sample_jpeg)
+    finally:
+        run("podman", "rm", "-f", container, check=False)
+        run("podman", "volume", "rm", "-f", volume, check=False)

@@ -1,0 +1,88 @@
+"""The page with the shipped demo version: samples, the model card, and "no hand" in the game."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from service.demo import install_demo
+from tests.service.web.conftest import write_y4m
+from tests.service.web.test_page import play, record_predicts, start_camera
+
+pytestmark = pytest.mark.browser
+
+SAMPLES = Path(__file__).resolve().parents[3] / "service" / "web" / "static" / "samples"
+
+
+@pytest.fixture(scope="module")
+def hand_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The camera sees a cup of coffee and no hand."""
+    path = tmp_path_factory.mktemp("camera") / "no-hand.y4m"
+    write_y4m(path, Image.open(SAMPLES / "no-hand.jpg").convert("RGB").resize((320, 240)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("demo") / "models"
+    assert install_demo(root, "rps") is not None
+    return root
+
+
+def test_samples_are_classified_by_the_server(browse, start_server, demo_root):
+    server = start_server(demo_root)
+    b = browse(server=server)
+    page = b.page
+    buttons = page.get_by_test_id("sample")
+    assert buttons.count() == 4
+    for i in range(buttons.count()):
+        name = buttons.nth(i).get_attribute("data-file")
+        buttons.nth(i).click()
+        shown = page.locator(f'[data-testid="result-card"][data-filename="{name}"]').get_by_test_id("result-label")
+        shown.wait_for()
+        expected = httpx.post(f"{server.rest_url}/predict",
+                              files={"file": (name, (SAMPLES / name).read_bytes())}).json()["predictions"][0]
+        assert shown.get_attribute("data-label") == expected["label"]
+        if expected["label"] == "none":
+            assert shown.inner_text() == "No hand"
+    b.shot("try-samples", docs=True)
+    b.assert_clean_console()
+
+
+def test_model_tab_shows_the_serving_versions_card(browse, start_server, demo_root):
+    server = start_server(demo_root)
+    b = browse(server=server)
+    page = b.page
+    page.get_by_test_id("tab-model").click()
+    card = page.get_by_test_id("model-card")
+    card.wait_for()
+    assert "v1" in page.locator("#card-title").inner_text()
+    assert "Rock Paper Scissors" in page.get_by_test_id("card-trained-on").inner_text()
+    assert "CC BY 2.0" in page.get_by_test_id("card-provenance").inner_text()
+    assert "real-hands" in page.get_by_test_id("card-recipe").inner_text()
+    reallike = page.get_by_test_id("card-real-like-check").inner_text()
+    models = httpx.get(f"{server.rest_url}/models").json()
+    assert f"{models['versions'][0]['reallike_accuracy'] * 100:.1f}%" in reallike
+    assert "none" in page.get_by_test_id("card-classes").inner_text()
+    b.shot("model-card")
+    b.assert_clean_console()
+
+
+def test_an_empty_frame_asks_for_a_hand(browse, start_server, demo_root):
+    server = start_server(demo_root)
+    b = browse("/?min_confidence=0", camera=True, server=server)
+    page = b.page
+    frames: list[Any] = []
+    record_predicts(page, frames)
+    start_camera(page)
+    played = play(b, frames)
+    assert played["player"] == "none"
+    assert played["outcome"] == "retry"
+    assert "No hand seen" in played["text"]
+    assert page.get_by_test_id("player-move").inner_text() == "No hand"
+    b.shot("play-no-hand")
+    b.assert_clean_console()
