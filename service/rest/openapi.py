@@ -70,12 +70,13 @@ def _tf_serving_paths() -> dict[str, Any]:
     return paths
 
 
-def _statuses(path: str, method: str) -> tuple[int, ...]:
+def _statuses(path: str, method: str, op: dict[str, Any]) -> tuple[int, ...]:
     if method == "post":
         return CLASSIFY
     if path in ("/readyz", "/v2/health/ready"):
         return (503,)
-    if path.startswith(("/v1/models/", "/v2/models/")):
+    if path.startswith(("/v1/models/", "/v2/models/")) or any(
+            p["name"] in ("model", "name") for p in op.get("parameters", [])):  # a model is looked up
         return LOOKUP
     return ()
 
@@ -106,7 +107,7 @@ def install_openapi(app: FastAPI, settings: ServeSettings) -> None:
                         param["schema"] = {"type": "string", "enum": [settings.model_name]}
                 responses = op.setdefault("responses", {})
                 responses.pop("422", None)
-                wanted = list(_statuses(path, method))
+                wanted = list(_statuses(path, method, op))
                 if not keys.exempt(path):
                     wanted.append(401)  # when IMGCLF_API_KEYS is set
                 if path.endswith(("/ready", "/readyz")):  # "not ready" is a status, not an error

@@ -21,7 +21,7 @@ from service.grpc._generated.imgclf.v1 import classifier_pb2_grpc
 from tests.service.strategies import hostile_images, multipart_bodies, tf_serving_bodies, v2_bodies
 
 LONG = os.environ.get("IMGCLF_FUZZ_LONG") == "1"
-EXAMPLES = 2000 if LONG else 50  # per test; 7 tests
+EXAMPLES = 2000 if LONG else 45  # per test; 8 tests
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=not LONG,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.large_base_example])
@@ -133,9 +133,42 @@ def test_grpc_classify(channel, images, name, pin, request_id):
         assert err.code() not in BAD_GRPC, (err.code(), err.details())
 
 
+@st.composite
+def model_infer_requests(draw: st.DrawFn) -> object:
+    from service.grpc._generated.inference import grpc_predict_v2_pb2 as v2pb
+
+    images = draw(st.lists(hostile_images(), max_size=3))
+    request = v2pb.ModelInferRequest(model_name=draw(st.sampled_from(["rps", "", "x"])),
+                                      model_version=draw(st.sampled_from(["", "1", "99", "-1", "9" * 30])),
+                                      id=draw(st.text(max_size=10)))
+    shape = draw(st.one_of(st.just([len(images)]), st.lists(st.integers(-2, 2**40), max_size=3)))
+    tensor = request.inputs.add(name=draw(st.sampled_from(["image_bytes", "x"])),
+                                datatype=draw(st.sampled_from(["BYTES", "FP32"])), shape=shape)
+    if draw(st.booleans()):
+        tensor.contents.bytes_contents.extend(images)
+    else:  # Triton's raw form: each element behind a 4-byte little-endian length, or any bytes at all
+        raw = b"".join(len(i).to_bytes(4, "little") + i for i in images)
+        request.raw_input_contents.append(draw(st.one_of(st.just(raw), st.binary(max_size=64))))
+    for name in draw(st.lists(st.sampled_from(["scores", "label", "y"]), max_size=2)):
+        request.outputs.add(name=name)
+    return request
+
+
+@FUZZ
+@given(request=model_infer_requests())
+def test_grpc_kserve_model_infer(channel, request):
+    from service.grpc._generated.inference import grpc_predict_v2_pb2_grpc
+
+    try:
+        grpc_predict_v2_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=60)
+    except grpc.RpcError as err:
+        assert err.code() not in BAD_GRPC, (err.code(), err.details())
+
+
 METHODS = ["/imgclf.v1.ImageClassifier/Classify", "/imgclf.v1.ImageClassifier/GetModelStatus",
            "/tensorflow.serving.PredictionService/Predict", "/tensorflow.serving.PredictionService/GetModelMetadata",
-           "/tensorflow.serving.ModelService/GetModelStatus"]
+           "/tensorflow.serving.ModelService/GetModelStatus", "/inference.GRPCInferenceService/ModelInfer",
+           "/inference.GRPCInferenceService/ModelMetadata", "/inference.GRPCInferenceService/ModelReady"]
 
 
 @FUZZ
