@@ -65,6 +65,7 @@ def main() -> None:
     cold, warm = [], []
     with tempfile.TemporaryDirectory() as tmp:
         kept = Path(tmp) / "kept"
+        # cold and warm runs alternate, so a busy moment of the machine does not land on one side only
         for i in range(args.runs):
             root = Path(tmp) / f"empty{i}"
             cold.append(first_answer(root))
@@ -72,7 +73,6 @@ def main() -> None:
                   flush=True)
             if i == 0:
                 shutil.copytree(root, kept)
-        for i in range(args.runs):
             warm.append(first_answer(kept))
             print(f"root with the version, run {i + 1}: first /predict answered {warm[-1][1]:.1f} s", flush=True)
     c, w = statistics.median(a for _, a in cold), statistics.median(a for _, a in warm)

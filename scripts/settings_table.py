@@ -21,6 +21,8 @@ def table() -> str:
             default = ",".join(map(str, default)) or "(none)"
         elif isinstance(default, dict):
             default = ",".join(f"{k}={v}" for k, v in default.items()) or "(none)"
+        elif default is None:
+            default = "(none)"
         elif isinstance(default, bool):
             default = str(default).lower()
         rows.append(f"| `{env_name(name)}` | `{default}` | {field.description or ''} |")

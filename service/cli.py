@@ -121,6 +121,7 @@ def predict(
                                                                     "REST")] = None,
     version: Annotated[int | None, typer.Option(min=1, help="Pin a version")] = None,
     label: Annotated[str | None, typer.Option(help="Pin a version label")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (default: the server's default model)")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 30.0,
 ) -> None:
     """Classify images with a running server and print a table."""
@@ -129,10 +130,11 @@ def predict(
     data = [p.read_bytes() for p in images]
     try:
         if grpc_target:
-            reply = classify_grpc(grpc_target, data, version=version, label=label, timeout=timeout)
+            reply = classify_grpc(grpc_target, data, version=version, label=label, model=model,
+                                  timeout=timeout)
         else:
             reply = classify_rest(url, data, [p.name for p in images], version=version,
-                                  label=label, timeout=timeout)
+                                  label=label, model=model, timeout=timeout)
     except ClientError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

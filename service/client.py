@@ -17,8 +17,8 @@ class ClientError(RuntimeError):
 
 
 def classify_rest(url: str, images: list[bytes], names: list[str], *, version: int | None = None,
-                  label: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
-    params: dict[str, Any] = {k: v for k, v in (("version", version), ("label", label)) if v}
+                  label: str | None = None, model: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+    params: dict[str, Any] = {k: v for k, v in (("version", version), ("label", label), ("model", model)) if v}
     files = [("file", (n, data, "application/octet-stream")) for n, data in zip(names, images, strict=True)]
     try:
         r = httpx.post(f"{url.rstrip('/')}/predict", files=files, params=params, timeout=timeout)
@@ -34,13 +34,13 @@ def classify_rest(url: str, images: list[bytes], names: list[str], *, version: i
 
 
 def classify_grpc(target: str, images: list[bytes], *, version: int | None = None,
-                  label: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+                  label: str | None = None, model: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
     from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
     from service.grpc._generated.imgclf.v1 import classifier_pb2_grpc
 
     options = [("grpc.max_send_message_length", DEFAULT_MAX_MESSAGE),
                ("grpc.max_receive_message_length", DEFAULT_MAX_MESSAGE)]
-    request = pb.ClassifyRequest(images=images)
+    request = pb.ClassifyRequest(images=images, model_name=model or "")
     if version:
         request.version = version
     elif label:

@@ -185,10 +185,12 @@ def train_dataset(pool: ScenePool, batch_size: int, epochs: int, seed: int = 0) 
     images, targets = pool.flat()
     num_classes = len(pool.labels)
     size = images.shape[1]
-    # batches never straddle epochs, so keras' steps_per_epoch is exact
-    order = np.concatenate([
-        chunk for e in range(epochs)
-        for chunk in [pool.epoch_indices(seed, e)[: (pool.epoch_size() // batch_size) * batch_size]]])
+    # one row per batch, and batches never straddle epochs, so keras' steps_per_epoch is exact;
+    # an epoch smaller than a batch is one short batch
+    steps = steps_per_epoch(pool, batch_size)
+    per_batch = min(batch_size, pool.epoch_size())
+    order = np.stack([pool.epoch_indices(seed, e)[: steps * per_batch].reshape(steps, per_batch)
+                      for e in range(epochs)]).reshape(epochs * steps, per_batch)
 
     def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return images[index], targets[index]
@@ -198,8 +200,12 @@ def train_dataset(pool: ScenePool, batch_size: int, epochs: int, seed: int = 0) 
         x = tf.ensure_shape(x, [None, size, size, 3])
         return light_augment(x, seed), tf.one_hot(tf.ensure_shape(y, [None]), num_classes)
 
-    ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+    ds = tf.data.Dataset.from_tensor_slices(order)
     return ds.map(load, num_parallel_calls=2).prefetch(4)
+
+
+def steps_per_epoch(pool: ScenePool, batch_size: int) -> int:
+    return max(1, pool.epoch_size() // batch_size)
 
 
 def eval_dataset(images: np.ndarray, targets: np.ndarray, num_classes: int, batch_size: int) -> tf.data.Dataset:

@@ -9,7 +9,16 @@ import numpy as np
 from training import backgrounds
 from training.data import DataError, Datasets, ImageSet, load_folder, load_source, split, split_by_group
 from training.recipes import Recipe
-from training.scenes import NONE_LABEL, Hands, ScenePool, encode_jpeg, eval_dataset, train_dataset, with_none
+from training.scenes import (
+    NONE_LABEL,
+    Hands,
+    ScenePool,
+    encode_jpeg,
+    eval_dataset,
+    steps_per_epoch,
+    train_dataset,
+    with_none,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +63,7 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
         source_hash=everything.content_hash(),
         augmented=True,
         train_targets=train_pool.epoch_targets(),
-        steps_per_epoch=train_pool.epoch_size() // recipe.batch_size,
+        steps_per_epoch=steps_per_epoch(train_pool, recipe.batch_size),
         val_pipeline_targets=val_y,
         warmup=warmup,
         reallike=reallike,

@@ -119,7 +119,8 @@ def test_compose_trainer_then_api(image, sample_jpeg, tmp_path):
         started = time.monotonic()
         run(*compose, "up", "-d", env=env, timeout=900)
         trainer = run("podman", "wait", f"{project}_trainer_1", timeout=600).stdout.strip()
-        assert trainer == "0", run("podman", "logs", f"{project}_trainer_1", check=False).stdout[-3000:]
+        logs = run("podman", "logs", f"{project}_trainer_1", check=False)
+        assert trainer == "0", f"trainer exited {trainer}:\n{(logs.stdout + logs.stderr)[-3000:]}"
         healthy = wait_healthy(f"{project}_api_1")
         print(f"\ncompose: trainer done and api healthy {time.monotonic() - started:.0f} s after `up` "
               f"({healthy:.0f} s from the trainer's end)")

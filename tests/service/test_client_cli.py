@@ -107,3 +107,12 @@ def test_client_functions_agree(serving, sample_jpeg, expected):
         classify_rest(serving.rest_url, [b"junk"], ["junk.jpg"])
     with pytest.raises(ClientError, match="INVALID_ARGUMENT"):
         classify_grpc(serving.grpc_target, [b"junk"])
+
+
+@pytest.mark.parametrize("transport", ["--url", "--grpc"])
+def test_model_option_reaches_the_server(serving, image, transport):
+    target = serving.rest_url if transport == "--url" else serving.grpc_target
+    ok = _run("predict", str(image), transport, target, "--model", "rps")
+    assert ok.returncode == 0 and "rps version 1" in ok.stdout, ok.stderr
+    proc = _run("predict", str(image), transport, target, "--model", "nope")
+    assert proc.returncode == 1 and "'nope' not found" in proc.stderr, proc.stderr

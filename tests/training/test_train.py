@@ -195,6 +195,12 @@ def test_real_hands_recipe_end_to_end(cgi_folder, tmp_path):
     out = fn(image_bytes=tf.constant([jpeg]))
     assert out["scores"].shape == (1, 4)
     assert out["label"].numpy()[0].decode() in card["labels"]
+    # the same check for any exported version, through its serving signature (image bytes in)
+    from training.evaluate import evaluate
+
+    check = evaluate(result.path, "real-like", samples_per_class=3, hands_dir=str(cgi_folder))
+    assert check.images == 12 and sum(map(sum, check.confusion)) == 12
+    assert check.labels == ("none", "paper", "rock", "scissors")
     # the optimizer's slots stay out of the export: variables hold the weights once
     size = sum(p.stat().st_size for p in (result.path / "variables").iterdir())
     assert size < 4 * card["parameters"] * 1.2

@@ -135,7 +135,7 @@ const SAMPLES = [
   { file: "rock.jpg", alt: "A rendered hand showing rock" },
   { file: "paper.jpg", alt: "A rendered hand showing paper" },
   { file: "scissors.jpg", alt: "A rendered hand showing scissors" },
-  { file: "no-hand.jpg", alt: "A cup of coffee: no hand" },
+  { file: "no-hand.jpg", alt: "A portrait of Grace Hopper: no hand" },
 ];
 
 async function classifySample(sample) {

@@ -68,7 +68,7 @@ def test_upload_shows_the_servers_answer(browse, serving):
         assert round(confidence, 2) == round(prediction["confidence"], 2)
         assert shown.get_by_test_id("result-model").inner_text() == f"{expected['model_name']} v1"
         assert shown.locator(".bar").count() == 3
-    b.shot("try-results", docs=True)
+    b.shot("try-results")
 
     b.console.allow(r"Failed to load resource: the server responded with a status of 400")
     text = b"these are notes, not a photo"

@@ -20,7 +20,7 @@ SAMPLES = Path(__file__).resolve().parents[3] / "service" / "web" / "static" / "
 
 @pytest.fixture(scope="module")
 def hand_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The camera sees a cup of coffee and no hand."""
+    """The camera sees a person and no hand."""
     path = tmp_path_factory.mktemp("camera") / "no-hand.y4m"
     write_y4m(path, Image.open(SAMPLES / "no-hand.jpg").convert("RGB").resize((320, 240)))
     return path
