@@ -33,6 +33,7 @@ class _Item:
     images: list[bytes]
     future: asyncio.Future[np.ndarray]
     deadline: float  # time.monotonic()
+    pixels: int = 0
     enqueued: float = field(default_factory=time.monotonic)
     batch_size: int = 0  # images in the model call that answered it
 
@@ -57,12 +58,13 @@ class Batcher:
 
     def __init__(self, predict: PredictFn, executor: Executor, *, max_batch_size: int = 32,
                  max_delay_s: float = 0.005, max_queue: int = 256, concurrency: int = 1,
-                 stats: BatchStats | None = None, name: str = "") -> None:
+                 stats: BatchStats | None = None, name: str = "", max_batch_pixels: int = 0) -> None:
         self._predict = predict
         self._executor = executor
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self.max_queue = max_queue
+        self.max_batch_pixels = max_batch_pixels  # 0: no limit; else decode memory per call is bounded
         self._slots = asyncio.Semaphore(concurrency)
         self._stats = stats or BatchStats()
         self._name = name
@@ -81,21 +83,25 @@ class Batcher:
     def idle(self) -> bool:
         return not self._queue and not self._inflight
 
-    async def submit(self, images: Sequence[bytes], timeout: float) -> np.ndarray:
-        """Scores for `images` (one row each), within `timeout` seconds."""
+    def check_room(self, images: int) -> None:
+        """Raise at once when `images` more would not fit: cheap, so callers check before costly work."""
         if self._closing:
             raise UnavailableError("this model version is unloading; retry", retry_after=1)
-        if not images:
-            raise InvalidInputError("no images in the request")
-        if self._queued_images + len(images) > self.max_queue:
+        if self._queued_images + images > self.max_queue:
             raise OverloadedError(
                 f"server busy: {self._queued_images} images queued (limit {self.max_queue}); "
                 "retry shortly", retry_after=1)
+
+    async def submit(self, images: Sequence[bytes], timeout: float,
+                     pixels: Sequence[int] | None = None) -> np.ndarray:
+        """Scores for `images` (one row each), within `timeout` seconds; `pixels` per image."""
+        if not images:
+            raise InvalidInputError("no images in the request")
+        self.check_room(len(images))
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout
-        chunks = [list(images[i:i + self.max_batch_size])
-                  for i in range(0, len(images), self.max_batch_size)]
-        items = [_Item(chunk, loop.create_future(), deadline) for chunk in chunks]
+        items = [_Item(chunk, loop.create_future(), deadline, size)
+                 for chunk, size in self._chunks(images, pixels or [0] * len(images))]
         for item in items:  # enqueued before the first await: a swap cannot slip in between
             self._queue.append(item)
             self._queued_images += len(item.images)
@@ -106,10 +112,28 @@ class Batcher:
                 parts = [await item.future for item in items]
             request_log.note(batch_size=max(item.batch_size for item in items))
         except TimeoutError:
+            raise DeadlineError(f"no answer within the {timeout:.3g} s deadline") from None
+        finally:
+            # on a deadline, an error or a cancelled caller (client gone): work nobody waits for
+            # leaves the queue, so it never reaches the model
             for item in items:
                 item.future.cancel()
-            raise DeadlineError(f"no answer within the {timeout:.3g} s deadline") from None
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _chunks(self, images: Sequence[bytes], pixels: Sequence[int]) -> list[tuple[list[bytes], int]]:
+        """Split a request into model calls of at most max_batch_size images and max_batch_pixels."""
+        chunks: list[tuple[list[bytes], int]] = []
+        current: list[bytes] = []
+        size = 0
+        for image, n in zip(images, pixels, strict=True):
+            if current and (len(current) == self.max_batch_size
+                            or (self.max_batch_pixels and size + n > self.max_batch_pixels)):
+                chunks.append((current, size))
+                current, size = [], 0
+            current.append(image)
+            size += n
+        chunks.append((current, size))
+        return chunks
 
     async def close(self) -> None:
         """Stop taking requests, finish queued and in-flight work, then stop the worker."""
@@ -122,7 +146,7 @@ class Batcher:
     def _take(self) -> list[_Item]:
         """Pop whole requests up to max_batch_size images; expired or cancelled ones are dropped."""
         batch: list[_Item] = []
-        size = 0
+        size = pixels = 0
         now = time.monotonic()
         while self._queue:
             item = self._queue[0]
@@ -132,12 +156,14 @@ class Batcher:
                 if not item.future.done():
                     item.future.set_exception(DeadlineError("deadline passed while queued"))
                 continue
-            if batch and size + len(item.images) > self.max_batch_size:
+            if batch and (size + len(item.images) > self.max_batch_size
+                          or (self.max_batch_pixels and pixels + item.pixels > self.max_batch_pixels)):
                 break
             self._queue.popleft()
             self._queued_images -= len(item.images)
             batch.append(item)
             size += len(item.images)
+            pixels += item.pixels
         self._stats.on_queue(self._queued_images)
         return batch
 

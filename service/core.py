@@ -12,7 +12,7 @@ import numpy as np
 
 from service import request_log
 from service.backends.base import Backend, ModelInfo
-from service.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from service.errors import DeadlineError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from service.images import check_image
 from service.metrics import Metrics
 from service.model_config import ModelSpec
@@ -72,6 +72,9 @@ class ServingCore:
         self.metrics = metrics or Metrics()
         self.executor = ThreadPoolExecutor(settings.inference_threads,
                                            thread_name_prefix="imgclf-infer")
+        # one thread checks big uploads: a flood of huge images queues here instead of taking
+        # every core from the model and from small requests (checked on the loop)
+        self.checker = ThreadPoolExecutor(1, thread_name_prefix="imgclf-check")
         self.backend = backend
         self.models_set = ModelSet(settings, backend, self.metrics, self.executor)
         self.started = time.time()
@@ -85,6 +88,7 @@ class ServingCore:
         self.draining = True
         await self.models_set.stop()
         self.executor.shutdown(wait=True)
+        self.checker.shutdown(wait=False, cancel_futures=True)
         close = getattr(self.backend, "close", None)
         if close is not None:  # e.g. the TF Serving channel
             close()
@@ -142,46 +146,69 @@ class ServingCore:
             picks = sorted(seen.values(), key=lambda s: s.version, reverse=True)
             if not picks and not allow_empty:
                 where = (f"on TF Serving at {self.settings.tfserving_target}" if self.settings.backend == "tfserving"
-                         else f"under {registry.spec.base_path}")
+                         else "in its model folder")  # no server paths to clients
                 raise NotFoundError(f"model {name!r} has no versions {where}")
         return [VersionStatus(s.version, s.state, s.error) for s in picks]
 
     # -- inference -------------------------------------------------------------------------
     async def classify(self, name: str, images: Sequence[bytes], *, version: int | None = None,
-                       label: str | None = None, timeout: float | None = None) -> ClassifyResult:
-        """Validate, queue for the batcher of the resolved version, and return scores."""
+                       label: str | None = None, deadline: float | None = None) -> ClassifyResult:
+        """Validate, queue for the batcher of the resolved version, and return scores.
+
+        `deadline` is a time.monotonic() value (default: now + request_timeout_s); checking the
+        images counts against it, and work still queued when it passes never reaches the model.
+        """
         request_log.note(model=name, images=len(images))
         registry = self.registry_for(name)
         s = self.settings
+        deadline = deadline if deadline is not None else time.monotonic() + s.request_timeout_s
         if not images:
             raise InvalidInputError("no images in the request")
         if len(images) > s.max_images_per_request:
             raise PayloadTooLargeError(f"{len(images)} images in one request; the limit is "
                                        f"{s.max_images_per_request}")
-        registry.resolve(version, label)  # unknown version or label: 404 before any work
-        many = len(images) > 1
-        if sum(len(i) for i in images) > 256 * 1024:  # big inputs: check off the event loop
-            images = await asyncio.to_thread(self._check_all, images, many)
-        else:
-            images = self._check_all(images, many)
-        served = registry.resolve(version, label)  # resolved again: a swap may have happened
-        request_log.note(version=served.version)
-        assert served.batcher is not None
-        stats = self.stats.setdefault((name, served.version), InferStats())
+        first = registry.resolve(version, label)  # unknown version or label: 404 before any work
+        assert first.batcher is not None
+        first.batcher.check_room(len(images))  # overloaded: 429 before the images are checked
         started = time.perf_counter_ns()
+        stats: InferStats | None = None
         try:
-            scores = await served.batcher.submit(images, timeout or s.request_timeout_s)
-        except Exception:
-            stats.fail_count += 1
-            stats.fail_ns += time.perf_counter_ns() - started
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                checked = await self._check_all(images)
+                served = registry.resolve(version, label)  # again: a swap may have happened
+                request_log.note(version=served.version)
+                assert served.batcher is not None
+                stats = self.stats.setdefault((name, served.version), InferStats())
+                scores = await served.batcher.submit([c[0] for c in checked], deadline - time.monotonic(),
+                                                     [c[1] for c in checked])
+        except BaseException as exc:
+            if stats is not None:
+                stats.fail_count += 1
+                stats.fail_ns += time.perf_counter_ns() - started
+            if isinstance(exc, TimeoutError):
+                raise DeadlineError(f"no answer within the {s.request_timeout_s:g} s deadline") from None
             raise
+        assert stats is not None
         stats.success_count += 1
         stats.success_ns += time.perf_counter_ns() - started
         stats.inference_count += len(images)
         stats.last_inference_ms = int(time.time() * 1000)
         return ClassifyResult(name, served.version, served.labels, scores)
 
-    def _check_all(self, images: Sequence[bytes], many: bool) -> list[bytes]:
+    async def _check_all(self, images: Sequence[bytes]) -> list[tuple[bytes, int]]:
         s = self.settings
-        return [check_image(data, max_pixels=s.max_image_pixels, min_side=s.min_image_side,
-                            index=i + 1 if many else 0) for i, data in enumerate(images)]
+        many = len(images) > 1
+
+        def check() -> list[tuple[bytes, int]]:
+            return [check_image(data, max_pixels=s.max_image_pixels, min_side=s.min_image_side,
+                                index=i + 1 if many else 0) for i, data in enumerate(images)]
+
+        if sum(len(i) for i in images) > 256 * 1024:  # big inputs: check off the event loop
+            checked = await asyncio.get_running_loop().run_in_executor(self.checker, check)
+        else:
+            checked = check()
+        total = sum(c[1] for c in checked)
+        if total > s.max_request_pixels:
+            raise PayloadTooLargeError(f"the request's images hold {total:,} pixels; the limit is "
+                                       f"{s.max_request_pixels:,} per request")
+        return checked

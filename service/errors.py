@@ -15,6 +15,7 @@ class Status(enum.Enum):
     DEADLINE_EXCEEDED = "deadline_exceeded"
     UNAVAILABLE = "unavailable"
     FAILED_PRECONDITION = "failed_precondition"
+    UNAUTHENTICATED = "unauthenticated"
     INTERNAL = "internal"
 
 
@@ -27,6 +28,7 @@ HTTP_STATUS: dict[Status, int] = {
     Status.DEADLINE_EXCEEDED: 504,
     Status.UNAVAILABLE: 503,
     Status.FAILED_PRECONDITION: 400,
+    Status.UNAUTHENTICATED: 401,
     Status.INTERNAL: 500,
 }
 GRPC_CODE: dict[Status, grpc.StatusCode] = {
@@ -37,6 +39,7 @@ GRPC_CODE: dict[Status, grpc.StatusCode] = {
     Status.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     Status.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Status.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    Status.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     Status.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 

@@ -158,6 +158,13 @@ class ModelRegistry:
                 if version not in found or (version not in wanted and not keep_old):
                     await self._unload(served)
 
+    def _public(self, text: str) -> str:
+        root = self.settings.model_root
+        for path in sorted({str(root.resolve()), str(root.absolute()), str(root)}, key=len, reverse=True):
+            if path not in ("", "."):
+                text = text.replace(path, "<model-root>")
+        return text
+
     async def _load(self, version: int, fingerprint: str) -> None:
         served = ServedVersion(version, fingerprint)
         self.versions[version] = served
@@ -169,11 +176,13 @@ class ModelRegistry:
             model = await loop.run_in_executor(self._loader, self.backend.load, self.name, version)
             await loop.run_in_executor(self._loader, self._warm_up, model)
         except Exception as exc:
-            served.state, served.error, served.updated = END, f"{type(exc).__name__}: {exc}", time.time()
+            detail = f"{type(exc).__name__}: {exc}"
+            # clients see the status: paths on the server's disk stay in the server's log
+            served.state, served.error, served.updated = END, self._public(detail), time.time()
             self.metrics.set_state(self.name, version, END, STATES)
             self.metrics.load_failures.labels(self.name, str(version)).inc()
             log.error("version %d of %s failed to load; still serving %s: %s", version, self.name,
-                      self.available_versions() or "nothing", served.error)
+                      self.available_versions() or "nothing", detail)
             return
         queue_gauge = self.metrics.queue_depth.labels(self.name, str(version))
 
@@ -185,7 +194,8 @@ class ModelRegistry:
         served.model = model
         served.batcher = Batcher(model.predict, self._inference, max_batch_size=s.max_batch_size,
                                  max_delay_s=s.max_batch_delay_s, max_queue=s.max_queue_size,
-                                 concurrency=s.inference_threads, stats=stats, name=str(version))
+                                 concurrency=s.inference_threads, stats=stats, name=str(version),
+                                 max_batch_pixels=s.max_batch_pixels)
         served.state, served.updated = AVAILABLE, time.time()
         replaced = self._serving.get(version)  # the same number rewritten in place
         self._serving[version] = served  # the swap: one dict assignment on the event loop

@@ -8,6 +8,7 @@ import errno
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Iterator
 
 import grpc
@@ -17,6 +18,7 @@ from service.backends.base import Backend
 from service.core import ServingCore
 from service.grpc.server import HealthServicer, create_server
 from service.rest.app import create_app
+from service.rest.protocol import guarded_protocol
 from service.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -81,10 +83,15 @@ class ImgclfServer:
         await self._grpc.start()
         await self._health.refresh()
         app = create_app(s, self.core)
+        tls = s.tls_client_ca_file
         # JSON logs: uvicorn's loggers go through ours instead of its own formatter
         config = uvicorn.Config(app, log_level=s.log_level, access_log=False, lifespan="off",
                                 log_config=None if s.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
-                                timeout_graceful_shutdown=int(s.shutdown_grace_s))
+                                timeout_graceful_shutdown=int(s.shutdown_grace_s),
+                                http=guarded_protocol(s.max_header_bytes, s.read_timeout_s),
+                                ssl_certfile=s.tls_cert_file, ssl_keyfile=s.tls_key_file,
+                                ssl_ca_certs=str(tls) if tls else None,
+                                ssl_cert_reqs=ssl.CERT_REQUIRED if tls else ssl.CERT_NONE)
         self._uvicorn = _Uvicorn(config)
         self._uvicorn_task = asyncio.get_running_loop().create_task(
             self._uvicorn.serve(sockets=[sock]))

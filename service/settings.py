@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, FilePath, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -52,7 +52,8 @@ class ServeSettings(BaseSettings):
     max_batch_delay_ms: float = Field(
         5.0, ge=0, le=1000, description="Longest wait for a batch to fill")
     max_queue_size: int = Field(
-        256, ge=1, description="Queued images per version before requests get 429")
+        128, ge=1, description="Queued images per version before requests get 429 (bounds the wait: "
+        "~0.5 s at full speed on 2 cores)")
     request_timeout_s: float = Field(30.0, gt=0, description="Per-request deadline")
     inference_threads: int = Field(
         2, ge=1, le=64, description="Threads running model calls (batches in flight)")
@@ -63,12 +64,33 @@ class ServeSettings(BaseSettings):
         "image takes ~200 MB while it is decoded)")
     min_image_side: int = Field(8, ge=1, description="Smallest accepted width or height")
     max_images_per_request: int = Field(64, ge=1, description="Images in one request")
+    max_request_pixels: int = Field(
+        64_000_000, ge=1, description="Sum of width x height over one request's images (413 above)")
+    max_batch_pixels: int = Field(
+        16_000_000, ge=1, description="Pixels decoded in one model call, which bounds its memory "
+        "(~12 bytes a pixel; one image over it runs alone)")
+    max_header_bytes: int = Field(
+        65536, ge=1024, description="Largest request line plus headers (431 above)")
+    read_timeout_s: float = Field(
+        10.0, gt=0, description="Time to send the headers, and longest pause inside a body (408)")
     grpc_max_message_bytes: int = Field(
         64 * 1024 * 1024, ge=4 * 1024 * 1024, description="gRPC send/receive message limit")
     shutdown_grace_s: float = Field(20.0, ge=0, description="Time in-flight requests get on SIGTERM")
     bootstrap: bool = Field(
         True, description="Install the demo version shipped with imgclf as version 1 when the model has "
         "no version (local backend, writable model root)")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys (several for rotation); when set, "
+        "REST needs `Authorization: Bearer <key>` or `X-API-Key`, gRPC the same metadata")
+    auth_exempt_paths: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/healthz", "/readyz", "/v2/health/", "/metrics", "/grpc.health.v1.Health/"],
+        description="REST paths and gRPC methods open without a key; a trailing / matches a prefix")
+    tls_cert_file: FilePath | None = Field(None, description="PEM certificate (chain): REST and gRPC use TLS")
+    tls_key_file: FilePath | None = Field(
+        None, validate_default=True, description="PEM private key of that certificate")
+    tls_client_ca_file: FilePath | None = Field(
+        None, validate_default=True,
+        description="PEM CA bundle: clients must present a certificate it signed (mutual TLS)")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
     log_format: Literal["text", "json"] = Field(
         "text", description="text, or json: JSON lines, with one line per request (model, version, status, "
@@ -79,6 +101,31 @@ class ServeSettings(BaseSettings):
     def _safe_name(cls, v: str) -> str:
         if not _NAME.match(v):
             raise ValueError(f"model name {v!r} may only hold letters, digits, '_', '-', '.'")
+        return v
+
+    @field_validator("api_keys", "auth_exempt_paths", mode="before")
+    @classmethod
+    def _parse_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, v: list[SecretStr]) -> list[SecretStr]:
+        if any(len(k.get_secret_value()) < 16 for k in v):
+            raise ValueError("API keys must be at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return v
+
+    @field_validator("tls_key_file", "tls_client_ca_file")
+    @classmethod
+    def _check_tls(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        # on these fields (validated by default), so the error names the variable to set
+        cert = info.data.get("tls_cert_file")
+        if info.field_name == "tls_key_file" and (cert is None) != (v is None):
+            raise ValueError("TLS needs both IMGCLF_TLS_CERT_FILE and IMGCLF_TLS_KEY_FILE")
+        if info.field_name == "tls_client_ca_file" and v is not None and cert is None:
+            raise ValueError("mutual TLS needs IMGCLF_TLS_CERT_FILE and IMGCLF_TLS_KEY_FILE too")
         return v
 
     @field_validator("specific_versions", mode="before")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -17,14 +18,14 @@ class ImageClassifierServicer(classifier_pb2_grpc.ImageClassifierServicer):
     def __init__(self, core: ServingCore):
         self.core = core
 
-    async def _classify(self, request: pb.ClassifyRequest, timeout: float) -> pb.ClassifyResponse:
+    async def _classify(self, request: pb.ClassifyRequest, deadline: float) -> pb.ClassifyResponse:
         name = request.model_name or self.core.default_model
         which = request.WhichOneof("version_choice")
         result = await self.core.classify(
             name, list(request.images),
             version=request.version if which == "version" else None,
             label=request.version_label if which == "version_label" else None,
-            timeout=timeout)
+            deadline=deadline)
         return pb.ClassifyResponse(
             model_name=result.model_name, model_version=result.model_version,
             labels=list(result.labels), request_id=request.request_id,
@@ -41,8 +42,8 @@ class ImageClassifierServicer(classifier_pb2_grpc.ImageClassifierServicer):
                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ClassifyResponse]:
         timeout = self.core.settings.request_timeout_s
         async for request in request_iterator:
-            try:
-                yield await self._classify(request, timeout)
+            try:  # each frame has its own deadline
+                yield await self._classify(request, time.monotonic() + timeout)
             except ServiceError as exc:
                 # one bad frame ends the stream with its status, like a unary call would
                 await context.abort(exc.grpc_code, f"request {request.request_id!r}: {exc.message}")

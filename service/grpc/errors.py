@@ -55,6 +55,6 @@ def grpc_errors(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 
 
 def deadline_of(context: grpc.aio.ServicerContext, default: float) -> float:
-    """The client's remaining deadline, capped by the server's own request timeout."""
+    """The time.monotonic() deadline: the client's, capped by the server's own request timeout."""
     remaining = context.time_remaining()
-    return default if remaining is None else max(0.001, min(default, remaining))
+    return time.monotonic() + (default if remaining is None else max(0.001, min(default, remaining)))

@@ -87,7 +87,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         wanted = [v2.requested(o.name, _params(o.parameters)) for o in request.outputs]
         result = await self.core.classify(
             request.model_name, images, version=version,
-            timeout=deadline_of(context, self.core.settings.request_timeout_s))
+            deadline=deadline_of(context, self.core.settings.request_timeout_s))
         response = pb.ModelInferResponse(model_name=request.model_name,
                                          model_version=str(result.model_version), id=request.id)
         for t in v2.outputs(result, wanted):  # raw contents, as Triton answers

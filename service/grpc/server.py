@@ -14,12 +14,16 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from service.auth import KeyChecker
 from service.core import ServingCore
 from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
 from service.grpc._generated.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from service.grpc.auth import ApiKeyInterceptor
 from service.grpc.classifier import ImageClassifierServicer
+from service.grpc.decode import DecodeErrorInterceptor
 from service.grpc.kserve import InferenceServicer
 from service.grpc.tfserving import ModelServicer, PredictionServicer
+from service.settings import ServeSettings
 
 # The *_pb2 modules, not just *_pb2_grpc, so the service descriptors are in the pool reflection reads.
 SERVICE_NAMES = (
@@ -36,10 +40,23 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
             ("grpc.max_receive_message_length", max_message_bytes)]
 
 
+def server_credentials(settings: ServeSettings) -> grpc.ServerCredentials | None:
+    """TLS from the settings' PEM files; a client CA makes client certificates mandatory."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    ca = settings.tls_client_ca_file
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
+        root_certificates=ca.read_bytes() if ca else None, require_client_auth=ca is not None)
+
+
 def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int, HealthServicer]:
+    keys = KeyChecker(core.settings)
     # no SO_REUSEPORT: a second server on a taken port must fail, not share it silently
     server = grpc.aio.server(options=[*channel_options(core.settings.grpc_max_message_bytes),
-                                      ("grpc.so_reuseport", 0)])
+                                      ("grpc.so_reuseport", 0)],
+                             interceptors=[*([ApiKeyInterceptor(keys)] if keys.enabled else []),
+                                           DecodeErrorInterceptor()])
     classifier_pb2_grpc.add_ImageClassifierServicer_to_server(ImageClassifierServicer(core), server)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core),
                                                                         server)
@@ -50,8 +67,10 @@ def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
          reflection.SERVICE_NAME), server)
+    credentials = server_credentials(core.settings)
     try:
-        port = server.add_insecure_port(address)
+        port = (server.add_secure_port(address, credentials) if credentials
+                else server.add_insecure_port(address))
     except RuntimeError:  # grpc.aio reports a taken port this way
         port = 0
     if port == 0:

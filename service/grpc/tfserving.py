@@ -39,6 +39,17 @@ def _string_tensor(values: list[bytes]) -> object:
     return tf.make_tensor_proto(values, dtype=tf.string, shape=[len(values)])
 
 
+def _check_shape(tensor: object) -> None:
+    """As TF Serving: the shape must be [N] (the signature's) and hold exactly the N strings sent."""
+    shape = tensor.tensor_shape  # type: ignore[attr-defined]
+    dims = [d.size for d in shape.dim]
+    n = len(tensor.string_val)  # type: ignore[attr-defined]
+    if shape.unknown_rank or len(dims) != 1 or dims[0] != n:
+        shown = "unknown rank" if shape.unknown_rank else str(dims)
+        raise InvalidInputError(f"input '{_INPUT}' has tensor_shape {shown} but holds {n} strings; "
+                                f"send shape [{n}] (one encoded image per element)")
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core: ServingCore):
         self.core = core
@@ -58,10 +69,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if tensor.dtype != types_pb2.DT_STRING:
             raise InvalidInputError(f"input '{_INPUT}' must be DT_STRING (encoded images), got "
                                     f"{types_pb2.DataType.Name(tensor.dtype)}")
+        _check_shape(tensor)
         version, label = _version_choice(spec)
         result = await self.core.classify(
             spec.name, list(tensor.string_val), version=version, label=label,
-            timeout=deadline_of(context, self.core.settings.request_timeout_s))
+            deadline=deadline_of(context, self.core.settings.request_timeout_s))
         unknown = set(request.output_filter) - {"scores", "label"}
         if unknown:
             raise InvalidInputError(f"output_filter names unknown outputs {sorted(unknown)}")

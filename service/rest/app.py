@@ -7,14 +7,19 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
+from service.auth import KeyChecker
 from service.core import ServingCore
 from service.errors import ServiceError
 from service.rest import routes_native, routes_tfserving, routes_v2
+from service.rest.docs import add_docs
+from service.rest.guards import CLIENT_CLOSED, AuthMiddleware, DeadlineMiddleware
 from service.rest.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.rest.openapi import install_openapi
 from service.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -30,7 +35,7 @@ def error_response(exc: ServiceError) -> JSONResponse:
 
 def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
     # no trailing-slash redirects: TF Serving clients expect a 404, not a 307, for /v1/models
-    app = FastAPI(title="imgclf", version="0.1.0", redirect_slashes=False,
+    app = FastAPI(title="imgclf", version="0.1.0", redirect_slashes=False, docs_url=None, redoc_url=None,
                   description="Rock-paper-scissors image classification over REST: a native "
                               "API, TensorFlow Serving's REST API and KServe V2.")
     app.state.core = core
@@ -52,6 +57,12 @@ def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # the client left mid-body: its event, not a server error (no traceback, not a 5xx)
+        log.info("client closed %s %s while sending the body", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -60,6 +71,8 @@ def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
     app.include_router(routes_native.make_router(core))
     app.include_router(routes_tfserving.make_router(core))
     app.include_router(routes_v2.make_router(core))
+    add_docs(app)
+    install_openapi(app, settings)
     has_page = (STATIC / "index.html").exists()
 
     @app.get("/", include_in_schema=False, response_model=None)
@@ -72,6 +85,8 @@ def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
     if has_page:
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(DeadlineMiddleware, timeout_s=settings.request_timeout_s)
+    app.add_middleware(AuthMiddleware, keys=KeyChecker(settings))
     app.add_middleware(MetricsMiddleware, metrics=core.metrics)
     return app
 

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from service.core import ServingCore
 from service.errors import InvalidInputError
+from service.rest.guards import DEADLINE
 from service.rest.schemas import ERROR_RESPONSES, ModelsResponse, PredictResponse, VersionOut
 
 _PREDICT_BODY = {
@@ -38,7 +39,8 @@ def make_router(core: ServingCore) -> APIRouter:
                       model: str | None = Query(None, description="Model name (default: IMGCLF_MODEL_NAME)")
                       ) -> PredictResponse:
         images = await read_images(request)
-        result = await core.classify(model or core.default_model, images, version=version, label=label)
+        result = await core.classify(model or core.default_model, images, version=version, label=label,
+                                     deadline=request.scope.get(DEADLINE))
         return PredictResponse(
             model_name=result.model_name, model_version=result.model_version,
             predictions=[p.__dict__ for p in result.predictions])  # type: ignore[misc]
@@ -98,7 +100,8 @@ async def read_images(request: Request) -> list[bytes]:
     """Multipart `file` fields (one or several) or a raw image/* body."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        form = await request.form()
+        _check_multipart(request.headers["content-type"], await request.body())
+        form = await request.form()  # parses the body read above
         files = form.getlist("file")
         if not files:
             fields = ", ".join(sorted(set(form.keys()))) or "none"
@@ -117,3 +120,16 @@ async def read_images(request: Request) -> list[bytes]:
     raise InvalidInputError(
         f"unsupported content type {ctype or 'none'!r}: send multipart/form-data with a 'file' "
         "field or a raw image/* body")
+
+
+def _check_multipart(content_type: str, body: bytes) -> None:
+    """Say what is wrong with a malformed form, instead of "no field named 'file'"."""
+    params = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in content_type.split(";")[1:])}
+    boundary = params.get("boundary", "").strip('"')
+    if not boundary:
+        raise InvalidInputError("multipart/form-data needs a boundary parameter in Content-Type")
+    if not body.strip():
+        raise InvalidInputError("empty multipart body: send a 'file' field")
+    if b"--" + boundary.encode("latin-1") + b"--" not in body:
+        raise InvalidInputError(f"multipart body is incomplete: no closing boundary '--{boundary}--' "
+                                "(truncated upload?)")

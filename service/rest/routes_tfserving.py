@@ -11,9 +11,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from google.protobuf.json_format import MessageToDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core import ClassifyResult, ServingCore
 from service.errors import InvalidInputError, NotFoundError
+from service.rest.guards import DEADLINE
 
 # TF Serving's own route patterns (http_rest_api_util.cc), matched case-insensitively.
 _POST = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(classify|regress|predict)$",
@@ -66,7 +68,7 @@ def _images_from_columns(inputs: Any) -> list[bytes]:
 def _parse_predict(body: bytes) -> tuple[list[bytes], bool]:
     try:
         doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # also UnicodeDecodeError, and ints over Python's 4,300 digits
         raise InvalidInputError(f"JSON Parse error: {exc}") from None
     except RecursionError:  # e.g. "[[[[...": a client error, not a 500
         raise InvalidInputError("JSON Parse error: nested too deeply") from None
@@ -93,34 +95,52 @@ def _predict_reply(result: ClassifyResult, row: bool) -> dict[str, Any]:
     return {"outputs": {"scores": scores, "label": labels}}
 
 
+def _version(text: str | None) -> int | None:
+    if not text:
+        return None
+    if len(text) > 18:  # int64, as TF Serving; also keeps int() away from 4,300-digit strings
+        raise InvalidInputError(f"version {text[:20]}... is out of range")
+    return int(text)
+
+
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
 def make_router(core: ServingCore) -> APIRouter:
     router = APIRouter(tags=["tensorflow-serving"])
 
-    @router.post("/v1/models/{tail:path}", summary="TF Serving predict: "
-                 "/v1/models/{name}[/versions/{v}|/labels/{l}]:predict")
-    async def post(request: Request, tail: str) -> JSONResponse:
+    # One route for TF Serving's two URL families (documented path by path in service/rest/openapi.py),
+    # so a wrong method gets 405 with exactly the methods that path takes.
+    @router.api_route("/v1/models/{tail:path}", methods=_METHODS, include_in_schema=False)
+    async def dispatch(request: Request, tail: str) -> JSONResponse:
         # the ASGI path is already percent-decoded: decoding again would let %2572 mean "r"
         path = request.scope["path"]
-        m = _POST.match(path)
-        if not m:
-            raise NotFoundError(f"Malformed request: POST {path}")
-        name, version, label, verb = m[1], m[2], m[3], m[4].lower()
+        allowed = "POST" if _POST.match(path) else "GET" if _GET.match(path) else None
+        if allowed is None:
+            raise NotFoundError(f"Malformed request: {request.method} {path}")
+        if request.method != allowed:
+            raise StarletteHTTPException(405, "Method Not Allowed", headers={"Allow": allowed})
+        return await (post(request) if allowed == "POST" else get(request))
+
+    async def post(request: Request) -> JSONResponse:
+        m = _POST.match(request.scope["path"])
+        assert m is not None
+        name, version, label, verb = m[1], _version(m[2]), m[3], m[4].lower()
         if verb != "predict":
             raise InvalidInputError(f"{verb} is not supported by this model; use :predict")
         images, row = _parse_predict(await request.body())
-        result = await core.classify(name, images, version=int(version) if version else None,
-                                     label=label)
+        result = await core.classify(name, images, version=version, label=label,
+                                     deadline=request.scope.get(DEADLINE))
         return JSONResponse(_predict_reply(result, row))
 
-    @router.get("/v1/models/{tail:path}", summary="TF Serving model status and metadata")
-    async def get(request: Request, tail: str) -> JSONResponse:
+    async def get(request: Request) -> JSONResponse:
         path = request.scope["path"]
         m = _GET.match(path)
         if not m or not m[1]:
             raise NotFoundError(f"Malformed request: GET {path}")
-        name, version, label = m[1], m[2] and int(m[2]), m[3]
+        name, version, label = m[1], _version(m[2]), m[3]
         if m[4]:
-            info = core.model_info(name, version or None, label or None)
+            info = core.model_info(name, version, label or None)
             signature_map = {"signature_def": {
                 k: MessageToDict(v, preserving_proto_field_name=True,
                                  always_print_fields_with_no_presence=True)
@@ -128,7 +148,7 @@ def make_router(core: ServingCore) -> APIRouter:
             return JSONResponse({
                 "model_spec": {"name": name, "signature_name": "", "version": str(info.version)},
                 "metadata": {"signature_def": signature_map}})
-        statuses = core.statuses(name, version or None, label or None)
+        statuses = core.statuses(name, version, label or None)
         return JSONResponse({"model_version_status": [
             {"version": str(s.version), "state": s.state,
              "status": {"error_code": "UNKNOWN" if s.error else "OK",

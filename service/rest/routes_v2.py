@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from service import v2
 from service.core import ServingCore
-from service.errors import InvalidInputError
+from service.errors import InvalidInputError, NotFoundError
+from service.rest.guards import DEADLINE
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -71,7 +72,7 @@ def _split_body(body: bytes, header: str | None) -> tuple[bytes, bytes]:
 
 def _parse(head: bytes) -> InferRequest:
     try:
-        return InferRequest.model_validate_json(head)
+        return InferRequest.model_validate_json(head, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
@@ -165,6 +166,8 @@ def make_router(core: ServingCore) -> APIRouter:
 
     @router.get("/models/{model}/versions/{ver}/ready")
     async def version_ready(model: str, ver: int) -> Response:
+        if ver not in core.registry_for(model).versions:  # never seen: 404, like an unknown model
+            raise NotFoundError(f"version {ver} of model {model!r} not found")
         ok = core.model_ready(model, ver)
         return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)
 
@@ -190,7 +193,7 @@ def make_router(core: ServingCore) -> APIRouter:
         req = _parse(head)
         images = _images(req, tail, core.settings.max_images_per_request)
         wanted = [v2.requested(o.name, o.parameters) for o in req.outputs or []]
-        result = await core.classify(model, images, version=ver)
+        result = await core.classify(model, images, version=ver, deadline=request.scope.get(DEADLINE))
         return _reply(req, model, result.model_version, v2.outputs(result, wanted), wanted)
 
     @router.post("/models/{model}/infer")

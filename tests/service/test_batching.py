@@ -177,3 +177,47 @@ async def test_model_runs_off_the_event_loop(executor):
         ticks += 1
     assert ticks >= 10
     await batcher.close()
+
+
+class RecordingModel(FakeModel):
+    """Also remembers every image that reached the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[bytes] = []
+
+    def predict(self, images):
+        out = super().predict(images)
+        self.seen.extend(images)
+        return out
+
+
+async def test_expired_and_abandoned_requests_never_reach_the_model(executor):
+    model = RecordingModel()
+    model.gate.clear()  # the model is busy with the first request
+    batcher = make(model, executor, max_delay_s=0.0)
+    first = asyncio.ensure_future(batcher.submit([b"first"], timeout=5))
+    await asyncio.sleep(0.05)
+    expired = asyncio.ensure_future(batcher.submit([b"expired"], timeout=0.05))
+    abandoned = asyncio.ensure_future(batcher.submit([b"abandoned"], timeout=5))
+    kept = asyncio.ensure_future(batcher.submit([b"kept"], timeout=5))
+    await asyncio.sleep(0.1)
+    abandoned.cancel()  # e.g. the client closed the connection
+    with pytest.raises(DeadlineError):
+        await expired
+    model.gate.set()
+    await asyncio.gather(first, kept)
+    assert model.seen == [b"first", b"kept"]
+    await batcher.close()
+
+
+async def test_model_calls_stay_under_the_pixel_budget(executor):
+    model = RecordingModel()
+    batcher = make(model, executor, max_batch_size=8, max_delay_s=0.05, max_batch_pixels=100)
+    images = [bytes([i]) for i in range(6)]
+    out = await batcher.submit(images, timeout=5, pixels=[40] * 6)
+    assert out.shape == (6, 3)
+    assert model.calls == [2, 2, 2]  # 40 + 40 fits in 100, a third does not
+    out = await batcher.submit([b"huge"], timeout=5, pixels=[500])  # one image over it runs alone
+    assert out.shape == (1, 3) and model.calls[-1] == 1
+    await batcher.close()

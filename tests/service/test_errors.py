@@ -19,6 +19,7 @@ EXPECTED = {
     Status.DEADLINE_EXCEEDED: (504, grpc.StatusCode.DEADLINE_EXCEEDED),
     Status.UNAVAILABLE: (503, grpc.StatusCode.UNAVAILABLE),
     Status.FAILED_PRECONDITION: (400, grpc.StatusCode.FAILED_PRECONDITION),
+    Status.UNAUTHENTICATED: (401, grpc.StatusCode.UNAUTHENTICATED),
     Status.INTERNAL: (500, grpc.StatusCode.INTERNAL),
 }
 

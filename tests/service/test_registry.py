@@ -104,6 +104,9 @@ def test_corrupt_version_leaves_old_one_serving(tmp_path, trained_model_root, sa
     by_version = {s["version"]: s for s in status}
     assert by_version["1"]["state"] == "AVAILABLE"
     assert by_version["2"]["state"] == "END" and by_version["2"]["status"]["error_message"]
+    # the reason reaches clients; the server's disk layout does not
+    assert str(tmp_path) not in by_version["2"]["status"]["error_message"]
+    assert "/models/" not in httpx.get(f"{server.rest_url}/models").text
     metrics = httpx.get(f"{server.rest_url}/metrics").text
     assert 'imgclf_model_load_failures_total{model="rps",version="2"} 1.0' in metrics
     # asking for the broken version explains itself

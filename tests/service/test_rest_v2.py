@@ -68,7 +68,7 @@ def test_model_readiness(serving):
         r = httpx.get(f"{serving.rest_url}{path}")
         assert r.status_code == 200 and r.json() == {"name": "rps", "ready": True}, path
     r = httpx.get(f"{serving.rest_url}/v2/models/rps/versions/5/ready")
-    assert r.status_code != 200 and r.json()["ready"] is False
+    assert r.status_code == 404 and "5" in r.json()["error"]  # 4xx means "not ready" in V2
     r = httpx.get(f"{serving.rest_url}/v2/models/rps/versions/5")
     assert r.status_code == 404 and "5" in r.json()["error"]
 
