@@ -1,4 +1,4 @@
-# imgclf: `make run` installs and serves (training a first version if none exists); `make test` runs every test.
+# imgclf: `make run` installs and serves (installing the shipped demo version if none exists); `make test` runs every test.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
