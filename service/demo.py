@@ -64,7 +64,11 @@ def install_demo(model_root: Path, name: str, archive: Path | None = None) -> Pa
         raise DemoError(f"cannot write under {base} ({exc.strerror})") from None
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(tmp, members=_safe_members(tar), filter="data")
+            members = _safe_members(tar)
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 (and the image's base)
+                tar.extractall(tmp, members=members, filter="data")
+            else:  # older 3.11 patch releases: the members were checked above
+                tar.extractall(tmp, members=members)
         if not (tmp / "saved_model.pb").is_file():
             raise DemoError("the demo archive holds no saved_model.pb")
         card_path = tmp / CARD_FILE
@@ -80,6 +84,8 @@ def install_demo(model_root: Path, name: str, archive: Path | None = None) -> Pa
             return None
         log.info("installed the demo version as %s", target)
         return target
+    except (OSError, tarfile.TarError, ValueError) as exc:
+        raise DemoError(f"could not unpack the demo version into {base}: {exc}") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
