@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from training.data import DataError, ImageSet, load_folder, load_synthetic
 from training.export import CARD_FILE, LABELS_FILE
+from training.metrics import confusion
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,5 @@ def _score(model_dir: Path, labels: tuple[str, ...], images: ImageSet, batch_siz
         chunk = images.images[start:start + batch_size]
         predicted.append(fn(image_bytes=tf.constant(chunk))["scores"].numpy().argmax(axis=1))
     pred = np.concatenate(predicted)
-    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
-    for t, p in zip(truth, pred, strict=True):
-        matrix[t, p] += 1
+    matrix = confusion(truth, pred, len(labels))
     return Evaluation(float((truth == pred).mean()), labels, matrix.tolist(), len(images), images.skipped)

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from training import composite
 from training.data import ImageSet
+from training.metrics import confusion
 from training.preprocessing import decode_and_resize
 from training.scenes import NONE_LABEL, Hands, encode_jpeg
 
@@ -56,7 +57,5 @@ def score(predict: Callable[[tf.Tensor], np.ndarray], images: ImageSet, batch_si
         pixels = tf.map_fn(decode_and_resize, chunk, fn_output_signature=tf.float32)
         predicted.append(np.asarray(predict(pixels)).argmax(axis=1))
     pred = np.concatenate(predicted) if predicted else np.zeros(0, dtype=np.int64)
-    matrix = np.zeros((n, n), dtype=np.int64)
-    for t, p in zip(images.targets, pred, strict=True):
-        matrix[t, p] += 1
+    matrix = confusion(images.targets, pred, n)
     return float(np.trace(matrix) / max(1, matrix.sum())), matrix.tolist()

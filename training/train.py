@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from training.data import DataError, Datasets, make_datasets
 from training.export import export, next_version
+from training.metrics import confusion
 from training.model import ARCHS, make_model
 from training.recipes import Recipe, resolve
 
@@ -131,11 +132,7 @@ def _is_chief() -> bool:
 def confusion_matrix(model: keras.Model, datasets: Datasets) -> np.ndarray:
     n = len(datasets.labels)
     probs = model.predict(datasets.val, verbose=0)
-    predicted = probs.argmax(axis=1)
-    matrix = np.zeros((n, n), dtype=np.int64)
-    for t, p in zip(datasets.val_targets(), predicted, strict=True):
-        matrix[t, p] += 1
-    return matrix
+    return confusion(datasets.val_targets(), probs.argmax(axis=1), n)
 
 
 def _plots(history: dict[str, list[float]], matrix: np.ndarray, labels: tuple[str, ...],
