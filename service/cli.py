@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,7 +51,6 @@ def serve(
     = None,
 ) -> None:
     """Serve REST and gRPC from one process; every setting also reads IMGCLF_* variables."""
-    import asyncio
 
     from pydantic import ValidationError
 
@@ -74,13 +75,24 @@ def serve(
     from service.server import ImgclfServer
 
     try:
-        asyncio.run(ImgclfServer(settings).run_until_signal())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(ImgclfServer(settings).run_until_signal())
     except ConfigError as exc:
         typer.echo(f"error: {env_name('model_config_file')}: {exc}", err=True)
         raise typer.Exit(2) from None
     except OSError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (it comes with uvicorn[standard]): every request's parsing, routing
+    and socket writes run on this one loop, and uvloop's are several times cheaper."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _bootstrap(model_root: Path, name: str) -> None:

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service import heap
 from service.backends.base import Backend, LoadedModel
 from service.batching import Batcher, BatchStats
 from service.errors import InvalidInputError, NotFoundError, UnavailableError
 from service.metrics import Metrics
 from service.model_config import ModelSpec
+from service.priority import lower_compute_threads, lower_this_thread
 from service.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,8 @@ class ModelRegistry:
         self.backend = backend
         self.metrics = metrics
         self._inference = inference_executor
-        self._loader = ThreadPoolExecutor(1, thread_name_prefix="imgclf-load")
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="imgclf-load", initializer=lower_this_thread,
+                                          initargs=(settings.inference_nice,))
         self.versions: dict[int, ServedVersion] = {}  # every version seen, for status
         self._serving: dict[int, ServedVersion] = {}  # AVAILABLE ones only: the routing table
         self._poll_task: asyncio.Task[None] | None = None
@@ -175,6 +178,8 @@ class ModelRegistry:
         try:
             model = await loop.run_in_executor(self._loader, self.backend.load, self.name, version)
             await loop.run_in_executor(self._loader, self._warm_up, model)
+            lower_compute_threads(self.settings.inference_nice)  # the runtime's pools exist once a model has run
+            heap.freeze()
         except Exception as exc:
             detail = f"{type(exc).__name__}: {exc}"
             # clients see the status: paths on the server's disk stay in the server's log
@@ -227,6 +232,7 @@ class ModelRegistry:
         if served.model:
             await asyncio.get_running_loop().run_in_executor(self._loader, served.model.close)
         served.model, served.batcher = None, None
+        await asyncio.get_running_loop().run_in_executor(self._loader, heap.collect_and_freeze)
         served.state, served.updated = END, time.time()
         if route:
             self.metrics.set_state(self.name, served.version, END, STATES)

@@ -14,9 +14,11 @@ from collections.abc import Iterator
 import grpc
 import uvicorn
 
+from service.auth import KeyChecker
 from service.backends.base import Backend
 from service.core import ServingCore
 from service.grpc.server import HealthServicer, create_server
+from service.rest.admission import EarlyAdmission
 from service.rest.app import create_app
 from service.rest.protocol import guarded_protocol
 from service.settings import ServeSettings
@@ -82,7 +84,7 @@ class ImgclfServer:
             self.core, f"{'[' + s.host + ']' if ':' in s.host else s.host}:{s.grpc_port}")
         await self._grpc.start()
         await self._health.refresh()
-        app = create_app(s, self.core)
+        app = EarlyAdmission(create_app(s, self.core), self.core, KeyChecker(s))
         tls = s.tls_client_ca_file
         # JSON logs: uvicorn's loggers go through ours instead of its own formatter
         config = uvicorn.Config(app, log_level=s.log_level, access_log=False, lifespan="off",

@@ -50,14 +50,18 @@ def test_sigterm_finishes_in_flight_requests_then_exits(trained_model_root, samp
     try:
         assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200  # ready once it logs its ports
         results: list[int] = []
+        # clients made and connected up front: on a busy machine making one can take longer than
+        # the wait below, and a request that connects after the signal is rightly refused
+        clients = [httpx.Client(base_url=url, timeout=30) for _ in range(6)]
+        for client in clients:
+            assert client.get("/healthz").status_code == 200
 
-        def call() -> None:
-            r = httpx.post(f"{url}/predict", content=sample_jpeg, headers={"content-type": "image/jpeg"},
-                           timeout=30)
+        def call(client: httpx.Client) -> None:
+            r = client.post("/predict", content=sample_jpeg, headers={"content-type": "image/jpeg"})
             results.append(r.status_code)
 
         # one request first: the model is now busy, so the next ones wait for a batch
-        threads = [threading.Thread(target=call) for _ in range(6)]
+        threads = [threading.Thread(target=call, args=(client,)) for client in clients]
         for t in threads:
             t.start()
             time.sleep(0.02)

@@ -1,0 +1,113 @@
+"""Early admission: refuse a classify request from its head alone while its version's queue is full."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service import request_log
+from service.auth import KeyChecker
+from service.core import ServingCore
+from service.errors import OverloadedError, ServiceError
+
+log = logging.getLogger(__name__)
+
+# The classify routes and the route template each one is counted under in the metrics.
+_TFSERVING = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(?:predict|classify)$")
+_V2 = re.compile(r"^/v2/models/([^/]+)(?:/versions/(\d+))?/infer$")
+_ROUTES = {"rest": "/predict", "tfserving": "/v1/models/{tail:path}", "v2": "/v2/models/{model}/infer",
+           "v2-version": "/v2/models/{model}/versions/{ver}/infer"}
+
+
+class EarlyAdmission:
+    """The outermost ASGI layer. At 3x capacity the event loop, not the model, is what runs out,
+    so a request that is going to be refused must cost almost nothing: the queue is checked as
+    soon as the request head is parsed, and a full queue answers 429 (with Retry-After) without
+    reading the body and without the middleware and routing stack. Anything this check cannot
+    decide cheaply (an unknown model, a bad version, a missing key) goes the normal way and gets
+    the normal answer.
+    """
+
+    def __init__(self, app: ASGIApp, core: ServingCore, keys: KeyChecker) -> None:
+        self.app = app
+        self.core = core
+        self.keys = keys
+        self._refused_since_log = 0
+        self._last_log = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (refused := self.refusal(scope)) is not None:
+            await self.refuse(scope, send, *refused)
+            return
+        await self.app(scope, receive, send)
+
+    def refusal(self, scope: Scope) -> tuple[str, OverloadedError] | None:
+        """(metrics route, error) when the request is a classify call its version has no room for."""
+        if scope["method"] != "POST":
+            return None
+        path: str = scope["path"]
+        version: int | None = None
+        label: str | None = None
+        if path == "/predict":
+            query = parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {}
+            name = query.get("model", [self.core.default_model])[0]
+            try:
+                version = int(query["version"][0]) if "version" in query else None
+            except ValueError:
+                return None
+            label = query.get("label", [None])[0]
+            route = _ROUTES["rest"]
+        elif (m := _TFSERVING.match(path)) is not None:
+            name, label = m[1], m[3]
+            version = int(m[2]) if m[2] else None
+            route = _ROUTES["tfserving"]
+        elif (m := _V2.match(path)) is not None:
+            name = m[1]
+            version = int(m[2]) if m[2] else None
+            route = _ROUTES["v2-version" if m[2] else "v2"]
+        else:
+            return None
+        if self.keys.enabled:
+            headers = dict(scope["headers"])
+            if not self.keys.allowed(path, headers.get(b"authorization"), headers.get(b"x-api-key")):
+                return None  # the normal path answers 401: load is nobody's business without a key
+        try:
+            served = self.core.registry_for(name).resolve(version, label)
+            if served.batcher is None:
+                return None
+            served.batcher.check_room(1)
+        except OverloadedError as exc:
+            return route, exc
+        except ServiceError:
+            return None
+        return None
+
+    async def refuse(self, scope: Scope, send: Send, route: str, error: OverloadedError) -> None:
+        """Send the 429 and count it, as the full stack would have; the body is never read."""
+        started = time.perf_counter()
+        body = json.dumps({"error": error.message}).encode()
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        rid = request_log.request_id(given)
+        await send({"type": "http.response.start", "status": 429,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"retry-after", str(max(1, round(error.retry_after or 1))).encode()),
+                                (b"x-request-id", rid.encode())]})
+        await send({"type": "http.response.body", "body": body})
+        protocol = "rest" if route == "/predict" else ("tfserving" if route.startswith("/v1/") else "v2")
+        self.core.metrics.requests.labels(route, protocol, "429").inc()
+        self.core.metrics.latency.labels(route, protocol).observe(time.perf_counter() - started)
+        self._note_refused()
+
+    def _note_refused(self) -> None:
+        # one line a second at most: a log line per refused request would cost what refusing saves
+        self._refused_since_log += 1
+        now = time.monotonic()
+        if now - self._last_log >= 1.0:
+            log.warning("queue full: %d requests refused with 429 since the last report", self._refused_since_log)
+            self._refused_since_log, self._last_log = 0, now
