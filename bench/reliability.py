@@ -205,6 +205,7 @@ async def overload(url: str, pid: int, image: bytes, label: str, seconds: float)
         "refused_without_retry_after": sum(1 for a in answers if a[0] == 429 and not a[2]),
         "rss_mb_after_warmup": early / 2**20, "rss_mb_end": rss[-1][1] / 2**20,
         "rss_growth_pct": 100 * (rss[-1][1] - early) / early, "recovered_after_s": recovered,
+        "rss_mb_every_30s": [round(v / 2**20) for t, v in rss if int(t) % 30 == 0],
     }
 
 

@@ -66,8 +66,9 @@ def serve(
         field = ".".join(str(x) for x in err["loc"]) or "settings"
         typer.echo(f"error: invalid setting {field} ({env_name(field)}): {err['msg']}", err=True)
         raise typer.Exit(2) from None
-    from service import request_log
+    from service import heap, request_log
 
+    heap.tune_malloc()  # before TensorFlow starts its threads and allocates
     request_log.configure(settings.log_level, settings.log_format)
     if settings.bootstrap and settings.backend == "local" and settings.model_config_file is None:
         _bootstrap(settings.model_root, settings.model_name)

@@ -1,12 +1,36 @@
-"""The garbage collector and the long-lived heap: a full collection must not stall the event loop."""
+"""Memory policy: the allocator must not grow under load, and a full collection must not stall the loop."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import logging
 import time
 
 log = logging.getLogger(__name__)
+
+
+# glibc's mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
+
+
+def tune_malloc(arenas: int = 2, mmap_threshold: int = 1 << 20) -> bool:
+    """Call before the runtime starts its threads. Under a mix of batch sizes, glibc's defaults let
+    RSS creep up for minutes (+15% over 5 minutes at 3x capacity): every thread gets an arena of
+    its own (up to 8 per core), and after the first free of a large block the mmap threshold rises
+    to that size, so the model's per-batch buffers (1-32 MB) land in arenas that never shrink.
+    Two arenas and a fixed 1 MB threshold (big buffers mapped and unmapped per call) keep it flat.
+    Returns False where the C library is not glibc (nothing to tune)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):
+        return False
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_ARENA_MAX, arenas)) and bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold))
 
 
 def freeze() -> None:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import base64
-import gc
-import os
 import socket
 import threading
 import time
 from pathlib import Path
 
 import httpx
-
-from service.priority import TASKS
 
 KEY = "admission-test-key-0123456789"
 
@@ -118,16 +114,3 @@ def _check_normal_path(server, image: bytes) -> None:
     assert client.post("/predict?version=9", content=image, headers=keyed).status_code == 404
     refused = client.post("/predict", content=image, headers=keyed)
     assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
-
-
-def test_model_threads_run_below_the_event_loop_and_the_heap_is_frozen(serving, sample_jpeg):
-    assert httpx.post(f"{serving.rest_url}/predict", content=sample_jpeg,
-                      headers={"content-type": "image/jpeg"}, timeout=30).status_code == 200
-    base = os.getpriority(os.PRIO_PROCESS, 0)
-    names = {int(t.name): (t / "comm").read_text().strip() for t in TASKS.iterdir()}
-    compute = [tid for tid, name in names.items() if name.startswith("tf_")]
-    assert compute, names
-    for tid in compute:
-        assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, base + serving.settings.inference_nice)
-    assert os.getpriority(os.PRIO_PROCESS, serving._thread.native_id) == base
-    assert gc.get_freeze_count() > 100_000  # TensorFlow and the model are out of the collector's scans
