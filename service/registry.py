@@ -18,6 +18,7 @@ from service.errors import InvalidInputError, NotFoundError, UnavailableError
 from service.metrics import Metrics
 from service.model_config import ModelSpec
 from service.settings import ServeSettings
+from service.teach import verdicts
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class ModelRegistry:
         self._poll_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.last_poll_error: str | None = None
+        self._refused: dict[int, str] = {}  # versions the quality gate rejected or an operator withdrew
 
     async def update(self, spec: ModelSpec) -> None:
         """A new policy and labels from an edited config, without a failed request on the way:
@@ -146,6 +148,7 @@ class ModelRegistry:
         async with self._lock:
             loop = asyncio.get_running_loop()
             found = await loop.run_in_executor(self._loader, self.backend.discover, self.name)
+            found = self._admit(found, await loop.run_in_executor(self._loader, self._read_refusals, found))
             self.last_poll_error = None
             wanted = self._wanted(found)
             # newest first, so the version that will take default traffic is ready soonest
@@ -157,6 +160,25 @@ class ModelRegistry:
             for version, served in list(self._serving.items()):
                 if version not in found or (version not in wanted and not keep_old):
                     await self._unload(served)
+
+    def _read_refusals(self, found: dict[int, str]) -> dict[int, str]:
+        base_path = getattr(self.backend, "base_path", None)  # local files; TF Serving keeps its own list
+        return verdicts.refusals(base_path(self.name), found) if base_path else {}
+
+    def _admit(self, found: dict[int, str], refused: dict[int, str]) -> dict[int, str]:
+        """Refused versions show in the status with their reason and are never loaded; a serving one
+        that gets refused (a rollback) is unloaded like a deleted one, after its replacement is up."""
+        for version, reason in refused.items():
+            seen = self.versions.get(version)
+            if seen is None or seen.error != reason:
+                self.versions[version] = ServedVersion(version, found[version], state=END, error=reason)
+                self.metrics.set_state(self.name, version, END, STATES)
+                log.info("version %d of %s is not served: %s", version, self.name, reason)
+        for version in set(self._refused) - set(refused):  # restored: judged afresh
+            if (seen := self.versions.get(version)) is not None and seen.error == self._refused[version]:
+                del self.versions[version]
+        self._refused = refused
+        return {v: fp for v, fp in found.items() if v not in refused}
 
     def _public(self, text: str) -> str:
         root = self.settings.model_root
