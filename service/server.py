@@ -16,11 +16,11 @@ import uvicorn
 
 from service.backends.base import Backend
 from service.core import ServingCore
-from service.teach.core import TeachCore
 from service.grpc.server import HealthServicer, create_server
 from service.rest.app import create_app
 from service.rest.protocol import guarded_protocol
 from service.settings import ServeSettings
+from service.teach.core import TeachCore
 
 log = logging.getLogger(__name__)
 

@@ -95,7 +95,7 @@ def split_holdout(examples: dict[str, list[tuple[str, bytes]]], share: float, se
         if len(items) < 2:
             raise FinetuneError(f"label {label!r} has {len(items)} example; at least 2 are needed "
                                 "(one is held back to check the result)")
-        order = np.random.default_rng([seed, len(label)] + list(label.encode())).permutation(len(items))
+        order = np.random.default_rng([seed, len(label), *list(label.encode())]).permutation(len(items))
         n_held = max(1, round(len(items) * share))
         for rank, i in enumerate(order):
             (held if rank < n_held else train).append((items[i][1], label))

@@ -20,7 +20,8 @@ _EXAMPLE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-d
     "properties": {"file": {"type": "string", "format": "binary", "description": "One image"},
                    "label": {"type": "string", "description": "One of the model's labels"}}}}}}}
 _JSON = {"application/json": {"schema": {"type": "object"}}}
-_SSE = {"200": {"description": "The job's state now and after every change (event `job`), until it ends",
+_SSE: dict[int | str, dict[str, Any]] = {"200": {
+    "description": "The job's state now and after every change (event `job`), until it ends",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 _ID = Path(description="An example's id (the SHA-256 of its bytes, 32 hex digits)")
 SSE_SLICE_S = 20.0  # a stream ends before the request deadline; EventSource reconnects by itself
@@ -62,7 +63,7 @@ def make_router(teach: TeachCore) -> APIRouter:
     @router.get("/v1/models/{name}/finetunes", summary="Fine-tune jobs, newest first")
     async def list_finetunes(name: str) -> dict[str, Any]:
         teach.core.registry_for(name)
-        return {"jobs": [j.public() for j in teach.runner.list(name)]}
+        return {"jobs": [j.public() for j in teach.runner.of_model(name)]}
 
     @router.get("/v1/models/{name}/finetunes/{job_id}", summary="A job's state, progress and result")
     async def get_finetune(name: str, job_id: str) -> dict[str, Any]:

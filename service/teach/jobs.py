@@ -113,7 +113,7 @@ class JobRunner:
             raise NotFoundError(f"no fine-tune job {job_id!r} for model {model!r}")
         return job
 
-    def list(self, model: str) -> list[Job]:
+    def of_model(self, model: str) -> list[Job]:
         return sorted((j for j in self.jobs.values() if j.model == model), key=lambda j: j.created, reverse=True)
 
     async def start(self, model: str, base_version: int, args: list[str]) -> Job:
@@ -125,20 +125,18 @@ class JobRunner:
         self._cancelling = False
         self._save(job)
         log_dir = self._record(job).parent
-        stderr = open(log_dir / f"{job.id}.log", "wb")  # TensorFlow's chatter, for the operator
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
         try:
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "training.finetune", "--nice", "0", *args,
-                stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env,
-                preexec_fn=_child_setup(self.niceness))
+            with open(log_dir / f"{job.id}.log", "wb") as stderr:  # TensorFlow's chatter, for the operator
+                self._proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "training.finetune", "--nice", "0", *args,
+                    stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env,
+                    preexec_fn=_child_setup(self.niceness))
         except BaseException:
-            stderr.close()
             self._running = None
             job.state, job.error, job.finished = FAILED, "the job process could not start", time.time()
             self._save(job)
             raise
-        stderr.close()
         self._task = asyncio.get_running_loop().create_task(self._watch(job, self._proc))
         log.info("fine-tune job %s started for %s from version %d (pid %d)", job.id, model, base_version,
                  self._proc.pid)

@@ -58,7 +58,7 @@ def test_finetune_gate_swap_rollback_restore(teach_server, teach_root):
     job = _wait(teach_server, job_id)
     assert job["state"] == "succeeded", job
     gate = job["result"]["gate"]
-    assert gate["promoted"] and gate["holdout_after"] > gate["holdout_before"] or gate["holdout_after"] == 1.0
+    assert (gate["promoted"] and gate["holdout_after"] > gate["holdout_before"]) or gate["holdout_after"] == 1.0
     assert gate["reference_after"] >= gate["reference_before"] - 0.01
     assert gate["holdout_count"] == 6  # 20% of 8, per label
     assert job["history"] and job["result"]["version"] == 2 and job["result"]["serving"]
