@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,8 +64,9 @@ def user_frames(move: str, count: int, seed: int) -> list[bytes]:
 class Load:
     """Closed-loop clients calling POST /predict; latencies are tagged with the phase they fell in."""
 
-    def __init__(self, url: str, image: bytes, clients: int) -> None:
+    def __init__(self, url: str, image: bytes, clients: int, rate: float) -> None:
         self.url, self.image = url, image
+        self.interval = clients / rate if rate > 0 else 0.0  # per client; 0: back to back
         self.phase = "before"
         self.latencies: dict[str, list[float]] = {"before": [], "during": [], "after": []}
         self.errors = 0
@@ -73,7 +75,11 @@ class Load:
 
     def _run(self) -> None:
         with httpx.Client(timeout=30) as client:
+            next_at = time.perf_counter()
             while not self._stop.is_set():
+                if self.interval:  # paced, like a game sending frames: wait for the next slot
+                    next_at += self.interval
+                    self._stop.wait(max(0.0, next_at - time.perf_counter()))
                 phase = self.phase
                 started = time.perf_counter()
                 r = client.post(f"{self.url}/predict", files={"file": ("f.jpg", self.image, "image/jpeg")})
@@ -114,6 +120,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30, help="Frames captured per move")
     parser.add_argument("--clients", type=int, default=2, help="Concurrent /predict clients during the run")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="Requests per second over all clients (0: each client sends back to back)")
+    parser.add_argument("--base-data", default="synthetic",
+                        help="IMGCLF_TEACH_BASE_DATA: base data mixed in and sliced for the reference set")
     parser.add_argument("--baseline-s", type=float, default=10.0, help="Seconds of load before Train")
     args = parser.parse_args()
     from service.demo import install_demo
@@ -122,7 +132,8 @@ def main() -> None:
     install_demo(work / "models", "rps")
     port = free_port()
     env = {**os.environ, "IMGCLF_MODEL_ROOT": str(work / "models"), "IMGCLF_DATA_ROOT": str(work / "data"),
-           "IMGCLF_TEACH": "true", "IMGCLF_HOST": "127.0.0.1", "IMGCLF_REST_PORT": str(port),
+           "IMGCLF_TEACH": "true",
+           "IMGCLF_TEACH_BASE_DATA": args.base_data, "IMGCLF_HOST": "127.0.0.1", "IMGCLF_REST_PORT": str(port),
            "IMGCLF_GRPC_PORT": str(free_port()), "IMGCLF_LOG_LEVEL": "warning"}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "imgclf"), "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -143,7 +154,7 @@ def main() -> None:
                 client.post(f"{url}/v1/models/rps/examples", data={"label": move},
                             files={"file": ("f.jpg", image, "image/jpeg")}).raise_for_status()
         before_fresh = accuracy(client, url, fresh, 1)
-        load = Load(url, fresh["rock"][0], args.clients)
+        load = Load(url, fresh["rock"][0], args.clients, args.rate)
         load.start()
         time.sleep(args.baseline_s)
         load.phase = "during"
@@ -171,15 +182,18 @@ def main() -> None:
             print(f"gate: {'promoted' if gate['promoted'] else 'rejected'}: held-back frames "
                   f"{gate['holdout_before']:.1%} -> {gate['holdout_after']:.1%} ({gate['holdout_count']} frames); "
                   f"reference set {gate['reference_before']:.1%} -> {gate['reference_after']:.1%} "
-                  f"({gate['reference_count']} images; change {100 * (gate['reference_after'] - gate['reference_before']):+.1f} points)")
+                  f"({gate['reference_count']} images; change "
+                  f"{100 * (gate['reference_after'] - gate['reference_before']):+.1f} points)")
         if version:
             print(f"fresh frames (30 per move, never stored): version 1 {before_fresh:.1%}, "
                   f"version {version} {accuracy(client, url, fresh, version):.1%}")
-        print(f"/predict before Train ({args.clients} clients): {quantiles(load.latencies['before'])}")
+        pace = f"{args.rate:g} requests/s" if args.rate else "back to back"
+        print(f"/predict before Train ({args.clients} clients, {pace}): {quantiles(load.latencies['before'])}")
         print(f"/predict during the job: {quantiles(load.latencies['during'])}; errors: {load.errors}")
     finally:
         proc.terminate()
         proc.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -160,7 +160,8 @@ class JobRunner:
             else:
                 job.progress = {k: v for k, v in event.items() if k != "event"}
                 if event.get("phase") == "train":
-                    job.history.append({k: event[k] for k in ("epoch", "epochs", "accuracy", "holdout_accuracy") if k in event})
+                    keys = ("epoch", "epochs", "accuracy", "holdout_accuracy")
+                    job.history.append({k: event[k] for k in keys if k in event})
             await self._notify()
         code = await proc.wait()
         serving = False

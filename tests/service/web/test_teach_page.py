@@ -90,7 +90,7 @@ def test_capture_train_gate_swap_rollback(teach_server, tmp_path):
             # one frame too many: delete it from the strip
             count = int(button.get_attribute("data-count"))
             page.locator('[data-testid="teach-thumb"] [data-testid="teach-thumb-delete"]').first.click()
-            _wait_count(button, lambda n: n == count - 1)
+            _wait_count(button, lambda n, left=count - 1: n == left)
             assert errors == []
             if label != LABELS[-1]:
                 browser.close()
