@@ -189,7 +189,8 @@ def main() -> None:
                   f"version {version} {accuracy(client, url, fresh, version):.1%}")
         pace = f"{args.rate:g} requests/s" if args.rate else "back to back"
         print(f"/predict before Train ({args.clients} clients, {pace}): {quantiles(load.latencies['before'])}")
-        print(f"/predict during the job: {quantiles(load.latencies['during'])}; errors: {load.errors}")
+        print(f"/predict from Train to the new version answering (the job, then the server loading and warming "
+              f"the version): {quantiles(load.latencies['during'])}; errors: {load.errors}")
     finally:
         proc.terminate()
         proc.wait(30)

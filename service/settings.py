@@ -103,6 +103,9 @@ class ServeSettings(BaseSettings):
     teach_base_data: str = Field(
         "synthetic", description="Base data mixed into fine-tunes and sliced for the gate's reference set: "
         "synthetic, or a folder of class folders")
+    teach_job_threads: int = Field(
+        1, ge=0, le=64, description="TensorFlow threads of a fine-tune job (0: one per core); the job also runs "
+        "at a lower priority (nice 10)")
     teach_epochs: int = Field(40, ge=1, le=1000, description="Passes of a fine-tune's classifier layer")
     gate_tolerance_points: float = Field(
         1.0, ge=0, le=100, description="A fine-tuned version is promoted only if its reference accuracy drops "

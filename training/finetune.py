@@ -291,10 +291,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tolerance-points", type=float, default=1.0)
     parser.add_argument("--nice", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: one per core)")
     args = parser.parse_args(argv)
     _stop_on_term()
     if args.nice:
         os.nice(args.nice)  # below the server: serving keeps its latency while this trains
+    if args.threads:
+        import tensorflow as tf
+
+        # fewer threads than cores leaves the server a core of its own, not just the scheduler's favour
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     def emit(event: dict[str, Any]) -> None:
         print(json.dumps(event), flush=True)
