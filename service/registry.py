@@ -19,6 +19,7 @@ from service.metrics import Metrics
 from service.model_config import ModelSpec
 from service.settings import ServeSettings
 from service.teach import verdicts
+from service.teach.gate import GateRejected, ReferenceGate
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class ModelRegistry:
         self._lock = asyncio.Lock()
         self.last_poll_error: str | None = None
         self._refused: dict[int, str] = {}  # versions the quality gate rejected or an operator withdrew
+        self.gate = (ReferenceGate(settings.gate_reference, settings.gate_tolerance_points)
+                     if settings.gate_reference is not None else None)
 
     async def update(self, spec: ModelSpec) -> None:
         """A new policy and labels from an edited config, without a failed request on the way:
@@ -197,8 +200,16 @@ class ModelRegistry:
         try:
             model = await loop.run_in_executor(self._loader, self.backend.load, self.name, version)
             await loop.run_in_executor(self._loader, self._warm_up, model)
+            incumbent = self._serving.get(max(self._serving)) if self._serving else None
+            if self.gate is not None and incumbent is not None and incumbent.model and version > incumbent.version:
+                try:  # loaded and warm, not yet taking traffic: the one place every new version passes
+                    log.info("gate: %s", await loop.run_in_executor(self._loader, self.gate.check, model,
+                                                                    incumbent.model))
+                except Exception:
+                    await loop.run_in_executor(self._loader, model.close)
+                    raise
         except Exception as exc:
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = str(exc) if isinstance(exc, GateRejected) else f"{type(exc).__name__}: {exc}"
             # clients see the status: paths on the server's disk stay in the server's log
             served.state, served.error, served.updated = END, self._public(detail), time.time()
             self.metrics.set_state(self.name, version, END, STATES)

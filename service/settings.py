@@ -108,8 +108,12 @@ class ServeSettings(BaseSettings):
         "at a lower priority (nice 10)")
     teach_epochs: int = Field(40, ge=1, le=1000, description="Passes of a fine-tune's classifier layer")
     gate_tolerance_points: float = Field(
-        1.0, ge=0, le=100, description="A fine-tuned version is promoted only if its reference accuracy drops "
-        "by at most this many points (and its held-back examples improve)")
+        1.0, ge=0, le=100, description="A new version is promoted only if its reference accuracy drops by at most "
+        "this many points (a fine-tune's held-back examples must improve too)")
+    gate_reference: Path | None = Field(
+        None, description="A folder of label folders: every new version that would become the default is scored on "
+        "it against the serving one after its warm-up, and never takes traffic if it loses more than "
+        "IMGCLF_GATE_TOLERANCE_POINTS")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
     log_format: Literal["text", "json"] = Field(
         "text", description="text, or json: JSON lines, with one line per request (model, version, status, "

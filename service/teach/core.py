@@ -97,7 +97,8 @@ class TeachCore:
         s = self.settings
         args = ["--init-from", str(base / str(served.version)), "--data", str(self.store.folder(name)),
                 "--model-root", str(base.parent), "--name", base.name, "--base-data", s.teach_base_data,
-                "--epochs", str(s.teach_epochs), "--threads", str(s.teach_job_threads), "--tolerance-points", str(s.gate_tolerance_points)]
+                "--epochs", str(s.teach_epochs), "--threads", str(s.teach_job_threads),
+                "--tolerance-points", str(s.gate_tolerance_points)]
         return await self.runner.start(name, served.version, args)
 
     async def _picked_up(self, name: str, version: int) -> bool:
