@@ -114,3 +114,54 @@ def test_capture_train_gate_swap_rollback(teach_server, tmp_path):
         page.wait_for_selector('[data-testid="model-status"]:has-text("v1 ready")')
         assert errors == []
         browser.close()
+
+
+def test_cancel_from_the_page_leaves_no_version(start_server, trained_model_root, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.service.teach.conftest import hand_jpeg
+
+    root = tmp_path / "models"
+    shutil.copytree(trained_model_root / "rps" / "1", root / "rps" / "1")
+    server = start_server(root, teach=True, data_root=tmp_path / "data", teach_epochs=200)
+    for label in LABELS:
+        for i in range(4):
+            httpx.post(f"{server.rest_url}/v1/models/rps/examples", data={"label": label},
+                       files={"file": ("f.jpg", hand_jpeg(label, i), "image/jpeg")}).raise_for_status()
+    clip = tmp_path / "paper.y4m"
+    write_clip(clip, "paper", frames=4)
+    with sync_playwright() as pw:
+        browser, page, errors = _open(pw, clip, server.rest_url)
+        page.click('[data-testid="teach-train"]')
+        page.wait_for_selector('[data-testid="teach-progress"][data-phase="train"]', timeout=120_000)
+        page.click('[data-testid="teach-cancel"]')
+        page.wait_for_selector('[data-testid="teach-verdict"][data-state="cancelled"]')
+        assert "no version was made" in page.locator('[data-testid="teach-verdict"]').text_content()
+        assert errors == []
+        browser.close()
+    assert sorted(p.name for p in (root / "rps").iterdir() if not p.name.startswith(".")) == ["1"]
+    assert not list((root / "rps").glob(".tmp-*"))
+
+
+def test_capture_past_the_limit_says_why_and_stores_nothing_more(start_server, trained_model_root, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    root = tmp_path / "models"
+    shutil.copytree(trained_model_root / "rps" / "1", root / "rps" / "1")
+    server = start_server(root, teach=True, data_root=tmp_path / "data", teach_max_examples_per_label=3)
+    clip = tmp_path / "rock.y4m"
+    write_clip(clip, "rock", frames=12)
+    with sync_playwright() as pw:
+        browser, page, errors = _open(pw, clip, server.rest_url)
+        page.click('[data-testid="teach-camera-start"]')
+        page.wait_for_selector('[data-testid="teach-video"][data-live="true"]')
+        page.locator('[data-testid="teach-class"][data-label="rock"]').hover()
+        page.mouse.down()
+        page.wait_for_selector('[data-testid="teach-message"][data-error]')
+        page.mouse.up()
+        assert "already has 3 examples, the limit" in page.locator('[data-testid="teach-message"]').text_content()
+        assert page.locator('[data-testid="teach-thumb"]').count() == 3
+        assert errors == []
+        browser.close()
+    counts = httpx.get(f"{server.rest_url}/v1/models/rps/examples").json()["counts"]
+    assert counts["rock"] == 3
