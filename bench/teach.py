@@ -11,7 +11,6 @@ both versions on 30 fresh frames per move that neither the job nor the gate saw.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import statistics
@@ -23,8 +22,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
-from PIL import Image, ImageEnhance
 
 MOVES = ("rock", "paper", "scissors")
 
@@ -35,30 +32,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def user_frames(move: str, count: int, seed: int) -> list[bytes]:
-    """One person's hand held up to a webcam: the same rendered hand and room, jittered frame to frame."""
-    from training import synthetic
-
-    base = synthetic.render(move, np.random.default_rng([42, MOVES.index(move)]), size=240)
-    rng = np.random.default_rng([seed, MOVES.index(move)])
-    out = []
-    for _ in range(count):
-        angle = rng.uniform(-12, 12)
-        scale = rng.uniform(0.9, 1.1)
-        dx, dy = rng.uniform(-14, 14, size=2)
-        img = base.rotate(angle, resample=Image.Resampling.BILINEAR, translate=(dx, dy), fillcolor=(120, 110, 100))
-        side = int(240 * scale)
-        img = img.resize((side, side), Image.Resampling.BILINEAR)
-        left = (side - 240) // 2
-        img = img.crop((left, left, left + 240, left + 240)).resize((320, 240), Image.Resampling.BILINEAR)
-        img = ImageEnhance.Brightness(img).enhance(rng.uniform(0.85, 1.15))
-        pixels = np.asarray(img, dtype=np.float32) + rng.normal(0, 4, size=(240, 320, 3))
-        buf = io.BytesIO()
-        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=85)
-        out.append(buf.getvalue())
-    return out
 
 
 class Load:
@@ -127,6 +100,7 @@ def main() -> None:
     parser.add_argument("--baseline-s", type=float, default=10.0, help="Seconds of load before Train")
     args = parser.parse_args()
     from service.demo import install_demo
+    from training.synthetic import held_still
 
     work = Path(tempfile.mkdtemp(prefix="imgclf-teach-bench-"))
     install_demo(work / "models", "rps")
@@ -147,8 +121,8 @@ def main() -> None:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        taught = {m: user_frames(m, args.frames, seed=1) for m in MOVES}
-        fresh = {m: user_frames(m, 30, seed=2) for m in MOVES}  # never stored: the job and the gate never see them
+        taught = {m: held_still(m, args.frames, seed=1) for m in MOVES}
+        fresh = {m: held_still(m, 30, seed=2) for m in MOVES}  # never stored: the job and the gate never see them
         for move, images in taught.items():
             for image in images:
                 client.post(f"{url}/v1/models/rps/examples", data={"label": move},

@@ -20,6 +20,7 @@ function teachMessage(text, isError) {
 async function initTeach() {
   try {
     const models = await (await fetch("/models")).json();
+    if (!models.teach) return; // asked first, so a server without them sees no 404 from the page
     teach.model = models.name;
     const response = await fetch(teachApi("/examples"));
     if (!response.ok) return;

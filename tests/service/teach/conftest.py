@@ -30,6 +30,28 @@ def teach_root(tmp_path: Path, trained_model_root: Path) -> Path:
     return root
 
 
+def frame_jpeg(label: str, index: int, seed: int = 1) -> bytes:
+    """Frame `index` of one person's `label` hand held up to a webcam (training.synthetic.held_still)."""
+    from training.synthetic import held_still
+
+    return held_still(label, index + 1, seed=seed)[index]
+
+
+@pytest.fixture
+def demo_root(tmp_path: Path) -> Path:
+    """A model root holding the shipped demo version as version 1 (compact network, none/paper/rock/scissors)."""
+    from service.demo import install_demo
+
+    root = tmp_path / "models"
+    assert install_demo(root, "rps") is not None
+    return root
+
+
+@pytest.fixture
+def demo_server(start_server: Callable[..., Any], demo_root: Path, tmp_path: Path) -> Any:
+    return start_server(demo_root, teach=True, data_root=tmp_path / "data", teach_epochs=10)
+
+
 @pytest.fixture
 def teach_server(start_server: Callable[..., Any], teach_root: Path, tmp_path: Path) -> Any:
     return start_server(teach_root, teach=True, data_root=tmp_path / "data", teach_epochs=5,

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -18,11 +17,13 @@ PER_LABEL = 8
 
 
 def write_clip(path: Path, label: str, frames: int = 24) -> None:
-    """A clip of `frames` different poses of one move, so every captured frame is a new example."""
-    from training import synthetic
+    """A clip of one person's hand showing `label`, moving a little from frame to frame, so every captured
+    frame is a new example."""
+    import io
 
-    images = [synthetic.render(label, np.random.default_rng([900, i, len(label)]), size=240)
-              .resize((320, 240), Image.Resampling.BILINEAR) for i in range(frames)]
+    from training.synthetic import held_still
+
+    images = [Image.open(io.BytesIO(data)) for data in held_still(label, frames, seed=1)]
     parts = []
     for image in images:
         write_y4m(path, image, frames=2)  # two video frames per pose
@@ -33,10 +34,12 @@ def write_clip(path: Path, label: str, frames: int = 24) -> None:
 
 
 @pytest.fixture
-def teach_server(start_server, trained_model_root, tmp_path):
-    root = tmp_path / "models"
-    shutil.copytree(trained_model_root / "rps" / "1", root / "rps" / "1")
-    return start_server(root, teach=True, data_root=tmp_path / "data", teach_epochs=5)
+def teach_server(start_server, tmp_path):
+    """The shipped demo version as version 1, teaching on."""
+    from service.demo import install_demo
+
+    assert install_demo(tmp_path / "models", "rps") is not None
+    return start_server(tmp_path / "models", teach=True, data_root=tmp_path / "data", teach_epochs=10)
 
 
 def _open(pw, video: Path, url: str):
@@ -104,9 +107,11 @@ def test_capture_train_gate_swap_rollback(teach_server, tmp_path):
         assert verdict.get_attribute("data-state") == "succeeded", verdict.text_content()
         assert "now answers every request" in verdict.text_content()
         assert "held-back frames" in verdict.text_content()
-        assert page.locator('[data-testid="teach-live"]').text_content().startswith("Epoch 5/5")
+        assert page.locator('[data-testid="teach-live"]').text_content().startswith("Epoch 10/10")
         assert _predicted_version(teach_server) == 2
         page.wait_for_selector('[data-testid="model-status"]:has-text("v2 ready")')
+        gate = httpx.get(f"{teach_server.rest_url}/v1/models/rps/finetunes").json()["jobs"][0]["result"]["gate"]
+        assert gate["holdout_after"] >= 0.95 and gate["reference_after"] >= gate["reference_before"] - 0.01
 
         page.click('[data-testid="teach-rollback"]')
         page.wait_for_selector('[data-testid="teach-verdict"][data-state="rolled-back"]')
