@@ -49,7 +49,7 @@ def demo_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def demo_server(start_server: Callable[..., Any], demo_root: Path, tmp_path: Path) -> Any:
-    return start_server(demo_root, teach=True, data_root=tmp_path / "data", teach_epochs=10)
+    return start_server(demo_root, teach=True, data_root=tmp_path / "data")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from PIL import Image
 from tests.service.web.conftest import BASE_ARGS, CHROMIUM, write_y4m
 
 LABELS = ("paper", "rock", "scissors")
-PER_LABEL = 8
+PER_LABEL = 12
 
 
 def write_clip(path: Path, label: str, frames: int = 24) -> None:
@@ -39,7 +39,7 @@ def teach_server(start_server, tmp_path):
     from service.demo import install_demo
 
     assert install_demo(tmp_path / "models", "rps") is not None
-    return start_server(tmp_path / "models", teach=True, data_root=tmp_path / "data", teach_epochs=10)
+    return start_server(tmp_path / "models", teach=True, data_root=tmp_path / "data", teach_epochs=40)
 
 
 def _open(pw, video: Path, url: str):
@@ -107,7 +107,7 @@ def test_capture_train_gate_swap_rollback(teach_server, tmp_path):
         assert verdict.get_attribute("data-state") == "succeeded", verdict.text_content()
         assert "now answers every request" in verdict.text_content()
         assert "held-back frames" in verdict.text_content()
-        assert page.locator('[data-testid="teach-live"]').text_content().startswith("Epoch 10/10")
+        assert page.locator('[data-testid="teach-live"]').text_content().startswith("Epoch 40/40")
         assert _predicted_version(teach_server) == 2
         page.wait_for_selector('[data-testid="model-status"]:has-text("v2 ready")')
         gate = httpx.get(f"{teach_server.rest_url}/v1/models/rps/finetunes").json()["jobs"][0]["result"]["gate"]
