@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-HERE = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
 
 
 def test_teach_paths_are_documented_only_when_on(teach_server, serving):
