@@ -170,3 +170,40 @@ def test_capture_past_the_limit_says_why_and_stores_nothing_more(start_server, t
         browser.close()
     counts = httpx.get(f"{server.rest_url}/v1/models/rps/examples").json()["counts"]
     assert counts["rock"] == 3
+
+
+def test_server_restart_mid_job_leaves_no_half_version_and_the_page_keeps_the_examples(
+        start_server, trained_model_root, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.service.teach.conftest import hand_jpeg
+
+    root, data = tmp_path / "models", tmp_path / "data"
+    shutil.copytree(trained_model_root / "rps" / "1", root / "rps" / "1")
+    server = start_server(root, teach=True, data_root=data, teach_epochs=1000)
+    for label in LABELS:
+        for i in range(3):
+            httpx.post(f"{server.rest_url}/v1/models/rps/examples", data={"label": label},
+                       files={"file": ("f.jpg", hand_jpeg(label, i), "image/jpeg")}).raise_for_status()
+    clip = tmp_path / "paper.y4m"
+    write_clip(clip, "paper", frames=4)
+    with sync_playwright() as pw:
+        browser, page, errors = _open(pw, clip, server.rest_url)
+        page.click('[data-testid="teach-train"]')
+        page.wait_for_selector('[data-testid="teach-progress"][data-phase="train"]', timeout=120_000)
+        server.stop()  # mid-job: the job is stopped with the server
+        again = start_server(root, teach=True, data_root=data)
+        page.goto(again.rest_url)
+        page.wait_for_selector('[data-testid="tab-teach"]:not([hidden])')
+        page.click('[data-testid="tab-teach"]')
+        page.wait_for_selector('[data-testid="teach-thumb"]')
+        for label in LABELS:
+            assert page.locator(f'[data-testid="teach-class"][data-label="{label}"]').get_attribute("data-count") == "3"
+        assert page.locator('[data-testid="teach-thumb"]').count() == 9
+        assert page.locator('[data-testid="teach-train"]').is_enabled()  # no job left running
+        assert errors == []
+        browser.close()
+    assert sorted(p.name for p in (root / "rps").iterdir() if not p.name.startswith(".")) == ["1"]
+    assert not list((root / "rps").glob(".tmp-*"))
+    jobs = httpx.get(f"{again.rest_url}/v1/models/rps/finetunes").json()["jobs"]
+    assert [j["state"] for j in jobs] == ["interrupted"]
