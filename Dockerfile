@@ -40,13 +40,13 @@ LABEL org.opencontainers.image.title="imgclf" \
 
 RUN groupadd --system --gid 10001 imgclf \
     && useradd --system --no-log-init --uid 10001 --gid 10001 --create-home --home-dir /home/imgclf --shell /usr/sbin/nologin imgclf \
-    && mkdir -p /models \
-    && chown 10001:10001 /models
+    && mkdir -p /models /data \
+    && chown 10001:10001 /models /data
 
 COPY --from=builder /opt/venv /opt/venv
 
-# /models is owned by the runtime user so that an empty named volume mounted
-# there is writable by `imgclf train`.
+# /models and /data are owned by the runtime user so that empty named volumes mounted
+# there are writable by `imgclf train` and by the server's teach jobs.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -18,8 +18,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Locally the teach endpoints and the page's Teach tab are on (examples under ./data).
 run: install
-	$(VENV)/bin/imgclf serve --bootstrap
+	IMGCLF_TEACH=true $(VENV)/bin/imgclf serve --bootstrap
 
 train: install
 	$(VENV)/bin/imgclf train

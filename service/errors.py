@@ -15,6 +15,7 @@ class Status(enum.Enum):
     DEADLINE_EXCEEDED = "deadline_exceeded"
     UNAVAILABLE = "unavailable"
     FAILED_PRECONDITION = "failed_precondition"
+    CONFLICT = "conflict"
     UNAUTHENTICATED = "unauthenticated"
     INTERNAL = "internal"
 
@@ -28,6 +29,7 @@ HTTP_STATUS: dict[Status, int] = {
     Status.DEADLINE_EXCEEDED: 504,
     Status.UNAVAILABLE: 503,
     Status.FAILED_PRECONDITION: 400,
+    Status.CONFLICT: 409,
     Status.UNAUTHENTICATED: 401,
     Status.INTERNAL: 500,
 }
@@ -39,6 +41,7 @@ GRPC_CODE: dict[Status, grpc.StatusCode] = {
     Status.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     Status.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Status.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    Status.CONFLICT: grpc.StatusCode.ABORTED,
     Status.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     Status.INTERNAL: grpc.StatusCode.INTERNAL,
 }
@@ -85,6 +88,12 @@ class DeadlineError(ServiceError):
 
 class UnavailableError(ServiceError):
     status = Status.UNAVAILABLE
+
+
+class ConflictError(ServiceError):
+    """The request clashes with the current state, e.g. a second fine-tune while one runs."""
+
+    status = Status.CONFLICT
 
 
 class InternalError(ServiceError):

@@ -20,6 +20,8 @@ from service.metrics import Metrics
 from service.model_config import ModelSpec
 from service.priority import lower_compute_threads, lower_this_thread
 from service.settings import ServeSettings
+from service.teach import verdicts
+from service.teach.gate import GateRejected, ReferenceGate
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,9 @@ class ModelRegistry:
         self._poll_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.last_poll_error: str | None = None
+        self._refused: dict[int, str] = {}  # versions the quality gate rejected or an operator withdrew
+        self.gate = (ReferenceGate(settings.gate_reference, settings.gate_tolerance_points)
+                     if settings.gate_reference is not None else None)
 
     async def update(self, spec: ModelSpec) -> None:
         """A new policy and labels from an edited config, without a failed request on the way:
@@ -149,6 +154,7 @@ class ModelRegistry:
         async with self._lock:
             loop = asyncio.get_running_loop()
             found = await loop.run_in_executor(self._loader, self.backend.discover, self.name)
+            found = self._admit(found, await loop.run_in_executor(self._loader, self._read_refusals, found))
             self.last_poll_error = None
             wanted = self._wanted(found)
             # newest first, so the version that will take default traffic is ready soonest
@@ -160,6 +166,25 @@ class ModelRegistry:
             for version, served in list(self._serving.items()):
                 if version not in found or (version not in wanted and not keep_old):
                     await self._unload(served)
+
+    def _read_refusals(self, found: dict[int, str]) -> dict[int, str]:
+        base_path = getattr(self.backend, "base_path", None)  # local files; TF Serving keeps its own list
+        return verdicts.refusals(base_path(self.name), found) if base_path else {}
+
+    def _admit(self, found: dict[int, str], refused: dict[int, str]) -> dict[int, str]:
+        """Refused versions show in the status with their reason and are never loaded; a serving one
+        that gets refused (a rollback) is unloaded like a deleted one, after its replacement is up."""
+        for version, reason in refused.items():
+            seen = self.versions.get(version)
+            if seen is None or seen.error != reason:
+                self.versions[version] = ServedVersion(version, found[version], state=END, error=reason)
+                self.metrics.set_state(self.name, version, END, STATES)
+                log.info("version %d of %s is not served: %s", version, self.name, reason)
+        for version in set(self._refused) - set(refused):  # restored: judged afresh
+            if (seen := self.versions.get(version)) is not None and seen.error == self._refused[version]:
+                del self.versions[version]
+        self._refused = refused
+        return {v: fp for v, fp in found.items() if v not in refused}
 
     def _public(self, text: str) -> str:
         root = self.settings.model_root
@@ -178,10 +203,18 @@ class ModelRegistry:
         try:
             model = await loop.run_in_executor(self._loader, self.backend.load, self.name, version)
             await loop.run_in_executor(self._loader, self._warm_up, model)
+            incumbent = self._serving.get(max(self._serving)) if self._serving else None
+            if self.gate is not None and incumbent is not None and incumbent.model and version > incumbent.version:
+                try:  # loaded and warm, not yet taking traffic: the one place every new version passes
+                    log.info("gate: %s", await loop.run_in_executor(self._loader, self.gate.check, model,
+                                                                    incumbent.model))
+                except Exception:
+                    await loop.run_in_executor(self._loader, model.close)
+                    raise
             lower_compute_threads(self.settings.inference_nice)  # the runtime's pools exist once a model has run
             heap.freeze()
         except Exception as exc:
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = str(exc) if isinstance(exc, GateRejected) else f"{type(exc).__name__}: {exc}"
             # clients see the status: paths on the server's disk stay in the server's log
             served.state, served.error, served.updated = END, self._public(detail), time.time()
             self.metrics.set_state(self.name, version, END, STATES)

@@ -22,6 +22,7 @@ from service.rest.admission import EarlyAdmission
 from service.rest.app import create_app
 from service.rest.protocol import guarded_protocol
 from service.settings import ServeSettings
+from service.teach.core import TeachCore
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class ImgclfServer:
     def __init__(self, settings: ServeSettings, backend: Backend | None = None):
         self.settings = settings
         self.core = ServingCore(settings, backend or make_backend(settings))
+        self.teach: TeachCore | None = TeachCore(settings, self.core) if settings.teach else None
         self.rest_port = 0
         self.grpc_port = 0
         self._uvicorn: _Uvicorn | None = None
@@ -84,7 +86,7 @@ class ImgclfServer:
             self.core, f"{'[' + s.host + ']' if ':' in s.host else s.host}:{s.grpc_port}")
         await self._grpc.start()
         await self._health.refresh()
-        app = EarlyAdmission(create_app(s, self.core), self.core, KeyChecker(s))
+        app = EarlyAdmission(create_app(s, self.core, self.teach), self.core, KeyChecker(s))
         tls = s.tls_client_ca_file
         # JSON logs: uvicorn's loggers go through ours instead of its own formatter
         config = uvicorn.Config(app, log_level=s.log_level, access_log=False, lifespan="off",
@@ -102,6 +104,8 @@ class ImgclfServer:
                 await self._uvicorn_task  # raises what went wrong
                 raise RuntimeError("REST server stopped during start-up")
             await asyncio.sleep(0.01)
+        if self.teach is not None:
+            self.teach.recover([spec.name for spec in specs])
         await self.core.start(specs)  # first scan and load; not ready until a version is warm
         self._health_task = asyncio.get_running_loop().create_task(self._follow_readiness())
         log.info("serving %s: REST on %s:%d, gRPC on %s:%d", self.core.models(), s.host, self.rest_port,
@@ -128,6 +132,8 @@ class ImgclfServer:
         if self._uvicorn_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._uvicorn_task
+        if self.teach is not None:
+            await self.teach.stop()  # a running fine-tune is cancelled: no version from a stopped server
         await self.core.stop()
         self._stopped.set()
 

@@ -94,6 +94,29 @@ class ServeSettings(BaseSettings):
     tls_client_ca_file: FilePath | None = Field(
         None, validate_default=True,
         description="PEM CA bundle: clients must present a certificate it signed (mutual TLS)")
+    teach: bool = Field(
+        False, description="Serve the teach endpoints (examples, fine-tune jobs, rollback) and the page's Teach "
+        "tab; they need an API key when IMGCLF_API_KEYS is set")
+    data_root: Path = Field(Path("data"), description="Folder holding <name>/examples/<label>/ (taught examples) "
+                            "and <name>/jobs/ (fine-tune job records)")
+    teach_max_example_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, description="Largest taught example (413 above)")
+    teach_max_examples_per_label: int = Field(
+        200, ge=2, description="Taught examples kept per label (413 past it)")
+    teach_base_data: str = Field(
+        "synthetic", description="Base data mixed into fine-tunes and sliced for the gate's reference set: "
+        "synthetic, or a folder of class folders")
+    teach_job_threads: int = Field(
+        1, ge=0, le=64, description="TensorFlow threads of a fine-tune job (0: one per core); the job also runs "
+        "at a lower priority (nice 10)")
+    teach_epochs: int = Field(40, ge=1, le=1000, description="Passes of a fine-tune's classifier layer")
+    gate_tolerance_points: float = Field(
+        1.0, ge=0, le=100, description="A new version is promoted only if its reference accuracy drops by at most "
+        "this many points (a fine-tune's held-back examples must improve too)")
+    gate_reference: Path | None = Field(
+        None, description="A folder of label folders: every new version that would become the default is scored on "
+        "it against the serving one after its warm-up, and never takes traffic if it loses more than "
+        "IMGCLF_GATE_TOLERANCE_POINTS")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
     log_format: Literal["text", "json"] = Field(
         "text", description="text, or json: JSON lines, with one line per request (model, version, status, "

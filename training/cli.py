@@ -60,8 +60,19 @@ def train_command(
                                                    "(default: MODEL_ROOT/NAME/runs)")] = None,
     if_missing: Annotated[bool, typer.Option(help="Do nothing when a version already exists")]
     = False,
+    init_from: Annotated[Path | None, typer.Option(
+        help="Fine-tune this version (e.g. models/rps/3) on --data (a folder of label folders, e.g. taught "
+             "examples) instead of training from scratch; the quality gate's verdict goes in the card")] = None,
+    base_data: Annotated[str, typer.Option(help="With --init-from: base data mixed in and sliced for the "
+                                                "reference set (synthetic or class folders)")] = "synthetic",
+    tolerance_points: Annotated[float, typer.Option(help="With --init-from: reference accuracy may drop by at "
+                                                         "most this many points")] = 1.0,
 ) -> None:
     """Train a model and export it as the next version of MODEL_ROOT/NAME."""
+    if init_from is not None:
+        finetune_command(init_from, Path(data), model_root, name, base_data=base_data, epochs=epochs,
+                         seed=seed, tolerance_points=tolerance_points, version=version)
+        return
     from training.export import scan_versions
 
     if if_missing and (found := scan_versions(model_root / name)):
@@ -97,6 +108,27 @@ def train_command(
     print(f"wrote {result.path} (version {result.version}, recipe {result.recipe}): "
           f"val_accuracy={result.val_accuracy:.4f}{reallike} best_epoch={result.best_epoch}/"
           f"{len(result.history.get('accuracy', [])) or '?'} wall_time={result.seconds:.1f}s", flush=True)
+
+
+def finetune_command(init_from: Path, data: Path, model_root: Path, name: str, *, base_data: str,
+                     epochs: int | None, seed: int, tolerance_points: float, version: int | None) -> None:
+    """`imgclf train --init-from VERSION --data EXAMPLES`: what the server's fine-tune jobs run."""
+    from training.data import DataError
+    from training.export import ExportError
+    from training.finetune import FinetuneConfig, FinetuneError, run
+
+    config = FinetuneConfig(init_from=init_from, data=data, model_root=model_root, name=name, base_data=base_data,
+                            epochs=epochs or FinetuneConfig.epochs, seed=seed, tolerance_points=tolerance_points,
+                            version=version)
+    try:
+        result = run(config)
+    except (FinetuneError, DataError, ExportError) as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    gate = result["gate"]
+    verdict = "promoted" if gate["promoted"] else "rejected (never served)"
+    print(f"wrote {result['path']} (version {result['version']}, fine-tuned from {init_from}): gate {verdict}: "
+          f"{gate['reason']} wall_time={result['seconds']:.1f}s", flush=True)
 
 
 def evaluate_command(

@@ -173,3 +173,29 @@ def generate(samples_per_class: int, seed: int = 0, size: int = 150,
             buf = io.BytesIO()
             render(kind, sample_rng(seed, c, i), size).save(buf, format="JPEG", quality=quality)
             yield buf.getvalue(), c
+
+
+def held_still(kind: str, count: int, seed: int = 0, person: int = 42,
+               size: tuple[int, int] = (320, 240)) -> list[bytes]:
+    """JPEG frames of one person's hand held up to a webcam: the same rendered hand and room (`person`),
+    frame to frame a small shift, turn, zoom, light change and sensor noise, as holding a button gives."""
+    from PIL import ImageEnhance
+
+    side = 240
+    base = render(kind, np.random.default_rng([person, LABELS.index(kind)]), size=side)
+    rng = np.random.default_rng([seed, LABELS.index(kind)])
+    frames = []
+    for _ in range(count):
+        dx, dy = rng.uniform(-14, 14, size=2)
+        img = base.rotate(rng.uniform(-12, 12), resample=Image.Resampling.BILINEAR, translate=(dx, dy),
+                          fillcolor=(120, 110, 100))
+        zoom = int(side * rng.uniform(0.9, 1.1))
+        img = img.resize((zoom, zoom), Image.Resampling.BILINEAR)
+        left = (zoom - side) // 2
+        img = img.crop((left, left, left + side, left + side)).resize(size, Image.Resampling.BILINEAR)
+        img = ImageEnhance.Brightness(img).enhance(rng.uniform(0.85, 1.15))
+        pixels = np.asarray(img, dtype=np.float32) + rng.normal(0, 4, size=(size[1], size[0], 3))
+        buf = io.BytesIO()
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=85)
+        frames.append(buf.getvalue())
+    return frames

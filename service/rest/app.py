@@ -21,6 +21,7 @@ from service.rest.guards import CLIENT_CLOSED, AuthMiddleware, DeadlineMiddlewar
 from service.rest.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.rest.openapi import install_openapi
 from service.settings import ServeSettings
+from service.teach.core import TeachCore
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -33,7 +34,7 @@ def error_response(exc: ServiceError) -> JSONResponse:
     return JSONResponse({"error": exc.message}, status_code=exc.http_status, headers=headers)
 
 
-def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
+def create_app(settings: ServeSettings, core: ServingCore, teach: TeachCore | None = None) -> FastAPI:
     # no trailing-slash redirects: TF Serving clients expect a 404, not a 307, for /v1/models
     app = FastAPI(title="imgclf", version="0.1.0", redirect_slashes=False, docs_url=None, redoc_url=None,
                   description="Rock-paper-scissors image classification over REST: a native "
@@ -69,6 +70,10 @@ def create_app(settings: ServeSettings, core: ServingCore) -> FastAPI:
         return JSONResponse({"error": "internal error; see the server log"}, status_code=500)
 
     app.include_router(routes_native.make_router(core))
+    if teach is not None:  # before TF Serving's catch-all /v1/models/... route
+        from service.rest import routes_teach
+
+        app.include_router(routes_teach.make_router(teach))
     app.include_router(routes_tfserving.make_router(core))
     app.include_router(routes_v2.make_router(core))
     add_docs(app)

@@ -12,6 +12,7 @@ from service.rest.routes_v2 import InferRequest
 from service.settings import ServeSettings
 
 _ERROR_TEXT = {400: "Bad input", 401: "Missing or invalid API key", 404: "Unknown model, version or label",
+               409: "Conflicts with the current state (a fine-tune job runs; nothing to roll back to)",
                413: "Body, image count or pixels over the limit", 429: "Queue full; see Retry-After",
                503: "No version loaded, or draining; see Retry-After", 504: "Deadline exceeded"}
 CLASSIFY = (400, 404, 413, 429, 503, 504)
@@ -71,6 +72,8 @@ def _tf_serving_paths() -> dict[str, Any]:
 
 
 def _statuses(path: str, method: str, op: dict[str, Any]) -> tuple[int, ...]:
+    if "teach" in op.get("tags", ()):  # examples, fine-tunes, rollback: never queued, may conflict
+        return {"post": (400, 404, 409, 413, 503), "delete": (400, 404, 409, 503)}.get(method, LOOKUP)
     if method == "post":
         return CLASSIFY
     if path in ("/readyz", "/v2/health/ready"):

@@ -59,7 +59,8 @@ def make_router(core: ServingCore) -> APIRouter:
         available = reg.available_versions()
         return ModelsResponse(name=name, ready=core.model_ready(name),
                               default_version=available[-1] if available else None,
-                              version_labels=reg.spec.labels, versions=versions, models=core.models())
+                              version_labels=reg.spec.labels, versions=versions, models=core.models(),
+                              teach=core.settings.teach)
 
     @router.get("/healthz", tags=["health"], summary="Liveness: 200 while the process runs")
     async def healthz() -> dict[str, str]:

@@ -44,6 +44,8 @@ class ModelsResponse(BaseModel):
     version_labels: dict[str, int]
     versions: list[VersionOut]
     models: list[str] = Field(description="Every model this server serves (pick one with ?model=)")
+    teach: bool = Field(False, description="The teach endpoints are on (IMGCLF_TEACH): examples, fine-tunes, "
+                                           "rollback")
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {

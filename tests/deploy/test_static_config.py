@@ -401,11 +401,11 @@ def test_compose_validator_rejects_a_bad_file(tmp_path: Path) -> None:
 
 
 def mounts(service: dict[str, Any]) -> dict[str, str]:
-    """volume source -> 'ro' or 'rw' (short syntax)."""
+    """volume source -> 'ro' or 'rw' (short syntax; a mode from a variable counts by its default)."""
     result = {}
     for volume in service.get("volumes", []):
         source, _, rest = volume.partition(":")
-        result[source] = "ro" if rest.endswith(":ro") else "rw"
+        result[source] = "ro" if rest.endswith((":ro", ":-ro}")) else "rw"
     return result
 
 
@@ -429,8 +429,10 @@ def test_compose_semantics() -> None:
     assert api["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
     assert "/readyz" in " ".join(api["healthcheck"]["test"])
     assert {p.split(":")[-1] for p in api["ports"]} == {"8000", "8500"}
-    assert mounts(api) == {"models": "ro"}
+    assert mounts(api) == {"models": "ro", "teach-data": "rw"}  # teaching (off by default) writes models
     assert api["environment"]["IMGCLF_MODEL_ROOT"] == "/models"
+    assert api["environment"]["IMGCLF_TEACH"] == "${IMGCLF_TEACH:-false}"
+    assert api["environment"]["IMGCLF_DATA_ROOT"] == "/data"
     assert "profiles" not in api
 
     tfserving = services["tfserving"]

@@ -19,6 +19,7 @@ EXPECTED = {
     Status.DEADLINE_EXCEEDED: (504, grpc.StatusCode.DEADLINE_EXCEEDED),
     Status.UNAVAILABLE: (503, grpc.StatusCode.UNAVAILABLE),
     Status.FAILED_PRECONDITION: (400, grpc.StatusCode.FAILED_PRECONDITION),
+    Status.CONFLICT: (409, grpc.StatusCode.ABORTED),
     Status.UNAUTHENTICATED: (401, grpc.StatusCode.UNAUTHENTICATED),
     Status.INTERNAL: (500, grpc.StatusCode.INTERNAL),
 }
@@ -52,6 +53,7 @@ def test_client_errors_are_4xx_and_server_errors_5xx():
     assert errors.OverloadedError("x").http_status == 429
     assert errors.UnavailableError("x").http_status == 503
     assert errors.DeadlineError("x").http_status == 504
+    assert errors.ConflictError("x").http_status == 409
     assert ServiceError("x").http_status == 500  # the base class is an internal error
 
 

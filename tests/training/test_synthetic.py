@@ -83,3 +83,17 @@ def test_classes_are_not_separable_by_mean_colour():
     distances = np.linalg.norm(test_means[:, None, :] - class_means[None, :, :], axis=2)
     accuracy = (distances.argmin(axis=1) == test_targets).mean()
     assert accuracy < 0.55
+
+
+def test_held_still_frames_are_one_hand_moving_a_little():
+    import io
+
+    from PIL import Image
+
+    from training.synthetic import held_still
+
+    frames = held_still("rock", 4, seed=1)
+    assert frames == held_still("rock", 4, seed=1)  # deterministic for a seed
+    assert len(set(frames)) == 4  # every frame differs, so each is its own example
+    assert held_still("rock", 4, seed=2) != frames
+    assert Image.open(io.BytesIO(frames[0])).size == (320, 240)

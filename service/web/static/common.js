@@ -90,11 +90,12 @@ function selectTab(tab, focus) {
 for (const tab of tabs) {
   tab.addEventListener("click", () => selectTab(tab, false));
   tab.addEventListener("keydown", (event) => {
-    const i = tabs.indexOf(tab);
-    const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[event.key];
+    const shown = tabs.filter((t) => !t.hidden); // the Teach tab only when the server has it on
+    const i = shown.indexOf(tab);
+    const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: shown.length - 1 }[event.key];
     if (next === undefined) return;
     event.preventDefault();
-    selectTab(tabs[(next + tabs.length) % tabs.length], true);
+    selectTab(shown[(next + shown.length) % shown.length], true);
   });
 }
 

@@ -1,0 +1,1 @@
+"""Teaching a served model: taught examples, fine-tune jobs in their own process, the quality gate, rollback."""

@@ -1,0 +1,142 @@
+"""The teach use cases behind the REST routes: examples, fine-tune jobs, rollback and restore."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from service.core import ServingCore
+from service.errors import ConflictError, InvalidInputError, NotFoundError
+from service.settings import ServeSettings
+from service.teach import verdicts
+from service.teach.examples import ExampleStore
+from service.teach.jobs import Job, JobRunner
+
+log = logging.getLogger(__name__)
+MIN_PER_LABEL = 2  # one to train on, one held back for the gate
+
+
+class TeachCore:
+    def __init__(self, settings: ServeSettings, core: ServingCore) -> None:
+        self.settings = settings
+        self.core = core
+        self.store = ExampleStore(settings.data_root, max_bytes=settings.teach_max_example_bytes,
+                                  max_per_label=settings.teach_max_examples_per_label,
+                                  max_pixels=settings.max_image_pixels, min_side=settings.min_image_side)
+        self.runner = JobRunner(settings.data_root, on_version=self._picked_up)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def recover(self, names: list[str]) -> None:
+        """Before the registries' first scan: no temporary export or example survives a restart."""
+        for name in names:
+            self.store.clean(name)
+            base = self._base(name, required=False)
+            if base is not None:
+                self.runner.recover(name, base)
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _base(self, name: str, *, required: bool = True) -> Path | None:
+        base_path = getattr(self.core.backend, "base_path", None)
+        if base_path is None:
+            if required:
+                raise InvalidInputError("teaching needs the local backend (IMGCLF_BACKEND=local): the versions "
+                                        "are written to the model's folder")
+            return None
+        return Path(base_path(name))
+
+    def labels(self, name: str) -> tuple[str, ...]:
+        return self.core.registry_for(name).resolve().labels
+
+    # -- examples --------------------------------------------------------------------------
+    async def add_example(self, name: str, label: str, data: bytes) -> dict[str, Any]:
+        labels = self.labels(name)
+        example, created = await asyncio.to_thread(self.store.add, name, labels, label, data)
+        return {"id": example.id, "label": example.label, "created": created,
+                "counts": self.store.counts(name, labels)}
+
+    def list_examples(self, name: str) -> dict[str, Any]:
+        labels = self.labels(name)
+        examples = self.store.all(name)
+        return {"model": name, "labels": list(labels), "counts": self.store.counts(name, labels),
+                "total": len(examples), "max_per_label": self.store.max_per_label,
+                "examples": [{"id": e.id, "label": e.label} for e in examples]}
+
+    def example_file(self, name: str, example_id: str) -> Path:
+        self.core.registry_for(name)
+        return self.store.get(name, example_id).path
+
+    def delete_example(self, name: str, example_id: str) -> dict[str, Any]:
+        labels = self.labels(name)
+        removed = self.store.remove(name, example_id)
+        return {"deleted": [removed.id], "counts": self.store.counts(name, labels)}
+
+    def clear_examples(self, name: str) -> dict[str, Any]:
+        labels = self.labels(name)
+        if self.runner.running is not None and self.runner.running.model == name:
+            raise ConflictError("a fine-tune job is reading the examples; cancel it or wait")
+        return {"deleted": self.store.clear(name), "counts": self.store.counts(name, labels)}
+
+    # -- fine-tunes ------------------------------------------------------------------------
+    async def start_finetune(self, name: str) -> Job:
+        base = self._base(name)
+        assert base is not None
+        served = self.core.registry_for(name).resolve()
+        counts = self.store.counts(name, served.labels)
+        taught = {k: n for k, n in counts.items() if n}
+        if not taught:
+            raise InvalidInputError(f"no examples to learn from: add at least {MIN_PER_LABEL} per label first")
+        short = {k: n for k, n in taught.items() if n < MIN_PER_LABEL}
+        if short:
+            raise InvalidInputError(f"labels {sorted(short)} have fewer than {MIN_PER_LABEL} examples (one is held "
+                                    "back to check the new version); add more or delete them")
+        s = self.settings
+        args = ["--init-from", str(base / str(served.version)), "--data", str(self.store.folder(name)),
+                "--model-root", str(base.parent), "--name", base.name, "--base-data", s.teach_base_data,
+                "--epochs", str(s.teach_epochs), "--threads", str(s.teach_job_threads),
+                "--tolerance-points", str(s.gate_tolerance_points)]
+        return await self.runner.start(name, served.version, args)
+
+    async def _picked_up(self, name: str, version: int) -> bool:
+        registry = self.core.registry_for(name)
+        await registry.poll_once()
+        return version in registry.available_versions()
+
+    # -- rollback --------------------------------------------------------------------------
+    async def rollback(self, name: str) -> dict[str, Any]:
+        """Withdraw the version that answers requests by default; the newest earlier one takes over."""
+        base = self._base(name)
+        assert base is not None
+        registry = self.core.registry_for(name)
+        current = registry.resolve().version
+        from training.export import scan_versions
+
+        refused = await asyncio.to_thread(verdicts.refusals, base, scan_versions(base))
+        earlier = [v for v in scan_versions(base) if v < current and v not in refused
+                   and not (v in registry.versions and registry.versions[v].error)]
+        if not earlier:
+            raise ConflictError(f"version {current} is the only version that can serve; nothing to roll back to")
+        await asyncio.to_thread(verdicts.withdraw, base, current, "rolled back")
+        await registry.poll_once()
+        return {"withdrawn": current, "serving": registry.available_versions()}
+
+    async def restore(self, name: str, version: int) -> dict[str, Any]:
+        base = self._base(name)
+        assert base is not None
+        registry = self.core.registry_for(name)
+        if not await asyncio.to_thread(verdicts.restore, base, version):
+            raise NotFoundError(f"version {version} of {name!r} is not withdrawn")
+        await registry.poll_once()
+        return {"restored": version, "serving": registry.available_versions()}
+
+    def withdrawn(self, name: str) -> dict[str, Any]:
+        base = self._base(name)
+        assert base is not None
+        self.core.registry_for(name)
+        return {"withdrawn": {str(k): v for k, v in verdicts.withdrawn(base).items()}}
+
+

@@ -1,0 +1,128 @@
+"""Taught examples on disk: <data-root>/<name>/examples/<label>/<sha256>.<ext>, written atomically, one copy each."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from service.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from service.images import check_image
+
+TMP_PREFIX = ".tmp-"  # hidden: training/data.py and training/finetune.py skip dot files
+_EXT = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp"}
+ID_LENGTH = 32  # hex digits of the SHA-256 of the image bytes
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    label: str
+    path: Path
+
+
+class ExampleStore:
+    """One folder per model; the layout is an `imgclf train --data PATH` folder (a sub-folder per label)."""
+
+    def __init__(self, data_root: Path, *, max_bytes: int, max_per_label: int, max_pixels: int,
+                 min_side: int) -> None:
+        self.data_root = Path(data_root)
+        self.max_bytes = max_bytes
+        self.max_per_label = max_per_label
+        self.max_pixels = max_pixels
+        self.min_side = min_side
+        self._lock = threading.Lock()  # count-then-write is one step for concurrent uploads
+
+    def folder(self, name: str) -> Path:
+        return self.data_root / name / "examples"
+
+    def clean(self, name: str) -> None:
+        """Drop temporary files a crash left behind (they never count as examples)."""
+        base = self.folder(name)
+        if base.is_dir():
+            for tmp in base.glob(TMP_PREFIX + "*"):
+                shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+
+    def all(self, name: str) -> list[Example]:
+        base = self.folder(name)
+        if not base.is_dir():
+            return []
+        return [Example(f.stem, d.name, f) for d in sorted(base.iterdir()) if d.is_dir() and not d.name.startswith(".")
+                for f in sorted(d.iterdir()) if f.is_file() and not f.name.startswith(".")]
+
+    def counts(self, name: str, labels: tuple[str, ...]) -> dict[str, int]:
+        counts = dict.fromkeys(labels, 0)
+        for ex in self.all(name):
+            counts[ex.label] = counts.get(ex.label, 0) + 1
+        return counts
+
+    def add(self, name: str, labels: tuple[str, ...], label: str, data: bytes) -> tuple[Example, bool]:
+        """Store one image under `label`; (example, created). The same bytes twice are stored once."""
+        if label not in labels:
+            raise InvalidInputError(f"label {label!r} is not one of the model's labels {list(labels)}")
+        if len(data) > self.max_bytes:
+            raise PayloadTooLargeError(f"example is {len(data):,} bytes, above the limit of {self.max_bytes:,} "
+                                       "(IMGCLF_TEACH_MAX_EXAMPLE_BYTES)")
+        checked, _ = check_image(data, max_pixels=self.max_pixels, min_side=self.min_side)
+        digest = hashlib.sha256(checked).hexdigest()[:ID_LENGTH]
+        ext = _EXT[_format(checked)]
+        with self._lock:
+            existing = self.find(name, digest)
+            if existing is not None:
+                if existing.label != label:
+                    raise InvalidInputError(f"this image is already an example of {existing.label!r} "
+                                            f"(id {digest}); delete it first to relabel it")
+                return existing, False
+            target_dir = self.folder(name) / label
+            count = sum(1 for f in target_dir.iterdir() if not f.name.startswith(".")) if target_dir.is_dir() else 0
+            if count >= self.max_per_label:
+                raise PayloadTooLargeError(f"label {label!r} already has {count} examples, the limit "
+                                           "(IMGCLF_TEACH_MAX_EXAMPLES_PER_LABEL); delete some first")
+            target_dir.mkdir(parents=True, exist_ok=True)
+            target = target_dir / f"{digest}.{ext}"
+            tmp = self.folder(name) / f"{TMP_PREFIX}{digest}-{os.getpid()}-{threading.get_ident()}"
+            with open(tmp, "wb") as fh:
+                fh.write(checked)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.rename(tmp, target)  # atomic: a reader sees the whole file or none
+            return Example(digest, label, target), True
+
+    def find(self, name: str, example_id: str) -> Example | None:
+        if len(example_id) != ID_LENGTH or any(c not in "0123456789abcdef" for c in example_id):
+            return None  # also keeps path tricks out of the glob below
+        for ex in self.folder(name).glob(f"*/{example_id}.*") if self.folder(name).is_dir() else ():
+            if not ex.parent.name.startswith("."):
+                return Example(example_id, ex.parent.name, ex)
+        return None
+
+    def get(self, name: str, example_id: str) -> Example:
+        found = self.find(name, example_id)
+        if found is None:
+            raise NotFoundError(f"no example {example_id!r} for model {name!r}")
+        return found
+
+    def remove(self, name: str, example_id: str) -> Example:
+        with self._lock:
+            found = self.get(name, example_id)
+            found.path.unlink(missing_ok=True)
+            return found
+
+    def clear(self, name: str) -> int:
+        with self._lock:
+            removed = 0
+            for ex in self.all(name):
+                ex.path.unlink(missing_ok=True)
+                removed += 1
+            return removed
+
+
+def _format(data: bytes) -> str:
+    with Image.open(io.BytesIO(data)) as img:
+        return str(img.format)

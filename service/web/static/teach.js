@@ -1,0 +1,267 @@
+// imgclf page, "Teach" tab: capture labelled frames, fine-tune a new version, see the gate, roll back.
+"use strict";
+
+// ---- Teach ---------------------------------------------------------------------------------
+
+const CAPTURE_MS = 150; // one frame per 150 ms while a class's button is held
+const teach = { model: null, labels: [], counts: {}, stream: null, holding: null, job: null, events: null };
+const teachVideo = $("teach-video");
+
+const teachApi = (path) => `/v1/models/${encodeURIComponent(teach.model)}${path}`;
+
+function teachMessage(text, isError) {
+  const message = $("teach-message");
+  message.textContent = text;
+  if (isError) message.dataset.error = "true";
+  else delete message.dataset.error;
+}
+
+// The tab shows only when the server has the teach endpoints on (IMGCLF_TEACH).
+async function initTeach() {
+  try {
+    const models = await (await fetch("/models")).json();
+    if (!models.teach) return; // asked first, so a server without them sees no 404 from the page
+    teach.model = models.name;
+    const response = await fetch(teachApi("/examples"));
+    if (!response.ok) return;
+    const listing = await response.json();
+    teach.labels = listing.labels;
+    $("tab-teach").hidden = false;
+    renderClasses();
+    applyCounts(listing.counts);
+    for (const ex of listing.examples) addThumb(ex.id, ex.label, teachApi(`/examples/${ex.id}`));
+    const jobs = await (await fetch(teachApi("/finetunes"))).json();
+    const running = jobs.jobs.find((job) => job.state === "running");
+    if (running) followJob(running.id);
+  } catch {
+    // no teach endpoints or no server: the tab stays hidden
+  }
+}
+
+function renderClasses() {
+  const buttons = teach.labels.map((label) => {
+    const button = el("button", "button", "");
+    button.type = "button";
+    button.dataset.testid = "teach-class";
+    button.dataset.label = label;
+    button.disabled = true;
+    button.addEventListener("pointerdown", (event) => { event.preventDefault(); startHolding(label, button); });
+    for (const end of ["pointerup", "pointerleave", "pointercancel"]) button.addEventListener(end, stopHolding);
+    return button;
+  });
+  $("teach-classes").replaceChildren(...buttons);
+}
+
+function applyCounts(counts) {
+  teach.counts = counts;
+  for (const button of document.querySelectorAll('[data-testid="teach-class"]')) {
+    const label = button.dataset.label;
+    const name = label === NO_HAND ? "No hand" : title(label);
+    button.textContent = `Hold: ${name} (${counts[label] || 0})`;
+    button.dataset.count = String(counts[label] || 0);
+  }
+  const taught = Object.values(counts).filter((n) => n > 0);
+  $("teach-train").disabled = !taught.length || taught.some((n) => n < 2) || teach.job !== null;
+}
+
+async function startTeachCamera() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    teachMessage("This browser gives no camera to this page (it needs https or localhost).", true);
+    return;
+  }
+  try {
+    teach.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 320 } }, audio: false });
+  } catch (err) {
+    teachMessage(cameraError(err), true);
+    return;
+  }
+  teachVideo.srcObject = teach.stream;
+  const firstFrame = new Promise((resolve) => teachVideo.addEventListener("loadeddata", resolve, { once: true }));
+  try {
+    await teachVideo.play();
+  } catch {
+    // a muted stream may autoplay; the first frame still arrives
+  }
+  if (!teachVideo.videoWidth) await firstFrame;
+  teachVideo.dataset.live = "true";
+  $("teach-placeholder").hidden = true;
+  $("teach-camera-start").hidden = true;
+  document.querySelectorAll('[data-testid="teach-class"]').forEach((b) => { b.disabled = false; });
+  teachMessage("Hold a button while you show that move.");
+}
+
+function grabFrame() {
+  const canvas = document.createElement("canvas");
+  canvas.width = teachVideo.videoWidth;
+  canvas.height = teachVideo.videoHeight;
+  canvas.getContext("2d").drawImage(teachVideo, 0, 0);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+}
+
+function startHolding(label, button) {
+  if (teach.holding || !teach.stream) return;
+  button.dataset.holding = "true";
+  teach.holding = { label, button, timer: null, busy: false };
+  const tick = async () => {
+    const holding = teach.holding;
+    if (!holding || holding.busy) return;
+    holding.busy = true;
+    try {
+      await captureOne(label);
+    } finally {
+      holding.busy = false;
+    }
+  };
+  tick();
+  teach.holding.timer = setInterval(tick, CAPTURE_MS);
+}
+
+function stopHolding() {
+  if (!teach.holding) return;
+  clearInterval(teach.holding.timer);
+  delete teach.holding.button.dataset.holding;
+  teach.holding = null;
+}
+
+async function captureOne(label) {
+  const blob = await grabFrame();
+  const form = new FormData();
+  form.append("file", blob, "frame.jpg");
+  form.append("label", label);
+  const response = await fetch(teachApi("/examples"), { method: "POST", body: form });
+  if (!response.ok) {
+    stopHolding();
+    teachMessage(await errorText(response), true);
+    return;
+  }
+  const body = await response.json();
+  applyCounts(body.counts);
+  if (body.created) addThumb(body.id, label, URL.createObjectURL(blob));
+}
+
+function addThumb(id, label, src) {
+  const item = el("li");
+  item.dataset.testid = "teach-thumb";
+  item.dataset.id = id;
+  item.dataset.label = label;
+  const img = el("img");
+  img.src = src;
+  img.alt = `${label} example`;
+  const remove = el("button", "", "×");
+  remove.type = "button";
+  remove.title = "Delete this frame";
+  remove.setAttribute("aria-label", `Delete this ${label} frame`);
+  remove.dataset.testid = "teach-thumb-delete";
+  remove.addEventListener("click", async () => {
+    const response = await fetch(teachApi(`/examples/${id}`), { method: "DELETE" });
+    if (!response.ok && response.status !== 404) {
+      teachMessage(await errorText(response), true);
+      return;
+    }
+    item.remove();
+    if (response.ok) applyCounts((await response.json()).counts);
+  });
+  item.append(img, el("span", "label", label), remove);
+  $("teach-strip").prepend(item);
+}
+
+async function clearExamples() {
+  const response = await fetch(teachApi("/examples"), { method: "DELETE" });
+  if (!response.ok) {
+    teachMessage(await errorText(response), true);
+    return;
+  }
+  $("teach-strip").replaceChildren();
+  applyCounts((await response.json()).counts);
+  teachMessage("Every example deleted.");
+}
+
+async function train() {
+  $("teach-verdict").textContent = "";
+  $("teach-rollback").hidden = true;
+  const response = await fetch(teachApi("/finetunes"), { method: "POST" });
+  if (!response.ok) {
+    teachMessage(await errorText(response), true);
+    return;
+  }
+  followJob((await response.json()).id);
+}
+
+// Server-sent events: the job's state after every change; EventSource reconnects by itself.
+function followJob(id) {
+  teach.job = id;
+  $("teach-train").disabled = true;
+  $("teach-cancel").hidden = false;
+  $("teach-progress").hidden = false;
+  teachMessage("Training a new version…");
+  if (teach.events) teach.events.close();
+  teach.events = new EventSource(teachApi(`/finetunes/${id}/events`));
+  teach.events.addEventListener("job", (event) => showJob(JSON.parse(event.data)));
+}
+
+function showJob(job) {
+  const progress = job.progress || {};
+  $("teach-progress").value = progress.fraction || 0;
+  $("teach-progress").dataset.phase = progress.phase || "";
+  const history = job.history || [];
+  const latest = typeof progress.holdout_accuracy === "number" ? progress : history[history.length - 1];
+  if (latest) {
+    $("teach-live").textContent = `Epoch ${latest.epoch}/${latest.epochs}: ${pct(latest.accuracy)} on the `
+      + `training frames, ${pct(latest.holdout_accuracy)} on the frames held back`;
+  } else if (progress.phase) {
+    $("teach-live").textContent = `Step: ${progress.phase}`;
+  }
+  if (job.state === "running") return;
+  if (teach.events) teach.events.close();
+  teach.events = null;
+  teach.job = null;
+  $("teach-cancel").hidden = true;
+  applyCounts(teach.counts);
+  const verdict = $("teach-verdict");
+  verdict.dataset.state = job.state;
+  if (job.result && job.result.gate) {
+    const g = job.result.gate;
+    const before = `${pct(g.holdout_before)} → ${pct(g.holdout_after)} on your ${g.holdout_count} held-back frames`;
+    const ref = `reference set ${pct(g.reference_before)} → ${pct(g.reference_after)}`;
+    if (job.state === "succeeded") {
+      verdict.textContent = `Version ${job.result.version} passed the gate (${before}; ${ref})`
+        + (job.result.serving ? ` and now answers every request, the game included.` : ".");
+      $("teach-rollback").hidden = false;
+    } else {
+      verdict.textContent = `Version ${job.result.version} was rejected and is not served: ${g.reason}.`;
+    }
+  } else {
+    verdict.textContent = job.state === "cancelled" ? "Cancelled: no version was made."
+      : `The job ${job.state}: ${job.error || "no detail"}`;
+  }
+  teachMessage("");
+  loadModels();
+}
+
+async function cancelJob() {
+  if (!teach.job) return;
+  const response = await fetch(teachApi(`/finetunes/${teach.job}/cancel`), { method: "POST" });
+  if (!response.ok) teachMessage(await errorText(response), true);
+  else showJob(await response.json());
+}
+
+async function rollback() {
+  const response = await fetch(teachApi("/rollback"), { method: "POST" });
+  if (!response.ok) {
+    teachMessage(await errorText(response), true);
+    return;
+  }
+  const body = await response.json();
+  $("teach-rollback").hidden = true;
+  $("teach-verdict").textContent = `Version ${body.withdrawn} rolled back; serving version `
+    + `${body.serving[body.serving.length - 1]} again.`;
+  $("teach-verdict").dataset.state = "rolled-back";
+  loadModels();
+}
+
+$("teach-camera-start").addEventListener("click", startTeachCamera);
+$("teach-train").addEventListener("click", train);
+$("teach-cancel").addEventListener("click", cancelJob);
+$("teach-clear").addEventListener("click", clearExamples);
+$("teach-rollback").addEventListener("click", rollback);
+initTeach();

@@ -1,0 +1,77 @@
+"""The fine-tune's pieces: the gate's rule, the held-back split, the inputs it refuses, and the offline command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.teach import verdicts
+from training import export, finetune
+from training.finetune import FinetuneError, decide, read_examples, split_holdout
+
+
+@pytest.mark.parametrize(("held", "ref", "promoted"), [
+    ((0.5, 0.9), (0.80, 0.80), True),     # better on the user's frames, same reference
+    ((0.5, 0.9), (0.80, 0.79), True),     # a 1-point drop is within the default tolerance
+    ((0.5, 0.9), (0.80, 0.785), False),   # 1.5 points is not
+    ((0.9, 0.9), (0.80, 0.90), False),    # the user's frames must improve...
+    ((1.0, 1.0), (0.80, 0.80), True),     # ...unless they are all right already
+    ((0.9, 0.8), (0.50, 0.90), False),
+])
+def test_gate_rule(held, ref, promoted):
+    ok, reason = decide(held[0], held[1], ref[0], ref[1], 1.0)
+    assert ok is promoted and reason
+
+
+def test_held_back_split_is_per_label_and_seeded():
+    examples = {label: [(f"{i}.jpg", f"{label}{i}".encode()) for i in range(10)] for label in ("rock", "paper")}
+    train, held = split_holdout(examples, 0.2, seed=3)
+    assert sorted(label for _, label in held) == ["paper", "paper", "rock", "rock"]
+    assert len(train) == 16 and not {d for d, _ in train} & {d for d, _ in held}
+    assert split_holdout(examples, 0.2, seed=3) == (train, held)
+    with pytest.raises(FinetuneError, match="at least 2"):
+        split_holdout({"rock": [("a.jpg", b"a")]}, 0.2, seed=0)
+
+
+def test_examples_folder_must_hold_model_labels(tmp_path):
+    (tmp_path / "lizard").mkdir()
+    (tmp_path / "lizard" / "a.jpg").write_bytes(b"x")
+    with pytest.raises(FinetuneError, match="not one of the model's labels"):
+        read_examples(tmp_path, ("paper", "rock"))
+    with pytest.raises(FinetuneError, match="does not exist"):
+        read_examples(tmp_path / "missing", ("paper",))
+
+
+def test_the_registry_reads_what_the_trainer_writes():
+    assert verdicts.CARD_FILE == export.CARD_FILE and verdicts.GATE_KEY == finetune.GATE_KEY
+
+
+def test_imgclf_train_init_from(tmp_path, trained_model_root):
+    from tests.service.teach.conftest import hand_jpeg
+
+    root = tmp_path / "models"
+    shutil.copytree(trained_model_root / "rps" / "1", root / "rps" / "1")
+    for label in ("rock", "paper"):
+        (tmp_path / "examples" / label).mkdir(parents=True)
+        for i in range(5):
+            (tmp_path / "examples" / label / f"{i}.jpg").write_bytes(hand_jpeg(label, i))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200", "NO_COLOR": "1"}
+    proc = subprocess.run([str(Path(sys.executable).parent / "imgclf"), "train", "--init-from", str(root / "rps" / "1"),
+                           "--data", str(tmp_path / "examples"), "--model-root", str(root), "--epochs", "3"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"wrote {root / 'rps' / '2'} (version 2, fine-tuned from {root / 'rps' / '1'}): gate " in proc.stdout
+    card = json.loads((root / "rps" / "2" / export.CARD_FILE).read_text())
+    assert card["finetuned_from"]["version"] == 1 and card["examples"] == {"paper": 5, "rock": 5}
+    assert card["gate"]["holdout_count"] == 2 and card["reference_set"]["per_label"] == 30
+    assert ("promoted" if card["gate"]["promoted"] else "rejected") in proc.stdout
+    missing = subprocess.run([str(Path(sys.executable).parent / "imgclf"), "train", "--init-from",
+                              str(root / "rps" / "1"), "--data", str(tmp_path / "nope"), "--model-root", str(root)],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert missing.returncode == 2 and "examples folder" in missing.stderr and "Traceback" not in missing.stderr
