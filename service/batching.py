@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,12 +26,12 @@ from service.errors import (
 
 log = logging.getLogger(__name__)
 
-PredictFn = Callable[[Sequence[bytes]], np.ndarray]
+PredictFn = Callable[[Sequence[Any]], np.ndarray]  # encoded images, or pixels a runtime decoded
 
 
 @dataclass
 class _Item:
-    images: list[bytes]
+    images: list[Any]
     future: asyncio.Future[np.ndarray]
     deadline: float  # time.monotonic()
     pixels: int = 0
@@ -92,7 +93,7 @@ class Batcher:
                 f"server busy: {self._queued_images} images queued (limit {self.max_queue}); "
                 "retry shortly", retry_after=1)
 
-    async def submit(self, images: Sequence[bytes], timeout: float,
+    async def submit(self, images: Sequence[Any], timeout: float,
                      pixels: Sequence[int] | None = None) -> np.ndarray:
         """Scores for `images` (one row each), within `timeout` seconds; `pixels` per image."""
         if not images:
@@ -120,10 +121,10 @@ class Batcher:
                 item.future.cancel()
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _chunks(self, images: Sequence[bytes], pixels: Sequence[int]) -> list[tuple[list[bytes], int]]:
+    def _chunks(self, images: Sequence[Any], pixels: Sequence[int]) -> list[tuple[list[Any], int]]:
         """Split a request into model calls of at most max_batch_size images and max_batch_pixels."""
-        chunks: list[tuple[list[bytes], int]] = []
-        current: list[bytes] = []
+        chunks: list[tuple[list[Any], int]] = []
+        current: list[Any] = []
         size = 0
         for image, n in zip(images, pixels, strict=True):
             if current and (len(current) == self.max_batch_size

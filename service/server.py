@@ -35,7 +35,9 @@ def make_backend(settings: ServeSettings) -> Backend:
         return TFServingBackend(settings)
     from service.backends.local import LocalBackend
 
-    return LocalBackend(settings.model_root)
+    return LocalBackend(settings.model_root, runtime=settings.runtime,
+                        int8_max_drop_points=settings.int8_max_drop_points,
+                        litert_threads=settings.litert_threads)
 
 
 class _Uvicorn(uvicorn.Server):
