@@ -202,6 +202,7 @@ class ModelRegistry:
         if replaced is not None:
             await self._unload(replaced, route=False)
         self.metrics.set_state(self.name, version, AVAILABLE, STATES)
+        self.metrics.runtime.labels(self.name, str(version), model.info.runtime).set(1)
         self.metrics.load_seconds.observe(time.monotonic() - started)
         log.info("version %d of %s is AVAILABLE (loaded and warmed in %.1f s)", version, self.name,
                  time.monotonic() - started)
@@ -225,6 +226,7 @@ class ModelRegistry:
         if served.batcher:
             await served.batcher.close()  # in-flight requests finish first
         if served.model:
+            self.metrics.runtime.labels(self.name, str(served.version), served.model.info.runtime).set(0)
             await asyncio.get_running_loop().run_in_executor(self._loader, served.model.close)
         served.model, served.batcher = None, None
         served.state, served.updated = END, time.time()

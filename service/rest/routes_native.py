@@ -54,8 +54,10 @@ def make_router(core: ServingCore) -> APIRouter:
         versions = []
         for v in sorted(reg.versions.values(), key=lambda s: s.version, reverse=True):
             card = v.model.info.card if v.model else {}
+            runtime: dict[str, Any] = ({"runtime": v.model.info.runtime, "runtime_note": v.model.info.runtime_note}
+                                       if v.model else {})
             versions.append(VersionOut(version=v.version, state=v.state, error=v.error,
-                                       labels=list(v.labels), **card_summary(card)))
+                                       labels=list(v.labels), **card_summary(card), **runtime))
         available = reg.available_versions()
         return ModelsResponse(name=name, ready=core.model_ready(name),
                               default_version=available[-1] if available else None,
@@ -93,7 +95,13 @@ def card_summary(card: dict[str, Any]) -> dict[str, Any]:
     return {"val_accuracy": number("val_accuracy"), "created": card.get("created"),
             "recipe": card.get("recipe"), "arch": card.get("arch"), "trained_on": source,
             "validation": card.get("validation"), "reallike_accuracy": number("reallike_accuracy"),
-            "provenance": demo.get("provenance")}
+            "provenance": demo.get("provenance"), "int8": _int8_summary(card.get("int8"))}
+
+
+def _int8_summary(record: Any) -> dict[str, Any] | None:
+    if not isinstance(record, dict):
+        return None
+    return {k: record.get(k) for k in ("fp32_accuracy", "int8_accuracy", "drop_points", "max_drop_points")}
 
 
 async def read_images(request: Request) -> list[bytes]:
