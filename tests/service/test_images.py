@@ -63,5 +63,5 @@ def test_the_request_guards_hold_before_any_decode():
     with pytest.raises(InvalidInputError, match="not a readable image"):
         decode_checked(b"no image here", max_pixels=10**8, min_side=8)
     jpeg = _encode(_photo("coffee", (300, 300)), "JPEG")
-    with pytest.raises(InvalidInputError, match="image 2: .*corrupt or truncated"):
+    with pytest.raises(InvalidInputError, match=r"image 2: .*corrupt or truncated"):
         decode_checked(jpeg[: len(jpeg) // 2], max_pixels=10**8, min_side=8, index=2)

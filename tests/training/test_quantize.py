@@ -50,5 +50,6 @@ def test_quantize_adds_the_int8_model_to_an_existing_version(trained_result, tmp
     assert (version / INT8_FILE).stat().st_size == record["bytes"]
     saved = json.loads((version / CARD_FILE).read_text())
     assert saved["int8"] == record and saved["val_accuracy"] == card["val_accuracy"]
-    assert set(record["fp32_accuracy"]) == {"validation"} and "18 fresh synthetic" in record["measured_on"]["validation"]
+    assert set(record["fp32_accuracy"]) == {"validation"}
+    assert "18 fresh synthetic" in record["measured_on"]["validation"]
     assert not [p for p in version.rglob(".tmp-*")]  # written beside, then renamed
