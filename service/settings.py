@@ -48,6 +48,9 @@ class ServeSettings(BaseSettings):
         "thread)")
     decode_threads: int = Field(
         2, ge=1, le=64, description="litert: threads decoding and resizing images, beside the model calls")
+    gil_switch_interval_ms: float = Field(
+        0.5, gt=0, le=100, description="Python's thread switch interval: how long a thread back from "
+        "a model or decode call may wait for the interpreter lock (Python's default is 5)")
     tfserving_target: str = Field("localhost:8500", description="TF Serving gRPC host:port")
     tfserving_timeout_s: float = Field(10.0, gt=0, description="Deadline of one TF Serving call")
     tfserving_retries: int = Field(3, ge=0, le=10, description="Retries on UNAVAILABLE")
