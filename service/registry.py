@@ -195,7 +195,7 @@ class ModelRegistry:
         served.batcher = Batcher(model.predict, self._inference, max_batch_size=s.max_batch_size,
                                  max_delay_s=s.max_batch_delay_s, max_queue=s.max_queue_size,
                                  concurrency=s.inference_threads, stats=stats, name=str(version),
-                                 max_batch_pixels=s.max_batch_pixels)
+                                 max_batch_pixels=s.max_batch_pixels, adaptive_delay=True)
         served.state, served.updated = AVAILABLE, time.time()
         replaced = self._serving.get(version)  # the same number rewritten in place
         self._serving[version] = served  # the swap: one dict assignment on the event loop
