@@ -15,7 +15,7 @@ import numpy as np
 from service import request_log
 from service.backends.base import Backend, ModelInfo
 from service.errors import DeadlineError, InvalidInputError, NotFoundError, PayloadTooLargeError
-from service.images import check_image
+from service.images import check_image, header_pixels
 from service.metrics import Metrics
 from service.model_config import ModelSpec
 from service.model_set import ModelSet
@@ -211,8 +211,12 @@ class ServingCore:
         many = len(images) > 1
         checked: list[tuple[Any, int]]
         if decode is not None:
-            # every image in its own task: one request's images decode on all decode threads at once
             loop = asyncio.get_running_loop()
+            if many:  # the request's pixel total from the headers first: no decoding past the 413
+                sizes = await loop.run_in_executor(self.decoder, functools.partial(
+                    header_pixels, images, max_pixels=s.max_image_pixels, min_side=s.min_image_side))
+                self._check_total(sum(sizes))
+            # every image in its own task: one request's images decode on all decode threads at once
             checked = list(await asyncio.gather(*(
                 loop.run_in_executor(self.decoder, functools.partial(
                     decode, data, max_pixels=s.max_image_pixels, min_side=s.min_image_side,
@@ -227,8 +231,10 @@ class ServingCore:
                 checked = await asyncio.get_running_loop().run_in_executor(self.checker, check)
             else:
                 checked = check()
-        total = sum(c[1] for c in checked)
-        if total > s.max_request_pixels:
-            raise PayloadTooLargeError(f"the request's images hold {total:,} pixels; the limit is "
-                                       f"{s.max_request_pixels:,} per request")
+        self._check_total(sum(c[1] for c in checked))
         return checked
+
+    def _check_total(self, total: int) -> None:
+        if total > self.settings.max_request_pixels:
+            raise PayloadTooLargeError(f"the request's images hold {total:,} pixels; the limit is "
+                                       f"{self.settings.max_request_pixels:,} per request")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -43,6 +44,16 @@ def _open_checked(data: bytes, *, max_pixels: int, min_side: int, where: str) ->
         img.close()
         raise
     return img
+
+
+def header_pixels(images: Sequence[bytes], *, max_pixels: int, min_side: int) -> list[int]:
+    """width x height of each image from its header alone, with the per-image refusals."""
+    sizes = []
+    for i, data in enumerate(images):
+        with _open_checked(data, max_pixels=max_pixels, min_side=min_side,
+                           where=f"image {i + 1}: " if len(images) > 1 else "") as img:
+            sizes.append(img.size[0] * img.size[1])
+    return sizes
 
 
 def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) -> tuple[bytes, int]:

@@ -131,3 +131,15 @@ def test_bad_input_keeps_its_4xx_on_litert(litert_server, sample_jpeg):
     assert r.status_code == 400 and "above the limit" in r.json()["error"]
     many = httpx.post(f"{url}/predict", files=[("file", ("a.jpg", sample_jpeg))] * 65)
     assert many.status_code == 413
+
+
+def test_the_request_pixel_total_is_checked_before_decoding(trained_result, tmp_path, start_server, sample_jpeg):
+    side = Image.open(io.BytesIO(sample_jpeg)).size
+    server = start_server(_copy(trained_result, tmp_path, drop=0.0), runtime="litert",
+                          max_request_pixels=2 * side[0] * side[1] - 1)
+    url = f"{server.rest_url}/predict"
+    assert httpx.post(url, files=[("file", ("a.jpg", sample_jpeg))]).status_code == 200
+    r = httpx.post(url, files=[("file", ("a.jpg", sample_jpeg)), ("file", ("b.jpg", sample_jpeg))])
+    assert r.status_code == 413 and "per request" in r.json()["error"]
+    bad = httpx.post(url, files=[("file", ("a.jpg", sample_jpeg)), ("file", ("b.txt", b"text"))])
+    assert bad.status_code == 400 and bad.json()["error"].startswith("image 2: ")
