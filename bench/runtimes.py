@@ -1,11 +1,13 @@
 """Runtime benchmark: imgclf on TensorFlow (fp32) and on LiteRT (int8), REST (wrk) and gRPC, vs each model alone.
 
-Run `python bench/runtimes.py` (or `make bench`; needs `wrk`, from Debian: `apt-get install wrk`). In one
+Run `python bench/runtimes.py` (or `make bench`; needs `wrk` and `h2load`, from Debian's wrk and
+nghttp2-client). In one
 run: the shipped demo version (two copies, versions 1 and 2, both loaded) gets its int8 model
 (`imgclf quantize`, calibrated on `--data`), then for each runtime the model alone is measured in a
 child process (decoding included: the limit no server can beat), then `imgclf serve` under load:
 REST `POST /predict` (multipart) from wrk, an external C load generator with a small Lua script, and
-gRPC `Classify` from a grpc.aio client, at each concurrency. Every figure is printed as a ratio to the
+gRPC `Classify` from h2load (gRPC's framing over HTTP/2; a grpc.aio client when h2load is missing), at each
+concurrency. Every figure is printed as a ratio to the
 same runtime's model-alone limit and to the fp32 runtime's figure for the same cell.
 """
 
@@ -132,6 +134,45 @@ def wrk(url: str, body_file: Path, concurrency: int, seconds: float, warmup: flo
                 ms("50"), ms("99"))
 
 
+def grpc_body(image: bytes) -> bytes:
+    """One Classify request as gRPC frames it on the wire: no compression, 4-byte length, message."""
+    import struct
+
+    from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
+
+    message = pb.ClassifyRequest(images=[image]).SerializeToString()
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def grpc_failures(url: str) -> int:
+    """gRPC calls answered with a status other than OK so far (HTTP/2 says 200 for those too)."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics").text
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("imgclf_requests_total{") and 'protocol="grpc"' in line and 'status="OK"' not in line)
+
+
+def h2load(target: str, body_file: Path, concurrency: int, seconds: float, warmup: float, url: str) -> Cell:
+    """gRPC Classify from h2load (nghttp2's C load generator): gRPC's framing over HTTP/2, one stream per
+    connection, so REST and gRPC are both driven by an external C client."""
+    log_file = body_file.with_suffix(f".{concurrency}.tsv")
+    failed = grpc_failures(url)
+    text = subprocess.run(
+        ["h2load", f"-t{min(2, concurrency)}", f"-c{concurrency}", "-m1", f"-D{round(seconds)}",
+         f"--warm-up-time={max(1, round(warmup))}", "-H", "content-type: application/grpc", "-H", "te: trailers",
+         "-d", str(body_file), f"--log-file={log_file}", f"http://{target}/imgclf.v1.ImageClassifier/Classify"],
+        capture_output=True, text=True, check=True).stdout
+    rows = [line.split("\t") for line in log_file.read_text().splitlines() if line]
+    times = sorted(int(r[2]) / 1000 for r in rows if r[1] == "200")
+    errors = sum(r[1] != "200" for r in rows) + grpc_failures(url) - failed
+    m = re.search(r"finished in ([\d.]+)s", text)
+    elapsed = float(m[1]) if m else seconds
+    n = len(times)
+    return Cell("grpc-h2load", concurrency, len(rows), errors, max(0, n - errors) / elapsed,
+                times[n // 2] if n else float("nan"), times[min(n - 1, int(0.99 * n))] if n else float("nan"))
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -196,8 +237,9 @@ def report(runs: list[Run], levels: list[int], command: str) -> str:
              tf32.images_per_s >= 0.85 * tf_run.limit["limit_images_per_s"]),
             (f"int8 server RSS with 2 versions {lite.rss_mb:.0f} MB", "<= 1024 MB", lite.rss_mb <= 1024),
         ]
+        grpc_client = next(c.target for c in lite.cells if c.target.startswith("grpc"))
         for level in levels:
-            g, r = get[("litert", "grpc", level)], get[("litert", "rest-wrk", level)]
+            g, r = get[("litert", grpc_client, level)], get[("litert", "rest-wrk", level)]
             checks.append((f"int8 gRPC c={level} {g.images_per_s:.0f} vs REST {r.images_per_s:.0f} images/s",
                            ">= REST", g.images_per_s >= r.images_per_s))
         lines += [f"- {what} (target {target}: {'met' if ok else 'NOT met'})" for what, target, ok in checks]
@@ -231,6 +273,7 @@ def main() -> int:
         work = Path(tmp)
         (work / "hand.jpg").write_bytes(image)
         (work / "body.bin").write_bytes(multipart(image))
+        (work / "grpc.bin").write_bytes(grpc_body(image))
         models = work / "models"
         from service.demo import install_demo
 
@@ -257,7 +300,10 @@ def main() -> int:
                     cells.append(wrk(url, work / "body.bin", c, args.seconds, args.warmup))
                     print(f"  {asdict(cells[-1])}", flush=True)
                 for c in levels:
-                    cells.append(run_cell("grpc", grpc_target, image, c, args.seconds, args.warmup))
+                    if shutil.which("h2load"):
+                        cells.append(h2load(grpc_target, work / "grpc.bin", c, args.seconds, args.warmup, url))
+                    else:  # a Python client on the same cores: slower than the server it measures
+                        cells.append(run_cell("grpc-python", grpc_target, image, c, args.seconds, args.warmup))
                     print(f"  {asdict(cells[-1])}", flush=True)
                 rss = max(rss, rss_mb(proc.pid))
             finally:
