@@ -160,17 +160,18 @@ def h2load(target: str, body_file: Path, concurrency: int, seconds: float, warmu
     connection, so REST and gRPC are both driven by an external C client."""
     log_file = body_file.with_suffix(f".{concurrency}.tsv")
     failed = grpc_failures(url)
-    subprocess.run(
+    text = subprocess.run(
         ["h2load", f"-t{min(2, concurrency)}", f"-c{concurrency}", "-m1", f"-D{round(seconds)}",
          f"--warm-up-time={max(1, round(warmup))}", "-H", "content-type: application/grpc", "-H", "te: trailers",
          "-d", str(body_file), f"--log-file={log_file}", f"http://{target}/imgclf.v1.ImageClassifier/Classify"],
-        capture_output=True, text=True, check=True)
+        capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", text)[1])  # type: ignore[index]
     # the log holds the measured period only (after --warm-up-time); status 0: still running at the end
     rows = [line.split("\t") for line in log_file.read_text().splitlines() if line]
     times = sorted(int(r[2]) / 1000 for r in rows if r[1] == "200")
     errors = sum(r[1] not in ("200", "0") for r in rows) + grpc_failures(url) - failed
     n = len(times)
-    return Cell("grpc-h2load", concurrency, n, errors, max(0, n - errors) / round(seconds),
+    return Cell("grpc-h2load", concurrency, n, errors, rate * max(0, n - errors) / max(1, n),
                 times[n // 2] if n else float("nan"), times[min(n - 1, int(0.99 * n))] if n else float("nan"))
 
 
