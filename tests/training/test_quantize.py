@@ -53,3 +53,28 @@ def test_quantize_adds_the_int8_model_to_an_existing_version(trained_result, tmp
     assert set(record["fp32_accuracy"]) == {"validation"}
     assert "18 fresh synthetic" in record["measured_on"]["validation"]
     assert not [p for p in version.rglob(".tmp-*")]  # written beside, then renamed
+
+
+def test_imgclf_quantize_command(trained_result, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    version = tmp_path / "rps" / "1"
+    shutil.copytree(trained_result.path, version)
+    card = json.loads((version / CARD_FILE).read_text())
+    card["data_source"] = str(tmp_path / "gone")  # the training folder is not on this machine
+    (version / CARD_FILE).write_text(json.dumps(card))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200", "NO_COLOR": "1"}
+    imgclf = str(Path(sys.executable).parent / "imgclf")
+
+    refused = subprocess.run([imgclf, "quantize", str(version)], env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "pass --data FOLDER" in refused.stderr, refused.stderr
+
+    done = subprocess.run([imgclf, "quantize", str(version), "--data", "synthetic", "--samples-per-class", "4"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((version / CARD_FILE).read_text())["int8"]
+    assert f"max_drop_points={record['max_drop_points']}" in done.stdout
+    assert "validation" in done.stderr and "fp32" in done.stderr  # the side-by-side table
