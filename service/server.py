@@ -111,7 +111,9 @@ class ImgclfServer:
         await self.core.start(specs)  # first scan and load; not ready until a version is warm
         # TensorFlow's import and the loaded versions leave millions of long-lived objects, which
         # every full collection walked again: a 100+ ms pause of the event loop every few seconds
-        # under load (p99 at c=8 on the int8 runtime 121-166 ms without, 47-52 ms with)
+        # under load (p99 at c=8 on the int8 runtime 121-166 ms without, 47-52 ms with); garbage is
+        # collected first, as frozen objects are never freed
+        gc.collect()
         gc.freeze()
         self._health_task = asyncio.get_running_loop().create_task(self._follow_readiness())
         log.info("serving %s: REST on %s:%d, gRPC on %s:%d", self.core.models(), s.host, self.rest_port,
