@@ -40,7 +40,8 @@ protos: install
 	$(PY) scripts/gen_protos.py
 
 bench: install
-	$(PY) bench/serving.py
+	BENCH=1 bash scripts/setup-system.sh
+	$(PY) bench/runtimes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

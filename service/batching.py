@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,12 +26,12 @@ from service.errors import (
 
 log = logging.getLogger(__name__)
 
-PredictFn = Callable[[Sequence[bytes]], np.ndarray]
+PredictFn = Callable[[Sequence[Any]], np.ndarray]  # encoded images, or pixels a runtime decoded
 
 
 @dataclass
 class _Item:
-    images: list[bytes]
+    images: list[Any]
     future: asyncio.Future[np.ndarray]
     deadline: float  # time.monotonic()
     pixels: int = 0
@@ -58,7 +59,8 @@ class Batcher:
 
     def __init__(self, predict: PredictFn, executor: Executor, *, max_batch_size: int = 32,
                  max_delay_s: float = 0.005, max_queue: int = 256, concurrency: int = 1,
-                 stats: BatchStats | None = None, name: str = "", max_batch_pixels: int = 0) -> None:
+                 stats: BatchStats | None = None, name: str = "", max_batch_pixels: int = 0,
+                 adaptive_delay: bool = False) -> None:
         self._predict = predict
         self._executor = executor
         self.max_batch_size = max_batch_size
@@ -66,6 +68,10 @@ class Batcher:
         self.max_queue = max_queue
         self.max_batch_pixels = max_batch_pixels  # 0: no limit; else decode memory per call is bounded
         self._slots = asyncio.Semaphore(concurrency)
+        # with adaptive_delay, a batch waits to fill at most one image's model time (measured):
+        # for a ~1 ms int8 model, holding a free worker 5 ms for company costs more than it saves
+        self.adaptive_delay = adaptive_delay
+        self.per_image_s: float | None = None  # moving average of model time per image
         self._stats = stats or BatchStats()
         self._name = name
         self._queue: deque[_Item] = deque()
@@ -92,7 +98,7 @@ class Batcher:
                 f"server busy: {self._queued_images} images queued (limit {self.max_queue}); "
                 "retry shortly", retry_after=1)
 
-    async def submit(self, images: Sequence[bytes], timeout: float,
+    async def submit(self, images: Sequence[Any], timeout: float,
                      pixels: Sequence[int] | None = None) -> np.ndarray:
         """Scores for `images` (one row each), within `timeout` seconds; `pixels` per image."""
         if not images:
@@ -120,10 +126,10 @@ class Batcher:
                 item.future.cancel()
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _chunks(self, images: Sequence[bytes], pixels: Sequence[int]) -> list[tuple[list[bytes], int]]:
+    def _chunks(self, images: Sequence[Any], pixels: Sequence[int]) -> list[tuple[list[Any], int]]:
         """Split a request into model calls of at most max_batch_size images and max_batch_pixels."""
-        chunks: list[tuple[list[bytes], int]] = []
-        current: list[bytes] = []
+        chunks: list[tuple[list[Any], int]] = []
+        current: list[Any] = []
         size = 0
         for image, n in zip(images, pixels, strict=True):
             if current and (len(current) == self.max_batch_size
@@ -180,8 +186,9 @@ class Batcher:
             # load (a batch in flight), wait for the batch to fill, at most max_delay_s after
             # its oldest request.
             first = self._queue[0].enqueued if self._queue else time.monotonic()
+            delay = self.fill_wait_s
             while (self._inflight and self._queued_images < self.max_batch_size and not self._closing
-                   and (remaining := first + self.max_delay_s - time.monotonic()) > 0):
+                   and (remaining := first + delay - time.monotonic()) > 0):
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
@@ -194,6 +201,13 @@ class Batcher:
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
+    @property
+    def fill_wait_s(self) -> float:
+        """How long a batch may wait to fill under load: max_delay_s, or less with adaptive_delay."""
+        if self.adaptive_delay and self.per_image_s is not None:
+            return min(self.max_delay_s, self.per_image_s)
+        return self.max_delay_s
+
     async def _execute(self, batch: list[_Item]) -> None:
         try:
             await self._call(batch)
@@ -204,7 +218,10 @@ class Batcher:
         images = [img for item in batch for img in item.images]
         loop = asyncio.get_running_loop()
         try:
+            started = time.monotonic()
             scores = await loop.run_in_executor(self._executor, self._predict, images)
+            per_image = (time.monotonic() - started) / max(1, len(images))
+            self.per_image_s = per_image if self.per_image_s is None else 0.8 * self.per_image_s + 0.2 * per_image
             self._stats.on_batch(len(images))
         except InvalidInputError as exc:
             if len(batch) > 1:

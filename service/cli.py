@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from training.cli import evaluate_command, train_command
+from training.cli import evaluate_command, quantize_command, train_command
 
 # TensorFlow's C++ start-up chatter hides the lines a user needs; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,6 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train the rock-paper-scissors CNN and serve it over REST and gRPC.")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
+app.command("quantize")(quantize_command)
 
 
 def _print_version(value: bool) -> None:
@@ -45,6 +46,7 @@ def serve(
     rest_port: Annotated[int | None, typer.Option(help="[IMGCLF_REST_PORT] REST port")] = None,
     grpc_port: Annotated[int | None, typer.Option(help="[IMGCLF_GRPC_PORT] gRPC port")] = None,
     backend: Annotated[str | None, typer.Option(help="[IMGCLF_BACKEND] local | tfserving")] = None,
+    runtime: Annotated[str | None, typer.Option(help="[IMGCLF_RUNTIME] tensorflow | litert | auto")] = None,
     bootstrap: Annotated[bool | None, typer.Option(
         "--bootstrap/--no-bootstrap",
         help="[IMGCLF_BOOTSTRAP] Install the shipped demo version when the model has none (default on)")]
@@ -58,7 +60,7 @@ def serve(
 
     flags: dict[str, Any] = {"model_root": model_root, "model_name": name, "host": host,
                              "rest_port": rest_port, "grpc_port": grpc_port, "backend": backend,
-                             "bootstrap": bootstrap}
+                             "runtime": runtime, "bootstrap": bootstrap}
     try:
         settings = ServeSettings(**{k: v for k, v in flags.items() if v is not None})
     except ValidationError as exc:

@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from service import request_log
 from service.backends.base import Backend, ModelInfo
 from service.errors import DeadlineError, InvalidInputError, NotFoundError, PayloadTooLargeError
-from service.images import check_image
+from service.images import check_image, header_pixels
 from service.metrics import Metrics
 from service.model_config import ModelSpec
 from service.model_set import ModelSet
 from service.priority import lower_this_thread
 from service.registry import ModelRegistry
 from service.settings import ServeSettings
+
+Decode = Callable[..., tuple[Any, int]]  # bytes -> (model input, pixels), raising InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class ServingCore:
         # one thread checks big uploads: a flood of huge images queues here instead of taking
         # every core from the model and from small requests (checked on the loop)
         self.checker = ThreadPoolExecutor(1, thread_name_prefix="imgclf-check")
+        # litert versions decode and resize here (Pillow releases the GIL), beside the model calls
+        self.decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="imgclf-decode")
         self.backend = backend
         self.models_set = ModelSet(settings, backend, self.metrics, self.executor)
         self.started = time.time()
@@ -91,6 +97,7 @@ class ServingCore:
         await self.models_set.stop()
         self.executor.shutdown(wait=True)
         self.checker.shutdown(wait=False, cancel_futures=True)
+        self.decoder.shutdown(wait=False, cancel_futures=True)
         close = getattr(self.backend, "close", None)
         if close is not None:  # e.g. the TF Serving channel
             close()
@@ -176,8 +183,11 @@ class ServingCore:
         stats: InferStats | None = None
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                checked = await self._check_all(images)
+                decode = getattr(first.model, "decode", None)
+                checked = await self._check_all(images, decode)
                 served = registry.resolve(version, label)  # again: a swap may have happened
+                if getattr(served.model, "decode", None) is not decode:  # ... to another runtime
+                    checked = await self._check_all(images, getattr(served.model, "decode", None))
                 request_log.note(version=served.version)
                 assert served.batcher is not None
                 stats = self.stats.setdefault((name, served.version), InferStats())
@@ -197,20 +207,36 @@ class ServingCore:
         stats.last_inference_ms = int(time.time() * 1000)
         return ClassifyResult(name, served.version, served.labels, scores)
 
-    async def _check_all(self, images: Sequence[bytes]) -> list[tuple[bytes, int]]:
+    async def _check_all(self, images: Sequence[bytes], decode: Decode | None = None) -> list[tuple[Any, int]]:
+        """(what the model takes, pixels) per image: checked bytes, or pixels from the model's `decode`."""
         s = self.settings
         many = len(images) > 1
-
-        def check() -> list[tuple[bytes, int]]:
-            return [check_image(data, max_pixels=s.max_image_pixels, min_side=s.min_image_side,
-                                index=i + 1 if many else 0) for i, data in enumerate(images)]
-
-        if sum(len(i) for i in images) > 256 * 1024:  # big inputs: check off the event loop
-            checked = await asyncio.get_running_loop().run_in_executor(self.checker, check)
+        checked: list[tuple[Any, int]]
+        if decode is not None:
+            loop = asyncio.get_running_loop()
+            if many:  # the request's pixel total from the headers first: no decoding past the 413
+                sizes = await loop.run_in_executor(self.decoder, functools.partial(
+                    header_pixels, images, max_pixels=s.max_image_pixels, min_side=s.min_image_side))
+                self._check_total(sum(sizes))
+            # every image in its own task: one request's images decode on all decode threads at once
+            checked = list(await asyncio.gather(*(
+                loop.run_in_executor(self.decoder, functools.partial(
+                    decode, data, max_pixels=s.max_image_pixels, min_side=s.min_image_side,
+                    index=i + 1 if many else 0))
+                for i, data in enumerate(images))))
         else:
-            checked = check()
-        total = sum(c[1] for c in checked)
-        if total > s.max_request_pixels:
-            raise PayloadTooLargeError(f"the request's images hold {total:,} pixels; the limit is "
-                                       f"{s.max_request_pixels:,} per request")
+            def check() -> list[tuple[Any, int]]:
+                return [check_image(data, max_pixels=s.max_image_pixels, min_side=s.min_image_side,
+                                    index=i + 1 if many else 0) for i, data in enumerate(images)]
+
+            if sum(len(i) for i in images) > 256 * 1024:  # big inputs: check off the event loop
+                checked = await asyncio.get_running_loop().run_in_executor(self.checker, check)
+            else:
+                checked = check()
+        self._check_total(sum(c[1] for c in checked))
         return checked
+
+    def _check_total(self, total: int) -> None:
+        if total > self.settings.max_request_pixels:
+            raise PayloadTooLargeError(f"the request's images hold {total:,} pixels; the limit is "
+                                       f"{self.settings.max_request_pixels:,} per request")

@@ -1,10 +1,12 @@
-"""Cheap checks on encoded images before they reach TensorFlow: format, size, truncation, bombs."""
+"""Cheap checks on encoded images before they reach a model (format, size, truncation, bombs), and Pillow decoding."""
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from service.errors import InvalidInputError
@@ -12,14 +14,8 @@ from service.errors import InvalidInputError
 FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # what the graph's tf.io.decode_image reads
 
 
-def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) -> tuple[bytes, int]:
-    """Raise InvalidInputError with a reason a client can act on; return (bytes for the model, pixels).
-
-    The header gives the size without decoding, so a 20000x20000 bomb costs nothing; a
-    reduced-size decode (JPEG draft mode) then proves the data is complete. Only the first frame
-    of an animation is ever decoded, here and in the model.
-    """
-    where = f"image {index}: " if index else ""
+def _open_checked(data: bytes, *, max_pixels: int, min_side: int, where: str) -> Image.Image:
+    """Open from the header alone and refuse what must never be decoded (format, bombs, tiny)."""
     if not data:
         raise InvalidInputError(f"{where}empty image")
     try:
@@ -33,8 +29,8 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) 
         raise InvalidInputError(f"{where}not a readable image; send JPEG, PNG, GIF or BMP bytes") from None
     except OSError as exc:
         raise InvalidInputError(f"{where}not a readable image ({exc})") from None
-    with img:
-        width, height = img.size
+    width, height = img.size
+    try:
         if img.format not in FORMATS:
             raise InvalidInputError(f"{where}{img.format} images are not supported; "
                                     f"send {', '.join(FORMATS)}")
@@ -44,6 +40,33 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) 
         if min(width, height) < min_side:
             raise InvalidInputError(f"{where}image is {width}x{height}; both sides must be at least "
                                     f"{min_side} pixels")
+    except InvalidInputError:
+        img.close()
+        raise
+    return img
+
+
+def header_pixels(images: Sequence[bytes], *, max_pixels: int, min_side: int) -> list[int]:
+    """width x height of each image from its header alone, with the per-image refusals."""
+    sizes = []
+    for i, data in enumerate(images):
+        with _open_checked(data, max_pixels=max_pixels, min_side=min_side,
+                           where=f"image {i + 1}: " if len(images) > 1 else "") as img:
+            sizes.append(img.size[0] * img.size[1])
+    return sizes
+
+
+def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) -> tuple[bytes, int]:
+    """Raise InvalidInputError with a reason a client can act on; return (bytes for the model, pixels).
+
+    The header gives the size without decoding, so a 20000x20000 bomb costs nothing; a
+    reduced-size decode (JPEG draft mode) then proves the data is complete. Only the first frame
+    of an animation is ever decoded, here and in the model.
+    """
+    where = f"image {index}: " if index else ""
+    img = _open_checked(data, max_pixels=max_pixels, min_side=min_side, where=where)
+    with img:
+        width, height = img.size
         try:
             if img.format == "JPEG":
                 img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
@@ -67,3 +90,29 @@ def _first_frame_png(img: Image.Image, where: str) -> bytes:
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
     return buf.getvalue()
+
+
+def decode_checked(data: bytes, *, max_pixels: int, min_side: int, index: int = 0,
+                   size: int = 150) -> tuple[np.ndarray, int]:
+    """The same checks as `check_image`, then the serving graph's preprocessing in Pillow:
+    (uint8 [size, size, 3], pixels).
+
+    Like the graph: first frame, RGB, bilinear resize with antialiasing (Pillow's BILINEAR filter
+    widens its kernel when shrinking, as TensorFlow's antialias=True does) and no draft decoding.
+    JPEG pixels differ by a few levels at most: Pillow's libjpeg-turbo runs the accurate integer
+    DCT, TensorFlow's decoder the fast one (tests/service/test_images.py bounds the difference).
+    """
+    where = f"image {index}: " if index else ""
+    img = _open_checked(data, max_pixels=max_pixels, min_side=min_side, where=where)
+    with img:
+        width, height = img.size
+        try:
+            img.seek(0)
+            if img.mode.startswith("I"):  # 16-bit grey PNG: keep the high byte, as TF's rescale does
+                img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8))
+            rgb = img.convert("RGB")
+            if rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
+    return np.asarray(rgb), width * height

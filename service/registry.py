@@ -233,13 +233,14 @@ class ModelRegistry:
         served.batcher = Batcher(model.predict, self._inference, max_batch_size=s.max_batch_size,
                                  max_delay_s=s.max_batch_delay_s, max_queue=s.max_queue_size,
                                  concurrency=s.inference_threads, stats=stats, name=str(version),
-                                 max_batch_pixels=s.max_batch_pixels)
+                                 max_batch_pixels=s.max_batch_pixels, adaptive_delay=True)
         served.state, served.updated = AVAILABLE, time.time()
         replaced = self._serving.get(version)  # the same number rewritten in place
         self._serving[version] = served  # the swap: one dict assignment on the event loop
         if replaced is not None:
             await self._unload(replaced, route=False)
         self.metrics.set_state(self.name, version, AVAILABLE, STATES)
+        self.metrics.runtime.labels(self.name, str(version), model.info.runtime).set(1)
         self.metrics.load_seconds.observe(time.monotonic() - started)
         log.info("version %d of %s is AVAILABLE (loaded and warmed in %.1f s)", version, self.name,
                  time.monotonic() - started)
@@ -263,6 +264,7 @@ class ModelRegistry:
         if served.batcher:
             await served.batcher.close()  # in-flight requests finish first
         if served.model:
+            self.metrics.runtime.labels(self.name, str(served.version), served.model.info.runtime).set(0)
             await asyncio.get_running_loop().run_in_executor(self._loader, served.model.close)
         served.model, served.batcher = None, None
         await asyncio.get_running_loop().run_in_executor(self._loader, heap.collect_and_freeze)

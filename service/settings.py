@@ -35,6 +35,22 @@ class ServeSettings(BaseSettings):
     rest_port: int = Field(8000, ge=0, le=65535, description="REST port (0 = any free port)")
     grpc_port: int = Field(8500, ge=0, le=65535, description="gRPC port (0 = any free port)")
     backend: Literal["local", "tfserving"] = Field("local", description="Where inference runs")
+    runtime: Literal["tensorflow", "litert", "auto"] = Field(
+        "tensorflow", description="What runs a local version: tensorflow (the SavedModel, decoding in its "
+        "graph), litert (the version's int8 model on LiteRT with XNNPACK, decoding in Pillow; a version "
+        "without one fails to load), or auto (litert where the int8 model's measured accuracy drop in the "
+        "card is within IMGCLF_INT8_MAX_DROP_POINTS, else tensorflow)")
+    int8_max_drop_points: float = Field(
+        0.5, ge=0, le=100, description="auto: the largest top-1 drop (percentage points, worst measured "
+        "set in the card) that still serves the int8 model")
+    litert_threads: int = Field(
+        1, ge=1, le=64, description="Threads of each LiteRT interpreter (one interpreter per inference "
+        "thread)")
+    decode_threads: int = Field(
+        2, ge=1, le=64, description="litert: threads decoding and resizing images, beside the model calls")
+    gil_switch_interval_ms: float = Field(
+        0.5, gt=0, le=100, description="Python's thread switch interval: how long a thread back from "
+        "a model or decode call may wait for the interpreter lock (Python's default is 5)")
     tfserving_target: str = Field("localhost:8500", description="TF Serving gRPC host:port")
     tfserving_timeout_s: float = Field(10.0, gt=0, description="Deadline of one TF Serving call")
     tfserving_retries: int = Field(3, ge=0, le=10, description="Retries on UNAVAILABLE")

@@ -132,11 +132,12 @@ def model_metadata(core: ServingCore, model: str, ver: int | None) -> dict[str, 
     info = core.model_info(model, ver)
     return {
         "name": model, "versions": [str(v) for v in core.available_versions(model)],
-        "platform": "tensorflow_savedmodel",
+        # what answers it: the SavedModel, or its int8 model on LiteRT
+        "platform": "tensorflow_tflite" if info.runtime == "litert" else "tensorflow_savedmodel",
         "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
         "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, len(info.labels)]},
                     {"name": "label", "datatype": "BYTES", "shape": [-1]}],
-        "parameters": {"labels": list(info.labels)},
+        "parameters": {"labels": list(info.labels), "runtime": info.runtime},
     }
 
 

@@ -25,6 +25,38 @@ def print_confusion(title: str, labels: tuple[str, ...], matrix: list[list[int]]
     console.print(table)
 
 
+def print_int8(record: dict[str, object]) -> None:
+    """fp32 and int8 top-1 side by side, per measured set."""
+    table = Table(title="int8 model (assets.extra/model_int8.tflite) against fp32")
+    for column in ("set", "fp32", "int8", "drop (points)", "measured on"):
+        table.add_column(column)
+    fp32, int8, drops, where = (record[k] for k in ("fp32_accuracy", "int8_accuracy", "drop_points", "measured_on"))
+    assert isinstance(fp32, dict) and isinstance(int8, dict) and isinstance(drops, dict) and isinstance(where, dict)
+    for key in fp32:
+        table.add_row(key, f"{fp32[key]:.4f}", f"{int8[key]:.4f}", f"{drops[key]:+.2f}", str(where[key]))
+    console.print(table)
+
+
+def quantize_command(
+    version_dir: Annotated[Path, typer.Argument(help="An exported version, e.g. models/rps/3")],
+    data: Annotated[str | None, typer.Option(help="Its training images: class folders or synthetic "
+                                                  "(default: the folder its card names)")] = None,
+    samples_per_class: Annotated[int, typer.Option(min=1, help="Real-like scenes per label for the "
+                                                               "accuracy check")] = 50,
+) -> None:
+    """Add the int8 LiteRT model to an existing version; its accuracy drop goes into the card."""
+    from training.data import DataError
+    from training.quantize import quantize_version
+
+    try:
+        record = quantize_version(version_dir, data=data, per_class=samples_per_class)
+    except DataError as exc:
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    print_int8(record)
+    print(f"wrote {version_dir / str(record['file'])}: max_drop_points={record['max_drop_points']}", flush=True)
+
+
 def train_command(
     data: Annotated[str, typer.Option(help="synthetic (embedded, no network), rps (download "
                                            "the talk's dataset) or a folder of class folders")]
@@ -51,6 +83,8 @@ def train_command(
     version: Annotated[int | None, typer.Option(min=1, help="Version number (default: next "
                                                             "free)")] = None,
     tflite: Annotated[bool, typer.Option(help="Also write assets.extra/model.tflite")] = False,
+    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also write the int8 LiteRT model "
+                                       "(assets.extra/model_int8.tflite) and its accuracy beside fp32's")] = True,
     augment: Annotated[bool | None, typer.Option(
         "--augment/--no-augment", help="The recipe's augmentation on or off (default: the recipe's)")] = None,
     none_label: Annotated[bool | None, typer.Option(
@@ -86,7 +120,7 @@ def train_command(
     config = TrainConfig(data=data, recipe=recipe, arch=arch, epochs=epochs, batch_size=batch_size,
                          model_root=model_root, name=name, seed=seed, strategy=strategy, val_split=val_split,
                          val_dir=val_dir, samples_per_class=samples_per_class, learning_rate=learning_rate,
-                         version=version, tflite=tflite, augment=augment, none_label=none_label,
+                         version=version, tflite=tflite, int8=int8, augment=augment, none_label=none_label,
                          runs_root=runs_root)
     try:
         result = train(config)
@@ -103,6 +137,8 @@ def train_command(
     if result.reallike_accuracy is not None and result.reallike_confusion is not None:
         print_confusion("real-like check (unseen hands in unseen scenes)", result.labels, result.reallike_confusion)
         reallike = f" reallike_accuracy={result.reallike_accuracy:.4f}"
+    if result.int8:
+        print_int8(result.int8)
     console.print(f"run reports: {result.run_dir}")
     # the one line to grep in logs
     print(f"wrote {result.path} (version {result.version}, recipe {result.recipe}): "

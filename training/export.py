@@ -20,6 +20,7 @@ LABELS_FILE = "assets/labels.txt"
 CARD_FILE = "assets.extra/model_card.json"
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 TFLITE_FILE = "assets.extra/model.tflite"
+INT8_FILE = "assets.extra/model_int8.tflite"  # full-integer LiteRT model (training/quantize.py)
 TMP_PREFIX = ".tmp-"  # not an integer: TF Serving and our registry both ignore it
 
 
@@ -101,7 +102,7 @@ def _write_tflite(module: ServingModule, path: Path) -> None:
 
 def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, name: str, *,
            version: int | None = None, card: dict[str, Any] | None = None,
-           warmup_images: Sequence[bytes] = (), tflite: bool = False) -> Path:
+           warmup_images: Sequence[bytes] = (), tflite: bool = False, int8_model: bytes | None = None) -> Path:
     """Save to a temporary folder beside the versions, then rename it to the next integer.
 
     A reader polling `<root>/<name>/` sees either nothing or a complete version; a run
@@ -129,6 +130,8 @@ def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, na
             _write_warmup(tmp / WARMUP_FILE, name, warmup_images)
         if tflite:
             _write_tflite(module, tmp / TFLITE_FILE)
+        if int8_model is not None:
+            (tmp / INT8_FILE).write_bytes(int8_model)
         return _publish(tmp, base, version, card or {}, name, labels)
     finally:
         if tmp.exists():

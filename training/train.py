@@ -44,6 +44,7 @@ class TrainConfig:
     arch: str | None = None
     version: int | None = None
     tflite: bool = False
+    int8: bool = True  # also export the full-integer LiteRT model, with its accuracy beside fp32's
     runs_root: Path | None = None  # default: MODEL_ROOT/NAME/runs/, beside the versions
     augment: bool | None = None  # None: the recipe's augmentation
     none_label: bool | None = None
@@ -83,6 +84,7 @@ class TrainResult:
     recipe: str = ""
     reallike_accuracy: float | None = None
     reallike_confusion: list[list[int]] | None = None
+    int8: dict[str, Any] | None = None  # the card's int8 entry: accuracies, drops, what was measured
 
 
 class BestEpoch(keras.callbacks.Callback):
@@ -181,6 +183,29 @@ def _warmup_images(datasets: Datasets) -> list[bytes]:
     return picks
 
 
+def _int8(model: keras.Model, datasets: Datasets) -> tuple[bytes, dict[str, Any]]:
+    """Quantize on training images; top-1 of fp32 and int8 on the same validation and real-like pixels."""
+    from training.quantize import LiteRTScorer, accuracy, convert_int8, gate_record, pixels_of, representative_pixels
+
+    representative = representative_pixels(datasets.train_set)
+    int8_model = convert_int8(lambda x: model(x, training=False), representative)
+    scorer = LiteRTScorer(int8_model, threads=2)
+    n = len(datasets.labels)
+
+    def fp32(x: np.ndarray) -> np.ndarray:
+        return np.asarray(model(x, training=False))
+
+    val_batches = [np.asarray(x) for x, _ in datasets.val]
+    sets = {"validation": (val_batches, datasets.val_targets())}
+    measured_on = {"validation": f"the {len(datasets.val_targets())} validation images ({datasets.validation_note})"}
+    if datasets.reallike is not None and len(datasets.reallike):
+        sets["reallike"] = (pixels_of(datasets.reallike.images), datasets.reallike.targets)
+        measured_on["reallike"] = f"the real-like check's {len(datasets.reallike)} images"
+    measured = {k: (accuracy(fp32, b, t, n)[0], accuracy(scorer, b, t, n)[0]) for k, (b, t) in sets.items()}
+    return int8_model, gate_record(measured, representative=len(representative), size=len(int8_model),
+                                   measured_on=measured_on)
+
+
 def _datasets(config: TrainConfig, recipe: Recipe) -> Datasets:
     if recipe.augment == "scenes":
         from training.scenes_data import make_scene_datasets
@@ -266,11 +291,16 @@ def train(config: TrainConfig) -> TrainResult:
     if reallike_acc is not None:
         card["reallike_accuracy"] = round(reallike_acc, 4)
         card["reallike_confusion_matrix"] = reallike_matrix
+    int8_model = None
+    if config.int8:
+        int8_model, card["int8"] = _int8(model, datasets)
+        log.info("int8: %s", {k: card["int8"][k] for k in ("fp32_accuracy", "int8_accuracy", "drop_points")})
     target_root = Path(config.model_root)
     if not _is_chief():  # every worker must save under MultiWorkerMirroredStrategy; only one publishes
         target_root = run_dir / "worker-export"
     path = export(model, datasets.labels, target_root, config.name, version=config.version,
-                  card=card, warmup_images=_warmup_images(datasets), tflite=config.tflite)
+                  card=card, warmup_images=_warmup_images(datasets), tflite=config.tflite,
+                  int8_model=int8_model)
     version = int(path.name)
     if version != planned and not (runs_root / str(version)).exists():
         run_dir = run_dir.rename(runs_root / str(version))
@@ -283,7 +313,8 @@ def train(config: TrainConfig) -> TrainResult:
                          train_accuracy=train_accuracy, best_epoch=best.best_epoch,
                          confusion=matrix.tolist(), labels=datasets.labels,
                          seconds=time.monotonic() - started, history=history, recipe=recipe.name,
-                         reallike_accuracy=reallike_acc, reallike_confusion=reallike_matrix)
+                         reallike_accuracy=reallike_acc, reallike_confusion=reallike_matrix,
+                         int8=card.get("int8"))
     (run_dir / "result.json").write_text(json.dumps(
         {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
          if k != "history"}, indent=2) + "\n")

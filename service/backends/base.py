@@ -20,13 +20,16 @@ class ModelInfo:
     # tensorflow.SignatureDef protos by signature name, for TF Serving-style metadata
     signature_defs: dict[str, Any] = field(default_factory=dict)
     warmup_images: list[bytes] = field(default_factory=list)
+    runtime: str = "tensorflow"  # what answers this version: tensorflow | litert | tfserving
+    runtime_note: str = ""  # why that runtime (e.g. the int8 accuracy gate of IMGCLF_RUNTIME=auto)
 
 
 class LoadedModel(Protocol):
     info: ModelInfo
 
-    def predict(self, images: Sequence[bytes]) -> np.ndarray:
-        """Blocking: encoded images -> float32 scores [len(images), len(labels)]."""
+    def predict(self, images: Sequence[Any]) -> np.ndarray:
+        """Blocking: encoded images (or what the model's optional `decode` made of them) ->
+        float32 scores [len(images), len(labels)]."""
         ...
 
     def close(self) -> None:

@@ -1,4 +1,5 @@
-"""In-process TensorFlow backend: the SavedModel's `serving_default` on image bytes."""
+"""In-process backend: each version on TensorFlow (the SavedModel's `serving_default` on image bytes) or
+on LiteRT (its int8 model, service/backends/litert.py), as IMGCLF_RUNTIME chooses."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 from service.backends.base import ModelInfo
+from service.backends.litert import LiteRTModel, int8_gate
 from service.errors import InvalidInputError
-from training.export import CARD_FILE, LABELS_FILE, WARMUP_FILE, scan_versions
+from training.export import CARD_FILE, INT8_FILE, LABELS_FILE, WARMUP_FILE, scan_versions
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,9 @@ def read_warmup_images(path: Path, limit: int = 8) -> list[bytes]:
 class LocalModel:
     """One loaded version; `predict` runs TensorFlow and must be called off the event loop."""
 
-    def __init__(self, name: str, version: int, path: Path):
+    runtime = "tensorflow"
+
+    def __init__(self, name: str, version: int, path: Path, reason: str = ""):
         self.path = path
         labels_file = path / LABELS_FILE
         if not labels_file.exists():
@@ -56,7 +60,8 @@ class LocalModel:
         self._fn = self._loaded.signatures["serving_default"]
         self.info = ModelInfo(name=name, version=version, labels=labels, card=card,
                               signature_defs=read_signature_defs(path),
-                              warmup_images=read_warmup_images(path))
+                              warmup_images=read_warmup_images(path), runtime=self.runtime,
+                              runtime_note=reason)
 
     def predict(self, images: Sequence[bytes]) -> np.ndarray:
         try:
@@ -77,9 +82,13 @@ class LocalBackend:
 
     kind = "local"
 
-    def __init__(self, model_root: Path):
+    def __init__(self, model_root: Path, *, runtime: str = "tensorflow", int8_max_drop_points: float = 0.5,
+                 litert_threads: int = 1):
         self.model_root = Path(model_root)
         self.base_paths: dict[str, Path] = {}
+        self.runtime = runtime
+        self.int8_max_drop_points = int8_max_drop_points
+        self.litert_threads = litert_threads
 
     def base_path(self, name: str) -> Path:
         return self.base_paths.get(name, self.model_root / name)
@@ -94,7 +103,26 @@ class LocalBackend:
                 found[version] = f"{st.st_mtime_ns}:{st.st_size}"
             except FileNotFoundError:
                 found[version] = "missing saved_model.pb"
+                continue
+            if self.runtime != "tensorflow":  # an int8 model added later (imgclf quantize) reloads it
+                try:
+                    st = (base / str(version) / INT8_FILE).stat()
+                    found[version] += f"+int8:{st.st_mtime_ns}:{st.st_size}"
+                except FileNotFoundError:
+                    pass
         return found
 
-    def load(self, name: str, version: int) -> LocalModel:
-        return LocalModel(name, version, self.base_path(name) / str(version))
+    def load(self, name: str, version: int) -> LocalModel | LiteRTModel:
+        path = self.base_path(name) / str(version)
+        if self.runtime == "tensorflow":
+            return LocalModel(name, version, path, "IMGCLF_RUNTIME=tensorflow")
+        card_file = path / CARD_FILE
+        card = json.loads(card_file.read_text()) if card_file.exists() else {}
+        ok, why = int8_gate(card, (path / INT8_FILE).exists(), self.int8_max_drop_points)
+        if self.runtime == "auto" and not ok:
+            return LocalModel(name, version, path, f"IMGCLF_RUNTIME=auto: {why}")
+        if not (path / "saved_model.pb").exists():  # the same version layout, whichever runtime answers
+            raise ValueError(f"{path} has no saved_model.pb")
+        return LiteRTModel(name, version, path, threads=self.litert_threads,
+                           reason=f"IMGCLF_RUNTIME={self.runtime}: {why}",
+                           signature_defs=read_signature_defs(path), warmup_images=read_warmup_images(path))

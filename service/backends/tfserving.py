@@ -168,7 +168,8 @@ class TFServingBackend:
         labels = tuple(x.decode() for x in tf.make_ndarray(response.outputs[_LABELS]).ravel())
         if not labels:
             raise ValueError(f"the '{_LABELS}' signature of version {version} of {name!r} is empty")
-        info = ModelInfo(name=name, version=version, labels=labels, card={}, signature_defs=defs)
+        info = ModelInfo(name=name, version=version, labels=labels, card={}, signature_defs=defs,
+                         runtime="tfserving", runtime_note="TF Serving answers this version")
         return RemoteModel(self, info)
 
 

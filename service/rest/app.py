@@ -36,7 +36,10 @@ def error_response(exc: ServiceError) -> JSONResponse:
 
 def create_app(settings: ServeSettings, core: ServingCore, teach: TeachCore | None = None) -> FastAPI:
     # no trailing-slash redirects: TF Serving clients expect a 404, not a 307, for /v1/models
+    # FastAPI's own OpenTelemetry hooks off: imgclf has its Prometheus metrics and request logs, and the
+    # hooks' per-request provider lookups cost a few percent of the event loop on the hot route
     app = FastAPI(title="imgclf", version="0.1.0", redirect_slashes=False, docs_url=None, redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="Rock-paper-scissors image classification over REST: a native "
                               "API, TensorFlow Serving's REST API and KServe V2.")
     app.state.core = core

@@ -147,7 +147,8 @@ def make_router(core: ServingCore) -> APIRouter:
                 for k, v in info.signature_defs.items()}}
             return JSONResponse({
                 "model_spec": {"name": name, "signature_name": "", "version": str(info.version)},
-                "metadata": {"signature_def": signature_map}})
+                "metadata": {"signature_def": signature_map,
+                             "runtime": {"name": info.runtime, "note": info.runtime_note}}})
         statuses = core.statuses(name, version, label or None)
         return JSONResponse({"model_version_status": [
             {"version": str(s.version), "state": s.state,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 
@@ -35,6 +37,11 @@ class VersionOut(BaseModel):
     reallike_accuracy: float | None = Field(
         None, description="The real-like check: unseen hands in unseen scenes at webcam sizes")
     provenance: str | None = Field(None, description="Where the version comes from and how to rebuild it")
+    runtime: str | None = Field(None, description="What answers this version: tensorflow, litert (int8) or "
+                                "tfserving")
+    runtime_note: str | None = Field(None, description="Why that runtime (IMGCLF_RUNTIME and the int8 gate)")
+    int8: dict[str, Any] | None = Field(
+        None, description="The int8 model's measured top-1 beside fp32's, per set (model card)")
 
 
 class ModelsResponse(BaseModel):

@@ -221,3 +221,17 @@ async def test_model_calls_stay_under_the_pixel_budget(executor):
     out = await batcher.submit([b"huge"], timeout=5, pixels=[500])  # one image over it runs alone
     assert out.shape == (1, 3) and model.calls[-1] == 1
     await batcher.close()
+
+
+async def test_adaptive_delay_waits_at_most_one_measured_image(executor):
+    model = FakeModel(delay=0.002)
+    batcher = make(model, executor, max_delay_s=5.0, adaptive_delay=True)
+    fixed = make(FakeModel(delay=0.002), executor, max_delay_s=5.0)
+    assert batcher.fill_wait_s == 5.0  # nothing measured yet
+    await batcher.submit([b"x"] * 4, timeout=5)
+    await fixed.submit([b"x"] * 4, timeout=5)
+    # the measured time of one image (a 2 ms call for 4 images), not the 5 s ceiling
+    assert batcher.per_image_s is not None and 0 < batcher.fill_wait_s == batcher.per_image_s < 5.0
+    assert fixed.fill_wait_s == 5.0
+    await batcher.close()
+    await fixed.close()

@@ -32,21 +32,31 @@ function fillTable(models) {
     const created = v.created ? String(v.created).replace("T", " ").slice(0, 16) : "–";
     const labels = el("td", "", named(v.version).join(", ") || "–");
     labels.dataset.testid = "version-labels";
+    const runtime = el("td", "", v.runtime || "–");
+    runtime.dataset.testid = "version-runtime";
+    if (v.runtime_note) runtime.title = v.runtime_note;
     row.append(el("td", "", `v${v.version}`), stateCell, labels, el("td", "", v.labels.join(", ") || "–"),
-      el("td", "", accuracy), el("td", "", created));
+      el("td", "", accuracy), runtime, el("td", "", created));
     // each cell names its column, for the stacked layout on narrow screens
     const headers = document.querySelectorAll(".versions thead th");
     row.querySelectorAll("td").forEach((cell, i) => { cell.dataset.col = headers[i].textContent; });
     if (v.error) {
       const note = el("tr", "error-row");
       const cell = el("td", "error", v.error);
-      cell.colSpan = 6;
+      cell.colSpan = 7;
       note.append(cell);
       return [row, note];
     }
     return [row];
   });
   $("versions-body").replaceChildren(...rows.flat());
+}
+
+// fp32 and int8 top-1 per measured set, from the card's int8 entry.
+function int8Summary(int8) {
+  if (!int8 || !int8.fp32_accuracy) return null;
+  return Object.keys(int8.fp32_accuracy).map((set) =>
+    `${set}: fp32 ${pct(int8.fp32_accuracy[set])}, int8 ${pct(int8.int8_accuracy[set])}`).join("; ");
 }
 
 // What the serving version learned from and how well it does, from its model card.
@@ -66,6 +76,8 @@ function fillModelCard(models) {
       ? `${pct(serving.val_accuracy)}${serving.validation ? ` on ${serving.validation}` : ""}` : null],
     ["Real-like check", typeof serving.reallike_accuracy === "number"
       ? `${pct(serving.reallike_accuracy)} (unseen hands in unseen scenes, webcam-sized)` : null],
+    ["Runtime", serving.runtime && `${serving.runtime}${serving.runtime_note ? ` (${serving.runtime_note})` : ""}`],
+    ["Int8 model", int8Summary(serving.int8)],
     ["Provenance", serving.provenance],
   ].filter(([, value]) => value);
   $("card-facts").replaceChildren(...facts.flatMap(([name, value]) => {

@@ -229,6 +229,8 @@ def test_model_section_and_label_choice(browse, sample_jpeg):
     row = page.locator('[data-testid="version-row"][data-version="1"]')
     assert row.get_by_test_id("version-state").inner_text() == "AVAILABLE"
     assert row.get_by_test_id("version-labels").inner_text() == "stable"
+    assert row.get_by_test_id("version-runtime").inner_text() == "tensorflow"  # IMGCLF_RUNTIME's default
+    assert page.get_by_test_id("card-runtime").inner_text().startswith("tensorflow (IMGCLF_RUNTIME=tensorflow")
     assert "paper, rock, scissors" in row.inner_text()
     b.shot("model")
 

@@ -1,0 +1,328 @@
+"""Runtime benchmark: imgclf on TensorFlow (fp32) and on LiteRT (int8), REST (wrk) and gRPC, vs each model alone.
+
+Run `python bench/runtimes.py` (or `make bench`; needs `wrk` and `h2load`, from Debian's wrk and
+nghttp2-client). In one
+run: the shipped demo version (two copies, versions 1 and 2, both loaded) gets its int8 model
+(`imgclf quantize`, calibrated on `--data`), then for each runtime the model alone is measured in a
+child process (decoding included: the limit no server can beat), then `imgclf serve` under load:
+REST `POST /predict` (multipart) from wrk, an external C load generator with a small Lua script, and
+gRPC `Classify` from h2load (gRPC's framing over HTTP/2; a grpc.aio client when h2load is missing), at each
+concurrency. Every figure is printed as a ratio to the
+same runtime's model-alone limit and to the fp32 runtime's figure for the same cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from serving import Cell, free_port, make_jpeg, run_cell, wait_ready  # bench/serving.py, beside this script
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+RUNTIMES = ("tensorflow", "litert")
+BOUNDARY = "imgclfbench7d1f"
+LUA = """-- POST /predict with one multipart 'file' field: the body comes from bench/runtimes.py
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "multipart/form-data; boundary=%s"
+local f = io.open("%s", "rb")
+wrk.body = f:read("*a")
+f:close()
+"""
+
+
+@dataclass
+class Run:
+    runtime: str
+    limit: dict[str, float]
+    rss_mb: float
+    cells: list[Cell]
+
+
+def multipart(image: bytes) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"hand.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + image + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def model_alone(runtime: str, version: Path, image: bytes, seconds: float, threads: int) -> dict[str, float]:
+    """Child mode: the runtime without a server. Batch-1 time, the decode alone, and the best
+    throughput on this machine (tensorflow: batch 32 on its inter-op pool; litert: one interpreter
+    per core, each decoding and scoring its own images)."""
+    import threading
+
+    import numpy as np
+
+    def timed(fn: Callable[[], object], n: int = 0) -> float:
+        for _ in range(3):
+            fn()
+        times: list[float] = []
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds / 4 or len(times) < n:
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return 1000 * float(np.median(times))
+
+    out: dict[str, float] = {}
+    if runtime == "tensorflow":
+        import tensorflow as tf
+
+        fn = tf.saved_model.load(str(version)).signatures["serving_default"]
+        for batch in (1, 32):
+            x = tf.constant([image] * batch)
+            out[f"batch{batch}_ms"] = timed(lambda: fn(image_bytes=x))  # noqa: B023 (called at once)
+        out["limit_images_per_s"] = max(1000 / out["batch1_ms"], 32_000 / out["batch32_ms"])
+        return out
+    from service.backends.litert import LiteRTModel
+
+    model = LiteRTModel("rps", 1, version, threads=threads)
+    pixels = model.decode(image, max_pixels=16_000_000, min_side=8)[0]
+    out["decode_ms"] = timed(lambda: model.decode(image, max_pixels=16_000_000, min_side=8))
+    out["invoke_ms"] = timed(lambda: model.predict([pixels]))
+    out["batch1_ms"] = timed(lambda: model.predict([model.decode(image, max_pixels=16_000_000, min_side=8)[0]]))
+    count = [0, 0]
+    stop = time.perf_counter() + seconds / 2
+
+    def worker(i: int) -> None:
+        while time.perf_counter() < stop:
+            model.predict([model.decode(image, max_pixels=16_000_000, min_side=8)[0]])
+            count[i] += 1
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    out["limit_images_per_s"] = max(sum(count) / (time.perf_counter() - started), 1000 / out["batch1_ms"])
+    return out
+
+
+def wrk(url: str, body_file: Path, concurrency: int, seconds: float, warmup: float) -> Cell:
+    script = body_file.with_suffix(".lua")
+    script.write_text(LUA % (BOUNDARY, body_file))
+    cmd = ["wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", "--latency", "-s", str(script)]
+    if warmup:
+        subprocess.run([*cmd, f"-d{max(1, round(warmup))}s", f"{url}/predict"], capture_output=True, check=True)
+    text = subprocess.run([*cmd, f"-d{round(seconds)}s", f"{url}/predict"], capture_output=True, text=True,
+                          check=True).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if not m:
+            return float("nan")
+        return float(m[1]) * {"us": 1e-3, "ms": 1.0, "s": 1000.0}[m[2]]
+
+    requests = int(re.search(r"(\d+) requests in", text)[1])  # type: ignore[index]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = int(bad[1]) if bad else 0
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if socket_errors:
+        errors += sum(int(x) for x in socket_errors.groups())
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text)[1])  # type: ignore[index]
+    return Cell("rest-wrk", concurrency, requests, errors, rate * (requests - errors) / max(1, requests),
+                ms("50"), ms("99"))
+
+
+def grpc_body(image: bytes) -> bytes:
+    """One Classify request as gRPC frames it on the wire: no compression, 4-byte length, message."""
+    import struct
+
+    from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
+
+    message = pb.ClassifyRequest(images=[image]).SerializeToString()
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def grpc_failures(url: str) -> int:
+    """gRPC calls answered with an error so far (HTTP/2 says 200 for those too); CANCELLED is the load
+    generator leaving at the end of its time, not the server failing."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics").text
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("imgclf_requests_total{") and 'protocol="grpc"' in line
+               and 'status="OK"' not in line and 'status="CANCELLED"' not in line)
+
+
+def h2load(target: str, body_file: Path, concurrency: int, seconds: float, warmup: float, url: str) -> Cell:
+    """gRPC Classify from h2load (nghttp2's C load generator): gRPC's framing over HTTP/2, one stream per
+    connection, so REST and gRPC are both driven by an external C client."""
+    log_file = body_file.with_suffix(f".{concurrency}.tsv")
+    failed = grpc_failures(url)
+    text = subprocess.run(
+        ["h2load", f"-t{min(2, concurrency)}", f"-c{concurrency}", "-m1", f"-D{round(seconds)}",
+         f"--warm-up-time={max(1, round(warmup))}", "-H", "content-type: application/grpc", "-H", "te: trailers",
+         "-d", str(body_file), f"--log-file={log_file}", f"http://{target}/imgclf.v1.ImageClassifier/Classify"],
+        capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", text)[1])  # type: ignore[index]
+    # the log holds the measured period only (after --warm-up-time); status 0: still running at the end
+    rows = [line.split("\t") for line in log_file.read_text().splitlines() if line]
+    times = sorted(int(r[2]) / 1000 for r in rows if r[1] == "200")
+    errors = sum(r[1] not in ("200", "0") for r in rows) + grpc_failures(url) - failed
+    n = len(times)
+    return Cell("grpc-h2load", concurrency, n, errors, rate * max(0, n - errors) / max(1, n),
+                times[n // 2] if n else float("nan"), times[min(n - 1, int(0.99 * n))] if n else float("nan"))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def serve(runtime: str, models: Path, threads: int) -> tuple[subprocess.Popen[bytes], str, str]:
+    rest, grpc_port = free_port(), free_port()
+    env = {**os.environ, "IMGCLF_MODEL_ROOT": str(models), "IMGCLF_HOST": "127.0.0.1",
+           "IMGCLF_REST_PORT": str(rest), "IMGCLF_GRPC_PORT": str(grpc_port), "IMGCLF_LOG_LEVEL": "warning",
+           "IMGCLF_RUNTIME": runtime, "IMGCLF_LITERT_THREADS": str(threads), "IMGCLF_LATEST_VERSIONS": "2",
+           "IMGCLF_BOOTSTRAP": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([str(BIN / "imgclf"), "serve"], env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{rest}"
+    wait_ready(url, "/readyz", proc)
+    deadline = time.monotonic() + 120  # both versions loaded, not just the first
+    import httpx
+
+    while time.monotonic() < deadline:
+        versions = httpx.get(f"{url}/models").json()["versions"]
+        if sum(v["state"] == "AVAILABLE" for v in versions) == 2:
+            if any(v.get("runtime") != runtime for v in versions):
+                raise RuntimeError(f"asked for {runtime}, got {[v.get('runtime') for v in versions]}")
+            break
+        time.sleep(0.3)
+    return proc, url, f"127.0.0.1:{grpc_port}"
+
+
+def report(runs: list[Run], levels: list[int], command: str) -> str:
+    fp32 = {(c.target, c.concurrency): c.images_per_s for c in runs[0].cells}
+    lines = [f"`{command}`", ""]
+    for run in runs:
+        lim = run.limit
+        extra = (f"; decode {lim['decode_ms']:.2f} ms + invoke {lim['invoke_ms']:.2f} ms" if "decode_ms" in lim
+                 else f"; batch 32 {lim['batch32_ms']:.0f} ms")
+        lines.append(f"- {run.runtime}: model alone batch 1 {lim['batch1_ms']:.2f} ms{extra}; limit "
+                     f"**{lim['limit_images_per_s']:.0f} images/s**; server RSS with 2 versions loaded "
+                     f"{run.rss_mb:.0f} MB")
+    lines += ["", "| runtime | client | concurrency | images/s | p50 ms | p99 ms | x model-alone limit | "
+              "x fp32 runtime | errors |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for run in runs:
+        for c in run.cells:
+            base = fp32.get((c.target, c.concurrency))
+            lines.append(f"| {run.runtime} | {c.target} | {c.concurrency} | {c.images_per_s:.1f} | {c.p50_ms:.1f} | "
+                         f"{c.p99_ms:.1f} | {c.images_per_s / run.limit['limit_images_per_s']:.2f} | "
+                         f"{c.images_per_s / base if base else float('nan'):.2f} | {c.errors} |")
+    lines.append("")
+    if len(runs) == 2 and 32 in levels and 1 in levels:
+        tf_run, lite = runs
+        get = {(r.runtime, c.target, c.concurrency): c for r in runs for c in r.cells}
+        rest32, tf32 = get[("litert", "rest-wrk", 32)], get[("tensorflow", "rest-wrk", 32)]
+        one = get[("litert", "rest-wrk", 1)]
+        bound = 2 * lite.limit["invoke_ms"] + lite.limit["decode_ms"]
+        checks = [
+            (f"REST c=32 int8 {rest32.images_per_s / tf32.images_per_s:.2f}x the fp32 runtime", ">= 2.5x",
+             rest32.images_per_s >= 2.5 * tf32.images_per_s),
+            (f"REST c=32 int8 p99 {rest32.p99_ms:.1f} ms", "<= 100 ms", rest32.p99_ms <= 100),
+            (f"REST c=1 int8 p50 {one.p50_ms:.2f} ms vs 2 x invoke + decode = {bound:.2f} ms", "<=",
+             one.p50_ms <= bound),
+            (f"fp32 REST c=32 at {tf32.images_per_s / tf_run.limit['limit_images_per_s']:.0%} of its limit", ">= 85%",
+             tf32.images_per_s >= 0.85 * tf_run.limit["limit_images_per_s"]),
+            (f"int8 server RSS with 2 versions {lite.rss_mb:.0f} MB", "<= 1024 MB", lite.rss_mb <= 1024),
+        ]
+        grpc_client = next(c.target for c in lite.cells if c.target.startswith("grpc"))
+        for level in levels:
+            g, r = get[("litert", grpc_client, level)], get[("litert", "rest-wrk", level)]
+            checks.append((f"int8 gRPC c={level} {g.images_per_s:.0f} vs REST {r.images_per_s:.0f} images/s",
+                           ">= REST", g.images_per_s >= r.images_per_s))
+        lines += [f"- {what} (target {target}: {'met' if ok else 'NOT met'})" for what, target, ok in checks]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per cell")
+    parser.add_argument("--concurrency", default="1,8,32,128")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "rps-train"),
+                        help="training images for the int8 calibration (class folders, or synthetic)")
+    parser.add_argument("--litert-threads", type=int, default=1, help="IMGCLF_LITERT_THREADS of the server")
+    parser.add_argument("--alone", nargs=2, help=argparse.SUPPRESS)  # child mode: RUNTIME VERSION_DIR
+    parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.alone:
+        print(json.dumps(model_alone(args.alone[0], Path(args.alone[1]), args.image.read_bytes(), args.seconds,
+                                     args.litert_threads)))
+        return 0
+    if shutil.which("wrk") is None:
+        print("wrk is missing: `apt-get install wrk` (or `BENCH=1 bash scripts/setup-system.sh`)", file=sys.stderr)
+        return 2
+    levels = [int(x) for x in args.concurrency.split(",")]
+    image = make_jpeg()
+    command = "python bench/runtimes.py " + " ".join(sys.argv[1:])
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="imgclf-bench-") as tmp:
+        work = Path(tmp)
+        (work / "hand.jpg").write_bytes(image)
+        (work / "body.bin").write_bytes(multipart(image))
+        (work / "grpc.bin").write_bytes(grpc_body(image))
+        models = work / "models"
+        from service.demo import install_demo
+
+        first = install_demo(models, "rps")
+        assert first is not None
+        data = args.data if args.data == "synthetic" or Path(args.data).is_dir() else "synthetic"
+        print(f"quantizing the demo version (calibration: {data}) ...", flush=True)
+        subprocess.run([str(BIN / "imgclf"), "quantize", str(first), "--data", data], check=True,
+                       stdout=subprocess.DEVNULL)
+        shutil.copytree(first, models / "rps" / "2")
+        for runtime in RUNTIMES:
+            print(f"{runtime}: the model alone ...", flush=True)
+            out = subprocess.run([sys.executable, __file__, "--alone", runtime, str(first), "--image",
+                                  str(work / "hand.jpg"), "--seconds", str(max(4.0, args.seconds)),
+                                  "--litert-threads", str(args.litert_threads)],
+                                 check=True, capture_output=True, text=True)
+            limit = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"  {limit}", flush=True)
+            proc, url, grpc_target = serve(runtime, models, args.litert_threads)
+            cells: list[Cell] = []
+            try:
+                rss = rss_mb(proc.pid)
+                for c in levels:
+                    cells.append(wrk(url, work / "body.bin", c, args.seconds, args.warmup))
+                    print(f"  {asdict(cells[-1])}", flush=True)
+                for c in levels:
+                    if shutil.which("h2load"):
+                        cells.append(h2load(grpc_target, work / "grpc.bin", c, args.seconds, args.warmup, url))
+                    else:  # a Python client on the same cores: slower than the server it measures
+                        cells.append(run_cell("grpc-python", grpc_target, image, c, args.seconds, args.warmup))
+                    print(f"  {asdict(cells[-1])}", flush=True)
+                rss = max(rss, rss_mb(proc.pid))
+            finally:
+                proc.terminate()
+                proc.wait(60)
+            runs.append(Run(runtime, limit, rss, cells))
+    text = report(runs, levels, command)
+    print()
+    print(text)
+    results = ROOT / "bench" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (results / f"runtimes-{stamp}.json").write_text(json.dumps(
+        {"runs": [asdict(r) for r in runs], "cpus": os.cpu_count(), "command": command}, indent=2))
+    (results / f"runtimes-{stamp}.md").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

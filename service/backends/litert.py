@@ -1,0 +1,79 @@
+"""In-process int8 runtime: the version's full-integer model on LiteRT (XNNPACK), images decoded by Pillow."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.backends.base import ModelInfo
+from service.images import decode_checked
+from training.export import CARD_FILE, INT8_FILE, LABELS_FILE
+from training.preprocessing import IMAGE_SIZE
+
+log = logging.getLogger(__name__)
+
+# the graph's own limits stay with the request checks; a warm-up image is trusted but still bounded
+_WARMUP_MAX_PIXELS = 16_000_000
+
+
+def int8_gate(card: dict[str, Any], present: bool, max_drop_points: float) -> tuple[bool, str]:
+    """Whether `auto` may serve the int8 model, and why (shown with the version's runtime)."""
+    if not present:
+        return False, f"no {INT8_FILE} (add one with `imgclf quantize VERSION_DIR`)"
+    drop = (card.get("int8") or {}).get("max_drop_points")
+    if drop is None:
+        return False, "the card records no measured int8 accuracy"
+    if drop > max_drop_points:
+        return False, f"int8 top-1 drop {drop:g} points > {max_drop_points:g} allowed"
+    return True, f"int8 top-1 drop {drop:g} points <= {max_drop_points:g} allowed"
+
+
+class LiteRTModel:
+    """One loaded version on LiteRT. `decode` (bytes -> uint8 pixels) may run in any thread; `predict`
+    takes decoded pixels (or bytes, e.g. warm-up images) and must run off the event loop."""
+
+    runtime = "litert"
+
+    def __init__(self, name: str, version: int, path: Path, *, threads: int = 1, reason: str = "",
+                 signature_defs: dict[str, Any] | None = None, warmup_images: list[bytes] | None = None):
+        from training.quantize import LiteRTScorer
+
+        self.path = path
+        labels_file = path / LABELS_FILE
+        if not labels_file.exists():
+            raise ValueError(f"{labels_file} is missing")
+        model_file = path / INT8_FILE
+        if not model_file.exists():
+            raise ValueError(f"{path} has no int8 model ({INT8_FILE}); add one with `imgclf quantize {path}` "
+                             "or serve it with IMGCLF_RUNTIME=tensorflow")
+        labels = tuple(x for x in labels_file.read_text().splitlines() if x)
+        card_file = path / CARD_FILE
+        card = json.loads(card_file.read_text()) if card_file.exists() else {}
+        self._scorer: Any = LiteRTScorer(model_file.read_bytes(), threads=threads)
+        probe = self._scorer(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
+        if probe.shape != (1, len(labels)):
+            raise ValueError(f"{model_file} gives {probe.shape[1]} scores for {len(labels)} labels")
+        self.xnnpack = bool(self._scorer.xnnpack)
+        self.info = ModelInfo(name=name, version=version, labels=labels, card=card,
+                              signature_defs=signature_defs or {}, warmup_images=warmup_images or [],
+                              runtime=self.runtime,
+                              runtime_note=f"{reason}; XNNPACK {'on' if self.xnnpack else 'off'}, "
+                                           f"{threads} thread(s) per interpreter".lstrip("; "))
+
+    @staticmethod
+    def decode(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) -> tuple[np.ndarray, int]:
+        return decode_checked(data, max_pixels=max_pixels, min_side=min_side, index=index, size=IMAGE_SIZE)
+
+    def predict(self, images: Sequence[bytes | np.ndarray]) -> np.ndarray:
+        pixels = [self.decode(x, max_pixels=_WARMUP_MAX_PIXELS, min_side=1)[0] if isinstance(x, bytes) else x
+                  for x in images]
+        # uint8 -> [0, 1] float here, one image at a time, as the graph's convert_image_dtype does
+        return np.asarray(self._scorer(np.asarray(p, dtype=np.float32) * np.float32(1 / 255) for p in pixels))
+
+    def close(self) -> None:
+        self._scorer = None

@@ -1,0 +1,145 @@
+"""The litert runtime: int8 versions behind the same backend interface, chosen per version, on real servers."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.backends.litert import LiteRTModel
+from service.backends.local import LocalBackend, LocalModel
+from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
+from service.grpc._generated.imgclf.v1 import classifier_pb2_grpc
+from training.export import CARD_FILE, INT8_FILE
+
+
+def _copy(trained_result, root: Path, *, drop: float | None = None, int8: bool = True) -> Path:
+    """Version 1 of `root`/rps: the tiny trained version, its int8 file and recorded drop as asked."""
+    version = root / "rps" / "1"
+    shutil.copytree(trained_result.path, version)
+    card = json.loads((version / CARD_FILE).read_text())
+    if drop is not None:
+        card["int8"]["max_drop_points"] = drop
+    (version / CARD_FILE).write_text(json.dumps(card))
+    if not int8:
+        (version / INT8_FILE).unlink()
+    return root
+
+
+@pytest.mark.parametrize(("runtime", "drop", "int8", "expected"), [
+    ("auto", 0.0, True, "litert"),
+    ("auto", 3.0, True, "tensorflow"),  # measured drop above the 0.5-point tolerance
+    ("auto", 0.0, False, "tensorflow"),  # no int8 file: the SavedModel answers
+    ("litert", 3.0, True, "litert"),  # asked for explicitly: the gate does not apply
+    ("tensorflow", 0.0, True, "tensorflow"),
+])
+def test_runtime_is_chosen_per_version(trained_result, tmp_path, runtime, drop, int8, expected):
+    backend = LocalBackend(_copy(trained_result, tmp_path, drop=drop, int8=int8), runtime=runtime)
+    model = backend.load("rps", 1)
+    try:
+        assert model.info.runtime == expected
+        assert isinstance(model, LiteRTModel if expected == "litert" else LocalModel)
+        assert f"IMGCLF_RUNTIME={runtime}" in model.info.runtime_note
+        if expected == "litert":
+            assert model.xnnpack and "XNNPACK on" in model.info.runtime_note
+    finally:
+        model.close()
+
+
+def test_litert_without_an_int8_file_fails_to_load_with_the_fix(trained_result, tmp_path):
+    backend = LocalBackend(_copy(trained_result, tmp_path, int8=False), runtime="litert")
+    with pytest.raises(ValueError, match="imgclf quantize"):
+        backend.load("rps", 1)
+
+
+def test_an_added_int8_file_changes_the_fingerprint(trained_result, tmp_path):
+    root = _copy(trained_result, tmp_path, int8=False)
+    backend = LocalBackend(root, runtime="auto")
+    before = backend.discover("rps")
+    shutil.copy(trained_result.path / INT8_FILE, root / "rps" / "1" / INT8_FILE)
+    assert backend.discover("rps") != before
+    assert LocalBackend(root, runtime="tensorflow").discover("rps") == before
+
+
+def test_litert_scores_follow_tensorflow_on_the_same_bytes(trained_result, sample_jpeg):
+    backend = LocalBackend(trained_result.path.parent.parent, runtime="litert")
+    lite = backend.load("rps", 1)
+    tf_model = LocalBackend(trained_result.path.parent.parent).load("rps", 1)
+    png = io.BytesIO()
+    Image.new("RGB", (90, 120), (220, 40, 200)).save(png, format="PNG")
+    images = [sample_jpeg, png.getvalue()]
+    got, expected = lite.predict(images), tf_model.predict(images)
+    assert got.shape == expected.shape == (2, 3)
+    assert np.abs(got - expected).max() < 0.08
+    # decoded pixels in, as the core hands them over, give the same scores as bytes in
+    pixels = [lite.decode(x, max_pixels=10**7, min_side=8)[0] for x in images]
+    np.testing.assert_allclose(lite.predict(pixels), got, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def litert_server(trained_result, tmp_path_factory):
+    from tests.service.conftest import RunningServer, test_settings
+
+    root = _copy(trained_result, tmp_path_factory.mktemp("litert"), drop=0.0)
+    server = RunningServer(test_settings(root, runtime="auto", decode_threads=2)).start()
+    yield server
+    server.stop()
+
+
+def test_the_server_answers_and_says_which_runtime(litert_server, sample_jpeg):
+    url = litert_server.rest_url
+    r = httpx.post(f"{url}/predict", files=[("file", ("a.jpg", sample_jpeg)), ("file", ("b.jpg", sample_jpeg))])
+    assert r.status_code == 200, r.text
+    a, b = r.json()["predictions"]
+    assert a == b and abs(sum(a["scores"].values()) - 1) < 0.02
+    version = httpx.get(f"{url}/models").json()["versions"][0]
+    assert version["runtime"] == "litert" and "drop 0 points" in version["runtime_note"]
+    assert set(version["int8"]["int8_accuracy"]) == {"validation"}
+    meta = httpx.get(f"{url}/v1/models/rps/metadata").json()["metadata"]
+    assert meta["runtime"]["name"] == "litert"
+    assert httpx.get(f"{url}/v2/models/rps").json()["platform"] == "tensorflow_tflite"
+    assert 'imgclf_model_runtime{model="rps",runtime="litert",version="1"} 1.0' in httpx.get(f"{url}/metrics").text
+    with grpc.insecure_channel(litert_server.grpc_target) as channel:
+        reply = classifier_pb2_grpc.ImageClassifierStub(channel).Classify(
+            pb.ClassifyRequest(images=[sample_jpeg]), timeout=30)
+    assert reply.model_version == 1
+    np.testing.assert_allclose(list(reply.predictions[0].scores), list(a["scores"].values()), atol=1e-5)
+
+
+def test_bad_input_keeps_its_4xx_on_litert(litert_server, sample_jpeg):
+    url = litert_server.rest_url
+
+    def post(data: bytes) -> httpx.Response:
+        return httpx.post(f"{url}/predict", content=data, headers={"content-type": "image/jpeg"})
+
+    assert post(b"not an image").status_code == 400
+    truncated = post(sample_jpeg[: len(sample_jpeg) // 2])
+    assert truncated.status_code == 400 and "corrupt or truncated" in truncated.json()["error"]
+    tiny = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(tiny, format="PNG")
+    assert post(tiny.getvalue()).status_code == 400
+    bomb = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(bomb, format="PNG")  # 400 MP from a few kB: refused from its header
+    r = post(bomb.getvalue())
+    assert r.status_code == 400 and "above the limit" in r.json()["error"]
+    many = httpx.post(f"{url}/predict", files=[("file", ("a.jpg", sample_jpeg))] * 65)
+    assert many.status_code == 413
+
+
+def test_the_request_pixel_total_is_checked_before_decoding(trained_result, tmp_path, start_server, sample_jpeg):
+    side = Image.open(io.BytesIO(sample_jpeg)).size
+    server = start_server(_copy(trained_result, tmp_path, drop=0.0), runtime="litert",
+                          max_request_pixels=2 * side[0] * side[1] - 1)
+    url = f"{server.rest_url}/predict"
+    assert httpx.post(url, files=[("file", ("a.jpg", sample_jpeg))]).status_code == 200
+    r = httpx.post(url, files=[("file", ("a.jpg", sample_jpeg)), ("file", ("b.jpg", sample_jpeg))])
+    assert r.status_code == 413 and "per request" in r.json()["error"]
+    bad = httpx.post(url, files=[("file", ("a.jpg", sample_jpeg)), ("file", ("b.txt", b"text"))])
+    assert bad.status_code == 400 and bad.json()["error"].startswith("image 2: ")

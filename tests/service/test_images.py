@@ -1,0 +1,67 @@
+"""Pillow decoding for the litert runtime against the serving graph's own preprocessing, on real photos."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from service.errors import InvalidInputError
+from service.images import decode_checked
+from training.preprocessing import decode_and_resize
+
+
+def _photo(name: str, size: tuple[int, int]) -> Image.Image:
+    """A real photograph shipped inside scikit-image (no download), resized to `size`."""
+    from skimage import data
+
+    return Image.fromarray(getattr(data, name)()).convert("RGB").resize(size, Image.Resampling.LANCZOS)
+
+
+def _encode(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+CASES = [(name, size, fmt) for name in ("astronaut", "coffee", "chelsea")
+         for size in ((640, 480), (300, 300), (97, 120), (150, 150)) for fmt in ("JPEG", "PNG")]
+
+
+@pytest.mark.parametrize(("name", "size", "fmt"), CASES)
+def test_pixels_match_the_graph(name, size, fmt):
+    data = _encode(_photo(name, size), fmt)
+    graph = decode_and_resize(tf.constant(data)).numpy() * 255
+    pillow, pixels = decode_checked(data, max_pixels=16_000_000, min_side=8)
+    assert pillow.shape == (150, 150, 3) and pillow.dtype == np.uint8 and pixels == size[0] * size[1]
+    diff = np.abs(pillow.astype(np.float32) - graph)
+    if fmt == "PNG":
+        # the same pixels in, the same antialiased bilinear kernel: rounding to 8 bits only
+        assert diff.max() <= 1.01, diff.max()
+    else:
+        # TF's JPEG decoder runs libjpeg's fast integer DCT, Pillow's the accurate one
+        assert diff.max() <= 8.0 and diff.mean() <= 1.5, (diff.max(), diff.mean())
+
+
+def test_grey_and_alpha_become_rgb_as_in_the_graph():
+    rgba = _photo("astronaut", (200, 160)).convert("RGBA")
+    for img in (rgba, rgba.convert("L"), rgba.convert("LA")):
+        data = _encode(img, "PNG")
+        graph = decode_and_resize(tf.constant(data)).numpy() * 255
+        assert np.abs(decode_checked(data, max_pixels=10**8, min_side=8)[0] - graph).max() <= 1.01, img.mode
+
+
+def test_the_request_guards_hold_before_any_decode():
+    good = _encode(_photo("coffee", (64, 64)), "PNG")
+    with pytest.raises(InvalidInputError, match="above the limit"):
+        decode_checked(good, max_pixels=64 * 64 - 1, min_side=8)
+    with pytest.raises(InvalidInputError, match="at least 100"):
+        decode_checked(good, max_pixels=10**8, min_side=100)
+    with pytest.raises(InvalidInputError, match="not a readable image"):
+        decode_checked(b"no image here", max_pixels=10**8, min_side=8)
+    jpeg = _encode(_photo("coffee", (300, 300)), "JPEG")
+    with pytest.raises(InvalidInputError, match=r"image 2: .*corrupt or truncated"):
+        decode_checked(jpeg[: len(jpeg) // 2], max_pixels=10**8, min_side=8, index=2)

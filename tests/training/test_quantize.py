@@ -1,0 +1,80 @@
+"""The int8 model: exported by every training run with its measured accuracy, and added to old versions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from training.data import load_synthetic
+from training.export import CARD_FILE, INT8_FILE
+from training.quantize import LiteRTScorer, pixels_of, quantize_version
+
+
+def test_training_writes_the_int8_model_and_its_accuracy(trained_result):
+    path = trained_result.path
+    card = json.loads((path / CARD_FILE).read_text())
+    record = card["int8"]
+    model = (path / INT8_FILE).read_bytes()
+    assert record["bytes"] == len(model) and record["file"] == INT8_FILE
+    # fp32 was measured on the same validation images as the card's own figure
+    assert record["fp32_accuracy"]["validation"] == card["val_accuracy"]
+    drop = round((record["fp32_accuracy"]["validation"] - record["int8_accuracy"]["validation"]) * 100, 2)
+    assert record["drop_points"]["validation"] == drop == record["max_drop_points"]
+    assert trained_result.int8 == record
+    assert LiteRTScorer(model).xnnpack  # XNNPACK takes the int8 graph
+
+
+def test_int8_scores_follow_the_savedmodel(trained_result):
+    path = trained_result.path
+    fp32 = tf.saved_model.load(str(path))
+    pixels = np.concatenate(pixels_of(load_synthetic(4, seed=77).images))
+    expected = fp32.signatures["serving_pixels"](pixels=tf.constant(pixels))["scores"].numpy()
+    got = LiteRTScorer((path / INT8_FILE).read_bytes())(pixels)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() < 0.08  # int8 steps of the softmax output, not another model
+
+
+def test_quantize_adds_the_int8_model_to_an_existing_version(trained_result, tmp_path):
+    version = tmp_path / "rps" / "1"
+    shutil.copytree(trained_result.path, version)
+    (version / INT8_FILE).unlink()
+    card = json.loads((version / CARD_FILE).read_text())
+    del card["int8"]
+    (version / CARD_FILE).write_text(json.dumps(card))
+
+    record = quantize_version(version, data="synthetic", per_class=6)
+
+    assert (version / INT8_FILE).stat().st_size == record["bytes"]
+    saved = json.loads((version / CARD_FILE).read_text())
+    assert saved["int8"] == record and saved["val_accuracy"] == card["val_accuracy"]
+    assert set(record["fp32_accuracy"]) == {"validation"}
+    assert "18 fresh synthetic" in record["measured_on"]["validation"]
+    assert not [p for p in version.rglob(".tmp-*")]  # written beside, then renamed
+
+
+def test_imgclf_quantize_command(trained_result, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    version = tmp_path / "rps" / "1"
+    shutil.copytree(trained_result.path, version)
+    card = json.loads((version / CARD_FILE).read_text())
+    card["data_source"] = str(tmp_path / "gone")  # the training folder is not on this machine
+    (version / CARD_FILE).write_text(json.dumps(card))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "200", "NO_COLOR": "1"}
+    imgclf = str(Path(sys.executable).parent / "imgclf")
+
+    refused = subprocess.run([imgclf, "quantize", str(version)], env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "pass --data FOLDER" in refused.stderr, refused.stderr
+
+    done = subprocess.run([imgclf, "quantize", str(version), "--data", "synthetic", "--samples-per-class", "4"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((version / CARD_FILE).read_text())["int8"]
+    assert f"max_drop_points={record['max_drop_points']}" in done.stdout
+    assert "validation" in done.stderr and "fp32" in done.stderr  # the side-by-side table

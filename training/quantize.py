@@ -1,0 +1,210 @@
+"""The int8 model beside the SavedModel: full-integer quantization, LiteRT scoring and its accuracy gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from training.data import DataError, ImageSet, load_folder, load_synthetic
+from training.export import CARD_FILE, INT8_FILE, LABELS_FILE
+from training.metrics import confusion
+from training.preprocessing import IMAGE_SIZE, decode_and_resize
+
+REPRESENTATIVE_IMAGES = 200
+# what the file takes and gives: float pixels as the SavedModel's serving_pixels, int8 inside
+INT8_INTERFACE = ("float32 pixels [1, 150, 150, 3] in [0, 1] (the serving graph's decode and resize) -> "
+                  "float32 scores; every operation int8 (TFLITE_BUILTINS_INT8)")
+
+
+def convert_int8(fn: Callable[..., Any], representative: np.ndarray) -> bytes:
+    """Full-integer quantization of `fn` (pixels -> scores), calibrated on `representative` pixels.
+
+    The function is frozen first: Keras 3 and restored SavedModel variables otherwise reach the
+    calibrator as unread resource variables (READ_VARIABLE fails).
+    """
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name="pixels")
+    concrete = fn if hasattr(fn, "structured_input_signature") else tf.function(fn).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(concrete)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.representative_dataset = lambda: ([p[None]] for p in representative)
+    return bytes(converter.convert())
+
+
+class LiteRTScorer:
+    """One LiteRT interpreter per calling thread (an interpreter is not thread-safe), batch 1 each:
+    on a CPU, XNNPACK's int8 kernels run a batch of 32 no faster per image than 32 single calls,
+    and a fixed shape never reallocates tensors."""
+
+    def __init__(self, model: bytes, threads: int = 1):
+        self.model = model
+        self.threads = threads
+        self._local = threading.local()
+        self.xnnpack = self._interpreter()[0].xnnpack
+
+    def _interpreter(self) -> tuple[Any, int, int]:
+        found = getattr(self._local, "interpreter", None)
+        if found is None:
+            from ai_edge_litert.interpreter import Interpreter
+
+            interp = Interpreter(model_content=self.model, num_threads=self.threads)
+            interp.allocate_tensors()
+            # XNNPACK replaces the graph's operations by delegate nodes when it takes them
+            ops = interp._get_ops_details()
+            interp.xnnpack = any("DELEGATE" in str(op.get("op_name", "")) for op in ops)
+            found = (interp, interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"])
+            self._local.interpreter = found
+        return found
+
+    def __call__(self, pixels: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
+        """float32 [n, 150, 150, 3] in [0, 1] (or n such images) -> float32 scores [n, labels]."""
+        interp, inp, out = self._interpreter()
+        rows = []
+        for image in pixels:
+            interp.set_tensor(inp, np.asarray(image, dtype=np.float32)[None])
+            interp.invoke()
+            rows.append(interp.get_tensor(out)[0].copy())
+        return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+def accuracy(predict: Callable[[np.ndarray], np.ndarray], pixels: Iterable[np.ndarray],
+             targets: np.ndarray, n_labels: int) -> tuple[float, list[list[int]]]:
+    """Accuracy and confusion matrix of `predict` over batches of pixels."""
+    pred = np.concatenate([np.asarray(predict(np.asarray(b))).argmax(axis=1) for b in pixels])
+    matrix = confusion(targets, pred, n_labels)
+    return float(np.trace(matrix) / max(1, matrix.sum())), matrix.tolist()
+
+
+def pixels_of(images: Sequence[bytes], batch_size: int = 32) -> list[np.ndarray]:
+    """The serving graph's own decode and resize, in batches."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = tf.constant(list(images[start:start + batch_size]))
+        out.append(tf.map_fn(decode_and_resize, chunk, fn_output_signature=tf.float32).numpy())
+    return out
+
+
+def representative_pixels(images: ImageSet, count: int = REPRESENTATIVE_IMAGES, seed: int = 0) -> np.ndarray:
+    """`count` training images spread evenly over the labels, decoded like the serving graph."""
+    rng = np.random.default_rng(seed)
+    picks: list[int] = []
+    for c in range(len(images.labels)):
+        idx = np.flatnonzero(images.targets == c)
+        if len(idx):
+            picks.extend(rng.choice(idx, min(len(idx), -(-count // len(images.labels))), replace=False).tolist())
+    return np.concatenate(pixels_of([images.images[i] for i in sorted(picks)[:count]]))
+
+
+def gate_record(measured: dict[str, tuple[float, float]], *, representative: int, size: int,
+                measured_on: dict[str, str]) -> dict[str, Any]:
+    """The card's `int8` entry: fp32 and int8 top-1 per set, the drop in points, what was used."""
+    drops = {k: round((fp32 - int8) * 100, 2) for k, (fp32, int8) in measured.items()}
+    return {
+        "file": INT8_FILE, "bytes": size, "interface": INT8_INTERFACE,
+        "representative_images": representative,
+        "fp32_accuracy": {k: round(v[0], 4) for k, v in measured.items()},
+        "int8_accuracy": {k: round(v[1], 4) for k, v in measured.items()},
+        "drop_points": drops,
+        # what `auto` compares with IMGCLF_INT8_MAX_DROP_POINTS: the worst set
+        "max_drop_points": max(drops.values()) if drops else None,
+        "measured_on": measured_on,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write beside the target and rename: a reader sees the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _sources(version_dir: Path, card: dict[str, Any], data: str | None) -> tuple[ImageSet, str]:
+    source = data or card.get("data_source") or ""
+    if source == "synthetic" or str(source).startswith("synthetic"):
+        return load_synthetic(max(20, REPRESENTATIVE_IMAGES // 3), seed=card.get("seed", 0)), "synthetic"
+    if not source or not Path(source).is_dir():
+        raise DataError(f"{version_dir} needs its training images for calibration and the accuracy check: "
+                        "pass --data FOLDER (class folders, e.g. ../shared/data/rps-train) or --data synthetic")
+    return load_folder(source), str(source)
+
+
+def quantize_version(version_dir: str | Path, *, data: str | None = None, per_class: int = 50,
+                     seed: int = 1) -> dict[str, Any]:
+    """Add the int8 model to an existing version and record its measured accuracy drop in the card.
+
+    Calibration uses training images (the card's validation hands excluded); the drop is measured on
+    the held-out hands as plain renders and on a real-like set of `per_class` scenes per label
+    (synthetic versions: a fresh synthetic set). Returns the card's new `int8` entry.
+    """
+    version_dir = Path(version_dir)
+    if not (version_dir / "saved_model.pb").exists():
+        raise DataError(f"{version_dir} is not an exported version (no saved_model.pb)")
+    labels = tuple(x for x in (version_dir / LABELS_FILE).read_text().splitlines() if x)
+    card_path = version_dir / CARD_FILE
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    images, source = _sources(version_dir, card, data)
+    held = set(card.get("validation_hands") or [])
+    groups = images.groups()
+    train_part = images.subset(np.flatnonzero([g not in held for g in groups]))
+    remap = np.array([labels.index(n) if n in labels else -1 for n in images.labels])
+    if (remap < 0).any():
+        raise DataError(f"{source} has classes {list(images.labels)}, the model knows {list(labels)}")
+
+    loaded = tf.saved_model.load(str(version_dir))  # kept: its signatures only reference its variables
+    fp32 = loaded.signatures["serving_pixels"]
+    representative = representative_pixels(train_part, seed=seed)
+    model = convert_int8(fp32, representative)
+    scorer = LiteRTScorer(model, threads=max(1, min(2, os.cpu_count() or 1)))
+
+    def fp32_predict(x: np.ndarray) -> np.ndarray:
+        return np.asarray(fp32(pixels=tf.constant(x))["scores"])
+
+    sets: dict[str, tuple[list[bytes], np.ndarray]] = {}
+    measured_on: dict[str, str] = {}
+    if source == "synthetic":
+        fresh = load_synthetic(per_class, seed=seed + 1000)
+        sets["validation"] = (fresh.images, remap[fresh.targets])
+        measured_on["validation"] = f"{len(fresh)} fresh synthetic renders (seed {seed + 1000})"
+    else:
+        plain = images.subset(np.flatnonzero([g in held for g in groups])) if held else images.subset(
+            np.arange(0, len(images), max(1, len(images) // (per_class * len(images.labels)))))
+        sets["validation"] = (plain.images, remap[plain.targets])
+        measured_on["validation"] = (f"{len(plain)} plain renders of the held-out hands {sorted(held)}" if held
+                                     else f"{len(plain)} training images (the card names no held-out hands)")
+        from training.evaluate import reallike_images
+
+        real = reallike_images(version_dir, labels, source, per_class, seed=12345 + seed)
+        sets["reallike"] = (real.images, real.targets)
+        measured_on["reallike"] = f"{len(real)} real-like scenes ({per_class} per label, seed {12345 + seed})"
+    measured = {}
+    for key, (encoded, truth) in sets.items():
+        batches = pixels_of(encoded)
+        measured[key] = (accuracy(fp32_predict, batches, truth, len(labels))[0],
+                         accuracy(scorer, batches, truth, len(labels))[0])
+    record = gate_record(measured, representative=len(representative), size=len(model),
+                         measured_on=measured_on)
+    card["int8"] = record
+    # the card first: a server reloads the version when the int8 file appears, and must read its gate
+    _atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode())
+    _atomic_write(version_dir / INT8_FILE, model)
+    return record
