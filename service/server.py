@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import gc
 import logging
 import signal
 import socket
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 import grpc
 import uvicorn
 
+from service import heap
 from service.auth import KeyChecker
 from service.backends.base import Backend
 from service.core import ServingCore
@@ -115,12 +115,9 @@ class ImgclfServer:
         if self.teach is not None:
             self.teach.recover([spec.name for spec in specs])
         await self.core.start(specs)  # first scan and load; not ready until a version is warm
-        # TensorFlow's import and the loaded versions leave millions of long-lived objects, which
-        # every full collection walked again: a 100+ ms pause of the event loop every few seconds
-        # under load (p99 at c=8 on the int8 runtime 121-166 ms without, 47-52 ms with); garbage is
-        # collected first, as frozen objects are never freed
-        gc.collect()
-        gc.freeze()
+        # before traffic: start-up garbage collected, the long-lived heap frozen (see service.heap;
+        # p99 at c=8 on the int8 runtime 121-166 ms without, 47-52 ms with)
+        heap.collect_and_freeze()
         self._health_task = asyncio.get_running_loop().create_task(self._follow_readiness())
         log.info("serving %s: REST on %s:%d, gRPC on %s:%d", self.core.models(), s.host, self.rest_port,
                  s.host, self.grpc_port)
