@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import grpc
 import uvicorn
+from fastapi import FastAPI
 
 from service import heap
 from service.auth import KeyChecker
@@ -60,6 +61,7 @@ class ImgclfServer:
         self.settings = settings
         self.core = ServingCore(settings, backend or make_backend(settings))
         self.teach: TeachCore | None = TeachCore(settings, self.core) if settings.teach else None
+        self.app: FastAPI | None = None  # the REST app under the early-admission layer
         self.rest_port = 0
         self.grpc_port = 0
         self._uvicorn: _Uvicorn | None = None
@@ -94,7 +96,8 @@ class ImgclfServer:
             self.core, f"{'[' + s.host + ']' if ':' in s.host else s.host}:{s.grpc_port}")
         await self._grpc.start()
         await self._health.refresh()
-        app = EarlyAdmission(create_app(s, self.core, self.teach), self.core, KeyChecker(s))
+        self.app = create_app(s, self.core, self.teach)
+        app = EarlyAdmission(self.app, self.core, KeyChecker(s))
         tls = s.tls_client_ca_file
         # JSON logs: uvicorn's loggers go through ours instead of its own formatter
         config = uvicorn.Config(app, log_level=s.log_level, access_log=False, lifespan="off",

@@ -33,7 +33,7 @@ def keyed(trained_model_root) -> Iterator[RunningServer]:
 
 def _rest_routes(server: RunningServer) -> list[tuple[str, str]]:
     """Every (method, concrete path): the OpenAPI paths plus the page, its files and the docs."""
-    app = server.server._uvicorn.config.app
+    app = server.server.app
     fill = {"model": "rps", "ver": "1", "tail": "rps:predict"}
     out = []
     for path, ops in app.openapi()["paths"].items():
