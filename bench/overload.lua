@@ -1,7 +1,7 @@
 -- Open-loop POST /predict load for wrk, one connection per thread (-t N -c N), so each thread's
 -- request() and response() alternate and every answer's latency can be timed by status.
 -- args: image file, requests per second per thread (0: back to back), expected label, out prefix.
--- Each thread writes "status latency_s retry_after correct" lines to <prefix>-<thread>.txt.
+-- Each thread writes "status latency_s retry_after correct sent_at_s" lines to <prefix>-<thread>.txt.
 local ffi = require("ffi")
 ffi.cdef [[
   typedef struct { long tv_sec; long tv_nsec; } imgclf_timespec;
@@ -29,7 +29,7 @@ function init(args)
   f:close()
   local rate = tonumber(args[2])
   interval = rate > 0 and 1 / rate or 0
-  label = '"label":"' .. args[3] .. '"'
+  label = '"label"%s*:%s*"' .. args[3]:gsub("%p", "%%%0") .. '"'
   out = assert(io.open(args[4] .. "-" .. id .. ".txt", "w"))
   out:setvbuf("line")
   req = wrk.format("POST", "/predict", { ["Content-Type"] = "image/jpeg" }, image)
@@ -54,6 +54,6 @@ end
 function response(status, headers, body)
   local latency = now() - sent_at
   local retry = (headers["retry-after"] or headers["Retry-After"]) and 1 or 0
-  local correct = (status == 200 and string.find(body, label, 1, true)) and 1 or 0
-  out:write(string.format("%d %.6f %d %d\n", status, latency, retry, correct))
+  local correct = (status == 200 and string.find(body, label)) and 1 or 0
+  out:write(string.format("%d %.6f %d %d %.6f\n", status, latency, retry, correct, sent_at))
 end

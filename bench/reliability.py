@@ -156,7 +156,7 @@ def run_wrk(url: str, image_file: Path, label: str, seconds: float, connections:
     answers = []
     for part in prefix.parent.glob(prefix.name + "-*.txt"):
         for line in part.read_text().splitlines():
-            status, latency, retry, ok = line.split()
+            status, latency, retry, ok = line.split()[:4]
             answers.append((int(status), float(latency), retry == "1", ok == "1"))
         part.unlink()
     return answers, errors

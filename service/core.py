@@ -19,7 +19,6 @@ from service.images import check_image, header_pixels
 from service.metrics import Metrics
 from service.model_config import ModelSpec
 from service.model_set import ModelSet
-from service.priority import lower_this_thread
 from service.registry import ModelRegistry
 from service.settings import ServeSettings
 
@@ -75,13 +74,12 @@ class ServingCore:
     def __init__(self, settings: ServeSettings, backend: Backend, metrics: Metrics | None = None):
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="imgclf-infer",
-                                           initializer=lower_this_thread,
-                                           initargs=(settings.inference_nice,))
+        self.executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="imgclf-infer")
         # one thread checks big uploads: a flood of huge images queues here instead of taking
-        # every core from the model and from small requests (checked on the loop)
+        # every core from the model and from small requests (checked in the decode pool)
         self.checker = ThreadPoolExecutor(1, thread_name_prefix="imgclf-check")
-        # litert versions decode and resize here (Pillow releases the GIL), beside the model calls
+        # small uploads are checked here, and litert versions decode and resize here (Pillow releases
+        # the GIL), beside the model calls
         self.decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="imgclf-decode")
         self.backend = backend
         self.models_set = ModelSet(settings, backend, self.metrics, self.executor)
@@ -229,10 +227,12 @@ class ServingCore:
                 return [check_image(data, max_pixels=s.max_image_pixels, min_side=s.min_image_side,
                                     index=i + 1 if many else 0) for i, data in enumerate(images)]
 
-            if sum(len(i) for i in images) > 256 * 1024:  # big inputs: check off the event loop
-                checked = await asyncio.get_running_loop().run_in_executor(self.checker, check)
-            else:
-                checked = check()
+            # never on the event loop: the check decodes (at 1/8 scale for JPEG), ~1 ms for a webcam
+            # frame, and under load a burst of them would delay every other client's answer, a 429
+            # included. Big inputs queue on one thread of their own, behind each other only.
+            big = sum(len(i) for i in images) > 256 * 1024
+            checked = await asyncio.get_running_loop().run_in_executor(self.checker if big else self.decoder,
+                                                                       check)
         self._check_total(sum(c[1] for c in checked))
         return checked
 

@@ -47,7 +47,8 @@ def make_router(core: ServingCore) -> APIRouter:
         # on the int8 runtime; PredictResponse still describes it in the OpenAPI schema
         return Response(json.dumps({
             "model_name": result.model_name, "model_version": result.model_version,
-            "predictions": [p.__dict__ for p in result.predictions]}).encode(), media_type="application/json")
+            "predictions": [p.__dict__ for p in result.predictions]}, separators=(",", ":")).encode(),
+            media_type="application/json")
 
     @router.get("/models", response_model=ModelsResponse, tags=["models"],
                 summary="Versions seen, their state and labels")
