@@ -76,10 +76,9 @@ class ServingCore:
         self.metrics = metrics or Metrics()
         self.executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="imgclf-infer")
         # one thread checks big uploads: a flood of huge images queues here instead of taking
-        # every core from the model and from small requests (checked in the decode pool)
+        # every core from the model and from small requests (checked on the loop)
         self.checker = ThreadPoolExecutor(1, thread_name_prefix="imgclf-check")
-        # small uploads are checked here, and litert versions decode and resize here (Pillow releases
-        # the GIL), beside the model calls
+        # litert versions decode and resize here (Pillow releases the GIL), beside the model calls
         self.decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="imgclf-decode")
         self.backend = backend
         self.models_set = ModelSet(settings, backend, self.metrics, self.executor)
@@ -227,12 +226,10 @@ class ServingCore:
                 return [check_image(data, max_pixels=s.max_image_pixels, min_side=s.min_image_side,
                                     index=i + 1 if many else 0) for i, data in enumerate(images)]
 
-            # never on the event loop: the check decodes (at 1/8 scale for JPEG), ~1 ms for a webcam
-            # frame, and under load a burst of them would delay every other client's answer, a 429
-            # included. Big inputs queue on one thread of their own, behind each other only.
-            big = sum(len(i) for i in images) > 256 * 1024
-            checked = await asyncio.get_running_loop().run_in_executor(self.checker if big else self.decoder,
-                                                                       check)
+            if sum(len(i) for i in images) > 256 * 1024:  # big inputs: check off the event loop
+                checked = await asyncio.get_running_loop().run_in_executor(self.checker, check)
+            else:
+                checked = check()  # a webcam frame: ~1 ms, less than a hop to a thread and back under load
         self._check_total(sum(c[1] for c in checked))
         return checked
 
