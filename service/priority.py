@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -19,14 +20,22 @@ def _lower(tid: int, niceness: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, target)
 
 
+def lower_this_thread(niceness: int) -> None:
+    """For a thread pool's initializer: this thread, and every thread it starts, runs at lower priority."""
+    if niceness <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        _lower(threading.get_native_id(), niceness)
+    except OSError as exc:  # a sandbox that forbids it: run at normal priority
+        log.debug("cannot lower this thread's priority: %s", exc)
+
+
 def lower_compute_threads(niceness: int) -> int:
     """Lower the priority of the runtime's compute threads (created lazily, by the first model call).
 
     With inference saturating both cores, the event loop would otherwise wait its turn in the
     scheduler behind them, and even a request refused at once (429) would take tens of ms.
-    Only the runtime's own pools: they never hold the GIL. Python threads (inference calls, the
-    loader) stay at normal priority, as a low-priority thread descheduled while holding the GIL
-    would stall the event loop instead of yielding to it. Returns how many threads were lowered.
+    Returns how many threads were lowered.
     """
     if niceness <= 0 or not TASKS.is_dir():
         return 0

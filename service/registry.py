@@ -18,7 +18,7 @@ from service.batching import Batcher, BatchStats
 from service.errors import InvalidInputError, NotFoundError, UnavailableError
 from service.metrics import Metrics
 from service.model_config import ModelSpec
-from service.priority import lower_compute_threads
+from service.priority import lower_compute_threads, lower_this_thread
 from service.settings import ServeSettings
 from service.teach import verdicts
 from service.teach.gate import GateRejected, ReferenceGate
@@ -61,7 +61,8 @@ class ModelRegistry:
         self.backend = backend
         self.metrics = metrics
         self._inference = inference_executor
-        self._loader = ThreadPoolExecutor(1, thread_name_prefix="imgclf-load")
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="imgclf-load", initializer=lower_this_thread,
+                                          initargs=(settings.inference_nice,))
         self.versions: dict[int, ServedVersion] = {}  # every version seen, for status
         self._serving: dict[int, ServedVersion] = {}  # AVAILABLE ones only: the routing table
         self._poll_task: asyncio.Task[None] | None = None

@@ -74,9 +74,9 @@ class ServeSettings(BaseSettings):
     inference_threads: int = Field(
         2, ge=1, le=64, description="Threads running model calls (batches in flight)")
     inference_nice: int = Field(
-        10, ge=0, le=19, description="How much lower the CPU priority of the model runtime's compute threads "
-        "is than that of the threads answering requests (0: the same), so a busy model never delays reading "
-        "or refusing a request")
+        10, ge=0, le=19, description="How much lower the CPU priority of the model's threads (runtime pools, "
+        "inference and loading) is than that of the threads answering requests (0: the same), so a busy "
+        "model never delays reading or refusing a request")
     max_body_bytes: int = Field(
         20 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above)")
     max_image_pixels: int = Field(
