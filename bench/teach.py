@@ -23,15 +23,10 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import free_port, wait_ready  # bench/serving.py, beside this script
+
 MOVES = ("rock", "paper", "scissors")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Load:
@@ -113,14 +108,8 @@ def main() -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
+        wait_ready(url, "/readyz", proc)
         client = httpx.Client(timeout=60)
-        for _ in range(600):
-            try:
-                if client.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
         taught = {m: held_still(m, args.frames, seed=1) for m in MOVES}
         fresh = {m: held_still(m, 30, seed=2) for m in MOVES}  # never stored: the job and the gate never see them
         for move, images in taught.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -14,6 +13,8 @@ from service import request_log
 from service.auth import KeyChecker
 from service.core import ServingCore
 from service.errors import OverloadedError, ServiceError
+from service.rest.guards import send_json
+from service.rest.middleware import protocol_of
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +91,11 @@ class EarlyAdmission:
     async def refuse(self, scope: Scope, send: Send, route: str, error: OverloadedError) -> None:
         """Send the 429 and count it, as the full stack would have; the body is never read."""
         started = time.perf_counter()
-        body = json.dumps({"error": error.message}).encode()
         given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
-        rid = request_log.request_id(given)
-        await send({"type": "http.response.start", "status": 429,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"retry-after", str(max(1, round(error.retry_after or 1))).encode()),
-                                (b"x-request-id", rid.encode())]})
-        await send({"type": "http.response.body", "body": body})
-        protocol = "rest" if route == "/predict" else ("tfserving" if route.startswith("/v1/") else "v2")
+        await send_json(send, 429, error.message,
+                        [(b"retry-after", str(max(1, round(error.retry_after or 1))).encode()),
+                         (b"x-request-id", request_log.request_id(given).encode())])
+        protocol = protocol_of(scope["path"])
         self.core.metrics.requests.labels(route, protocol, "429").inc()
         self.core.metrics.latency.labels(route, protocol).observe(time.perf_counter() - started)
         self._note_refused()

@@ -58,7 +58,7 @@ class MetricsMiddleware:
         status = 500
         given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
         rid = request_log.request_id(given)
-        protocol = _protocol(scope["path"])
+        protocol = protocol_of(scope["path"])
         entry = request_log.begin(rid, protocol, scope["path"])
 
         async def tracking(message: Message) -> None:
@@ -79,7 +79,8 @@ class MetricsMiddleware:
             request_log.end(entry, status)
 
 
-def _protocol(path: str) -> str:
+def protocol_of(path: str) -> str:
+    """The metrics' protocol label of a REST path."""
     if path.startswith("/v1/"):
         return "tfserving"
     if path.startswith("/v2"):

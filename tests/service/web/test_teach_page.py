@@ -72,6 +72,20 @@ def _predicted_version(server) -> int:
     return r.json()["model_version"]
 
 
+def _taught_server(start_server, trained_model_root, tmp_path, per_label: int, **settings):
+    """A teach-enabled server on a copy of the tiny model, with `per_label` stored examples per move."""
+    from tests.service.teach.conftest import hand_jpeg
+
+    root = tmp_path / "models"
+    shutil.copytree(trained_model_root / "rps" / "1", root / "rps" / "1")
+    server = start_server(root, teach=True, data_root=tmp_path / "data", **settings)
+    for label in LABELS:
+        for i in range(per_label):
+            httpx.post(f"{server.rest_url}/v1/models/rps/examples", data={"label": label},
+                       files={"file": ("f.jpg", hand_jpeg(label, i), "image/jpeg")}).raise_for_status()
+    return server
+
+
 def test_capture_train_gate_swap_rollback(teach_server, tmp_path):
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing", pytrace=False)
@@ -124,15 +138,8 @@ def test_capture_train_gate_swap_rollback(teach_server, tmp_path):
 def test_cancel_from_the_page_leaves_no_version(start_server, trained_model_root, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from tests.service.teach.conftest import hand_jpeg
-
     root = tmp_path / "models"
-    shutil.copytree(trained_model_root / "rps" / "1", root / "rps" / "1")
-    server = start_server(root, teach=True, data_root=tmp_path / "data", teach_epochs=200)
-    for label in LABELS:
-        for i in range(4):
-            httpx.post(f"{server.rest_url}/v1/models/rps/examples", data={"label": label},
-                       files={"file": ("f.jpg", hand_jpeg(label, i), "image/jpeg")}).raise_for_status()
+    server = _taught_server(start_server, trained_model_root, tmp_path, 4, teach_epochs=200)
     clip = tmp_path / "paper.y4m"
     write_clip(clip, "paper", frames=4)
     with sync_playwright() as pw:
@@ -176,15 +183,8 @@ def test_server_restart_mid_job_leaves_no_half_version_and_the_page_keeps_the_ex
         start_server, trained_model_root, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from tests.service.teach.conftest import hand_jpeg
-
     root, data = tmp_path / "models", tmp_path / "data"
-    shutil.copytree(trained_model_root / "rps" / "1", root / "rps" / "1")
-    server = start_server(root, teach=True, data_root=data, teach_epochs=1000)
-    for label in LABELS:
-        for i in range(3):
-            httpx.post(f"{server.rest_url}/v1/models/rps/examples", data={"label": label},
-                       files={"file": ("f.jpg", hand_jpeg(label, i), "image/jpeg")}).raise_for_status()
+    server = _taught_server(start_server, trained_model_root, tmp_path, 3, teach_epochs=1000)
     clip = tmp_path / "paper.y4m"
     write_clip(clip, "paper", frames=4)
     with sync_playwright() as pw:
