@@ -21,6 +21,7 @@ class Recipe:
     none_label: bool  # add the `none` class (scenes without a hand)
     label_smoothing: float = 0.0
     variants: int = 0  # scenes rendered per hand (augment=scenes)
+    warmup_epochs: int = 0  # rise linearly to learning_rate first (with cosine)
 
 
 RECIPES = {

@@ -246,8 +246,13 @@ def train(config: TrainConfig) -> TrainResult:
     with strategy.scope():
         rate: float | keras.optimizers.schedules.LearningRateSchedule = recipe.learning_rate
         if recipe.cosine:  # cosine decay calms the late-epoch swings that a constant rate leaves
+            # a linear warm-up first: at the full rate from step 0, BN statistics and a strong
+            # augmentation kept the real-hands run at chance for its first 4 epochs
+            warmup = steps * min(recipe.warmup_epochs, recipe.epochs - 1)
             rate = keras.optimizers.schedules.CosineDecay(
-                recipe.learning_rate, decay_steps=steps * recipe.epochs, alpha=0.05)
+                recipe.learning_rate / 10 if warmup else recipe.learning_rate,
+                decay_steps=steps * recipe.epochs - warmup, alpha=0.05,
+                warmup_target=recipe.learning_rate if warmup else None, warmup_steps=warmup)
         model = make_model(num_classes=len(datasets.labels), learning_rate=rate, arch=recipe.arch,
                            optimizer=recipe.optimizer, label_smoothing=recipe.label_smoothing)
     best = BestEpoch()
