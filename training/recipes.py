@@ -33,9 +33,12 @@ RECIPES = {
     "rendered": Recipe("rendered", arch="talk", optimizer="adam", learning_rate=3e-4, cosine=True, epochs=15,
                        batch_size=32, augment="none", split="random", none_label=False),
     # CGI hands cut out and composited into scenes, a `none` class, validation on unseen hands.
+    # 55 epochs over 6 scenes per hand: measured against 22 epochs over 2 (seed 0), validation
+    # rose from 86.7% to 96.4% and the real-like check from 74.5% to 92.5% in less time, since
+    # the network now works at 112 px
     "real-hands": Recipe("real-hands", arch="compact", optimizer="adamw", learning_rate=2e-3, cosine=True,
-                         epochs=22, batch_size=32, augment="scenes", split="by-hand", none_label=True,
-                         label_smoothing=0.1, variants=2),
+                         epochs=55, batch_size=32, augment="scenes", split="by-hand", none_label=True,
+                         label_smoothing=0.1, variants=6, warmup_epochs=2),
 }
 
 

@@ -217,6 +217,20 @@ def _datasets(config: TrainConfig, recipe: Recipe) -> Datasets:
                          augment=recipe.augment != "none", by_hand=recipe.split == "by-hand")
 
 
+def learning_rate(recipe: Recipe, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The recipe's rate: constant, or cosine-decayed over the run after an optional linear warm-up."""
+    if not recipe.cosine:
+        return recipe.learning_rate
+    # cosine decay calms the late-epoch swings that a constant rate leaves; the warm-up matters
+    # because at the full rate from step 0 (batch statistics still settling, strong augmentation)
+    # the real-hands run stayed at chance for its first 4 epochs
+    warmup = steps_per_epoch * min(recipe.warmup_epochs, recipe.epochs - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        recipe.learning_rate / 10 if warmup else recipe.learning_rate,
+        decay_steps=steps_per_epoch * recipe.epochs - warmup, alpha=0.05,
+        warmup_target=recipe.learning_rate if warmup else None, warmup_steps=warmup)
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run the whole job: data, fit, best epoch, reports, export. Returns what was written."""
     config.validate()
@@ -244,17 +258,8 @@ def train(config: TrainConfig) -> TrainResult:
     strategy = make_strategy(config.strategy)
     steps = datasets.steps_per_epoch or max(1, -(-datasets.train_size() // recipe.batch_size))
     with strategy.scope():
-        rate: float | keras.optimizers.schedules.LearningRateSchedule = recipe.learning_rate
-        if recipe.cosine:  # cosine decay calms the late-epoch swings that a constant rate leaves
-            # a linear warm-up first: at the full rate from step 0, BN statistics and a strong
-            # augmentation kept the real-hands run at chance for its first 4 epochs
-            warmup = steps * min(recipe.warmup_epochs, recipe.epochs - 1)
-            rate = keras.optimizers.schedules.CosineDecay(
-                recipe.learning_rate / 10 if warmup else recipe.learning_rate,
-                decay_steps=steps * recipe.epochs - warmup, alpha=0.05,
-                warmup_target=recipe.learning_rate if warmup else None, warmup_steps=warmup)
-        model = make_model(num_classes=len(datasets.labels), learning_rate=rate, arch=recipe.arch,
-                           optimizer=recipe.optimizer, label_smoothing=recipe.label_smoothing)
+        model = make_model(num_classes=len(datasets.labels), learning_rate=learning_rate(recipe, steps),
+                           arch=recipe.arch, optimizer=recipe.optimizer, label_smoothing=recipe.label_smoothing)
     best = BestEpoch()
     fit = model.fit(
         datasets.train, validation_data=datasets.val, epochs=recipe.epochs, verbose=2,

@@ -39,6 +39,8 @@ def test_compact_network_is_small_and_pools_globally():
     assert 500_000 < model.count_params() < 800_000
     assert any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in model.layers)
     assert not any(isinstance(layer, keras.layers.Flatten) for layer in model.layers)
+    # it works at 112 px inside the graph; the input stays the served 150x150
+    assert model.get_layer("work_size").compute_output_shape((None, 150, 150, 3)) == (None, 112, 112, 3)
 
 
 def test_unknown_arch_is_refused():

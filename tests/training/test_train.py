@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from training.data import DataError, load_synthetic
 from training.export import CARD_FILE, LABELS_FILE, WARMUP_FILE, scan_versions
-from training.train import BestEpoch, TrainConfig, train
+from training.recipes import RECIPES
+from training.train import BestEpoch, TrainConfig, learning_rate, train
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +164,21 @@ def test_best_epoch_in_a_real_fit():
     assert acc == pytest.approx(history["val_accuracy"][ranked[0]])
     assert loss == pytest.approx(history["val_loss"][ranked[0]], rel=1e-4)
     assert loss != pytest.approx(history["val_loss"][-1], rel=1e-4)
+
+
+def test_the_real_hands_rate_warms_up_then_decays():
+    recipe = RECIPES["real-hands"]
+    rate = learning_rate(recipe, steps_per_epoch=10)
+    warmup = 10 * recipe.warmup_epochs
+    assert warmup > 0
+    at = [float(rate(step)) for step in (0, warmup // 2, warmup, 10 * recipe.epochs)]
+    assert at[0] == pytest.approx(recipe.learning_rate / 10)
+    assert at[0] < at[1] < at[2] == pytest.approx(recipe.learning_rate)
+    assert at[3] == pytest.approx(recipe.learning_rate * 0.05, rel=1e-3)  # cosine's floor at the end
+
+
+def test_talk_recipe_keeps_a_constant_rate():
+    assert learning_rate(RECIPES["talk"], steps_per_epoch=10) == RECIPES["talk"].learning_rate
 
 
 def test_missing_data_fails_before_writing_anything(tmp_path):
