@@ -1,14 +1,14 @@
 """Runtime benchmark: imgclf on TensorFlow (fp32) and on LiteRT (int8), REST (wrk) and gRPC, vs each model alone.
 
 Run `python bench/runtimes.py` (or `make bench`; needs `wrk` and `h2load`, from Debian's wrk and
-nghttp2-client). In one
-run: the shipped demo version (two copies, versions 1 and 2, both loaded) gets its int8 model
-(`imgclf quantize`, calibrated on `--data`), then for each runtime the model alone is measured in a
-child process (decoding included: the limit no server can beat), then `imgclf serve` under load:
-REST `POST /predict` (multipart) from wrk, an external C load generator with a small Lua script, and
-gRPC `Classify` from h2load (gRPC's framing over HTTP/2; a grpc.aio client when h2load is missing), at each
-concurrency. Every figure is printed as a ratio to the
-same runtime's model-alone limit and to the fp32 runtime's figure for the same cell.
+nghttp2-client). In one run: the shipped demo version (two copies, versions 1 and 2, both loaded;
+it ships its int8 model, and an older one without gets it from `imgclf quantize`, calibrated on
+`--data`), then for each runtime the model alone is measured in a child process (decoding
+included: the limit no server can beat), then `imgclf serve` under load: REST `POST /predict`
+(multipart) from wrk, an external C load generator with a small Lua script, and gRPC `Classify`
+from h2load (gRPC's framing over HTTP/2; a grpc.aio client when h2load is missing), at each
+concurrency. Every figure is printed as a ratio to the same runtime's model-alone limit and to the
+fp32 runtime's figure for the same cell.
 """
 
 from __future__ import annotations
@@ -281,10 +281,11 @@ def main() -> int:
 
         first = install_demo(models, "rps")
         assert first is not None
-        data = args.data if args.data == "synthetic" or Path(args.data).is_dir() else "synthetic"
-        print(f"quantizing the demo version (calibration: {data}) ...", flush=True)
-        subprocess.run([str(BIN / "imgclf"), "quantize", str(first), "--data", data], check=True,
-                       stdout=subprocess.DEVNULL)
+        if not (first / "assets.extra" / "model_int8.tflite").is_file():  # demos from before int8 export
+            data = args.data if args.data == "synthetic" or Path(args.data).is_dir() else "synthetic"
+            print(f"quantizing the demo version (calibration: {data}) ...", flush=True)
+            subprocess.run([str(BIN / "imgclf"), "quantize", str(first), "--data", data], check=True,
+                           stdout=subprocess.DEVNULL)
         shutil.copytree(first, models / "rps" / "2")
         for runtime in RUNTIMES:
             print(f"{runtime}: the model alone ...", flush=True)

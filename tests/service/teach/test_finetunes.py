@@ -82,11 +82,11 @@ def test_finetune_gate_swap_rollback_restore(demo_server, demo_root):
 
 
 def test_a_version_the_gate_rejects_stays_on_disk_and_never_serves(demo_server, demo_root):
-    # rock taught as paper and paper as rock: the held-back examples follow, the reference set does not
-    _teach(demo_server, swap={"rock": "paper", "paper": "rock"})
+    # every move taught as another: the held-back examples follow, the reference set does not
+    _teach(demo_server, per_label=30, swap={"rock": "paper", "paper": "scissors", "scissors": "rock"})
     job_id = httpx.post(f"{demo_server.rest_url}/v1/models/rps/finetunes").json()["id"]
     job = _wait(demo_server, job_id)
-    assert job["state"] == "rejected", job
+    assert job["state"] == "rejected", job["result"]
     gate = job["result"]["gate"]
     assert not gate["promoted"] and gate["reason"].startswith("reference accuracy would drop")
     assert (demo_root / "rps" / "2" / "saved_model.pb").exists() and not job["result"]["serving"]
