@@ -76,6 +76,7 @@ class Batcher:
         self._name = name
         self._queue: deque[_Item] = deque()
         self._queued_images = 0
+        self._admitted = 0  # requests let in by admit() and not over yet
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -88,6 +89,27 @@ class Batcher:
     @property
     def idle(self) -> bool:
         return not self._queue and not self._inflight
+
+    def admit(self) -> Callable[[], None]:
+        """Let one request in from its head alone, or raise OverloadedError; call what it returns
+        when the request is over. Requests let in this way count against the queue's limit from
+        their first byte, not only once their images are decoded and queued: otherwise, at 3x
+        capacity, hundreds pass the head check together and are refused later, after their body
+        was read, which is slow for them and costly for everyone."""
+        self.check_room(1)
+        if self._admitted >= self.max_queue:
+            raise OverloadedError(f"server busy: {self._admitted} requests in progress (limit {self.max_queue}); "
+                                  "retry shortly", retry_after=1)
+        self._admitted += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._admitted -= 1
+
+        return release
 
     def check_room(self, images: int) -> None:
         """Raise at once when `images` more would not fit: cheap, so callers check before costly work."""
@@ -241,12 +263,17 @@ class Batcher:
             _fail(batch, InternalError(f"model returned {scores.shape[0]} rows for {len(images)} images"))
             return
         start = 0
-        for item in batch:
+        for i, item in enumerate(batch):
+            if i and i % _ANSWER_CHUNK == 0:
+                await asyncio.sleep(0)
             end = start + len(item.images)
             if not item.future.done():
                 item.batch_size = len(images)
                 item.future.set_result(scores[start:end])
             start = end
+
+
+_ANSWER_CHUNK = 4
 
 
 def _fail(batch: list[_Item], exc: ServiceError) -> None:

@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
+REFUSED_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1)
 
 
 class Metrics:
@@ -16,6 +17,9 @@ class Metrics:
                                 ["route", "protocol", "status"], registry=r)
         self.latency = Histogram("imgclf_request_latency_seconds", "Request latency",
                                  ["route", "protocol"], buckets=LATENCY_BUCKETS, registry=r)
+        # from the request's first byte to its 429 written: the server's share of what a client sees
+        self.refused = Histogram("imgclf_refused_seconds", "Requests refused from their head (429): first "
+                                 "byte to reply", buckets=REFUSED_BUCKETS, registry=r)
         per_version = ["model", "version"]
         self.images = Counter("imgclf_images_total", "Images classified", per_version, registry=r)
         self.batch_size = Histogram("imgclf_batch_size", "Images per model call", per_version,

@@ -103,7 +103,7 @@ class ImgclfServer:
         config = uvicorn.Config(app, log_level=s.log_level, access_log=False, lifespan="off",
                                 log_config=None if s.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
                                 timeout_graceful_shutdown=int(s.shutdown_grace_s),
-                                http=guarded_protocol(s.max_header_bytes, s.read_timeout_s),
+                                http=guarded_protocol(s.max_header_bytes, s.read_timeout_s, early=app),
                                 ssl_certfile=s.tls_cert_file, ssl_keyfile=s.tls_key_file,
                                 ssl_ca_certs=str(tls) if tls else None,
                                 ssl_cert_reqs=ssl.CERT_REQUIRED if tls else ssl.CERT_NONE)

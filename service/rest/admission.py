@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -15,6 +16,7 @@ from service.core import ServingCore
 from service.errors import OverloadedError, ServiceError
 from service.rest.guards import send_json
 from service.rest.middleware import protocol_of
+from service.rest.protocol import STARTED, TICKET
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,10 @@ class EarlyAdmission:
     soon as the request head is parsed, and a full queue answers 429 (with Retry-After) without
     reading the body and without the middleware and routing stack. Anything this check cannot
     decide cheaply (an unknown model, a bad version, a missing key) goes the normal way and gets
-    the normal answer.
+    the normal answer. A request let in holds a place (Batcher.admit) until it is over, so the
+    decision is made once, at the head, and not again after its body was read. With imgclf's
+    protocol (service/rest/protocol.py) the decision and the 429 happen in the callback that
+    parsed the head; this layer then only releases the place.
     """
 
     def __init__(self, app: ASGIApp, core: ServingCore, keys: KeyChecker) -> None:
@@ -42,13 +47,26 @@ class EarlyAdmission:
         self._last_log = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (refused := self.refusal(scope)) is not None:
-            await self.refuse(scope, send, *refused)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if TICKET in scope:  # decided by the protocol when it parsed the head (service/rest/protocol.py)
+            release = scope[TICKET]
+        else:
+            decision = self.admit(scope)
+            if isinstance(decision, tuple):
+                await self.refuse(scope, send, *decision)
+                return
+            release = decision
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if release is not None:
+                release()
 
-    def refusal(self, scope: Scope) -> tuple[str, OverloadedError] | None:
-        """(metrics route, error) when the request is a classify call its version has no room for."""
+    def admit(self, scope: Scope) -> tuple[str, OverloadedError] | Callable[[], None] | None:
+        """For a classify call: (metrics route, error) when its version has no room, else the
+        release of the place it now holds (call it when the request is over). None for the rest."""
         if scope["method"] != "POST":
             return None
         path: str = scope["path"]
@@ -81,12 +99,11 @@ class EarlyAdmission:
             served = self.core.registry_for(name).resolve(version, label)
             if served.batcher is None:
                 return None
-            served.batcher.check_room(1)
+            return served.batcher.admit()
         except OverloadedError as exc:
             return route, exc
         except ServiceError:
             return None
-        return None
 
     async def refuse(self, scope: Scope, send: Send, route: str, error: OverloadedError) -> None:
         """Send the 429 and count it, as the full stack would have; the body is never read."""
@@ -98,6 +115,8 @@ class EarlyAdmission:
         protocol = protocol_of(scope["path"])
         self.core.metrics.requests.labels(route, protocol, "429").inc()
         self.core.metrics.latency.labels(route, protocol).observe(time.perf_counter() - started)
+        if (first_byte := scope.get(STARTED)) is not None:
+            self.core.metrics.refused.observe(time.monotonic() - first_byte)
         self._note_refused()
 
     def _note_refused(self) -> None:

@@ -72,6 +72,8 @@ def test_full_queue_refuses_from_the_head_on_every_protocol(trained_model_root: 
     metrics = httpx.get(f"{server.rest_url}/metrics").text
     assert 'imgclf_requests_total{protocol="rest",route="/predict",status="429"} 2.0' in metrics, \
         [line for line in metrics.splitlines() if "429" in line]
+    # the six refusals, each timed from its first byte in the server
+    assert "imgclf_refused_seconds_count 6.0" in metrics, [x for x in metrics.splitlines() if "refused" in x]
 
 
 def _check_refusals(server) -> None:

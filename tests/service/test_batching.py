@@ -125,6 +125,24 @@ async def test_full_queue_rejects_at_once(executor):
     await batcher.close()
 
 
+async def test_admitted_requests_hold_their_place_until_released(executor):
+    batcher = make(FakeModel(), executor, max_queue=2)
+    first, second = batcher.admit(), batcher.admit()
+    with pytest.raises(OverloadedError, match="2 requests in progress"):
+        batcher.admit()
+    first()
+    first()  # releasing twice frees one place only
+    third = batcher.admit()
+    with pytest.raises(OverloadedError):
+        batcher.admit()
+    second()
+    third()
+    batcher.admit()()
+    await batcher.close()
+    with pytest.raises(UnavailableError):  # an unloading version lets nobody in
+        batcher.admit()
+
+
 async def test_deadline_gives_deadline_error(executor):
     model = FakeModel(delay=0.5)
     batcher = make(model, executor)

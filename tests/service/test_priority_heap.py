@@ -23,6 +23,7 @@ def test_model_threads_run_below_the_event_loop_and_the_heap_is_frozen(serving, 
         assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, base + serving.settings.inference_nice)
     assert os.getpriority(os.PRIO_PROCESS, serving._thread.native_id) == base
     assert gc.get_freeze_count() > 100_000  # TensorFlow and the model are out of the collector's scans
+    assert gc.get_threshold()[2] == heap.FULL_COLLECTION_EVERY  # full collections rarer under load
 
 
 def test_malloc_is_tuned_on_glibc():
