@@ -69,7 +69,8 @@ class ServeSettings(BaseSettings):
         5.0, ge=0, le=1000, description="Longest wait for a batch to fill")
     max_queue_size: int = Field(
         128, ge=1, description="Queued images per version before requests get 429 (bounds the wait: "
-        "~0.5 s at full speed on 2 cores)")
+        "~0.5 s at full speed on 2 cores); it also bounds the REST classify requests in progress per "
+        "version, counted from their head")
     request_timeout_s: float = Field(30.0, gt=0, description="Per-request deadline")
     inference_threads: int = Field(
         2, ge=1, le=64, description="Threads running model calls (batches in flight)")
