@@ -107,7 +107,11 @@ def guarded_protocol(max_header_bytes: int, read_timeout_s: float,
                 decision = early.admit(scope)
                 if not isinstance(decision, tuple):
                     scope[TICKET] = decision  # the ASGI layer releases it when the request is over
-                elif _run_now(early.refuse(scope, cast("Send", cycle.send), *decision)):
+                else:
+                    if not _run_now(early.refuse(scope, cast("Send", cycle.send), *decision)):
+                        # writing the head filled the socket's buffer and the body had to wait: a
+                        # half-sent 429 cannot be finished elsewhere, and this client reads nothing
+                        self.transport.close()
                     return
             super()._start_asgi_task(cycle, app)
 
