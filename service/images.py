@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from collections.abc import Sequence
 
@@ -12,6 +13,9 @@ from PIL import Image, UnidentifiedImageError
 from service.errors import InvalidInputError
 
 FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # what the graph's tf.io.decode_image reads
+# what Pillow's decoders raise on corrupt or cut-short data: beyond OSError, its GIF frame walker
+# lets IndexError and struct.error through (found by the long fuzz run)
+CORRUPT = (OSError, SyntaxError, ValueError, IndexError, EOFError, struct.error)
 
 
 def _open_checked(data: bytes, *, max_pixels: int, min_side: int, where: str) -> Image.Image:
@@ -71,15 +75,25 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) 
             if img.format == "JPEG":
                 img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             img.load()
-        except (OSError, SyntaxError, ValueError) as exc:
+        except CORRUPT as exc:
             raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
         # TensorFlow reads palette BMPs as grey indices, fails on 1-bit BMPs and CMYK JPEGs, and
         # decodes every frame of a GIF before keeping the first (60 frames of 16 MP: 2.9 GB):
         # the model gets the first frame alone, as an RGB PNG
         if ((img.format == "BMP" and img.mode in ("P", "1")) or img.mode == "CMYK"
-                or (img.format == "GIF" and getattr(img, "is_animated", False))):
+                or (img.format == "GIF" and _animated_or_broken(img))):
             return _first_frame_png(img, where), width * height
     return data, width * height
+
+
+def _animated_or_broken(gif: Image.Image) -> bool:
+    """Whether a GIF has more than its first frame, or something after it that cannot be read
+    (Pillow raises IndexError or struct.error on a second frame cut short). Either way TensorFlow would decode
+    or choke on the rest, so only the first frame, complete by now, goes to the model."""
+    try:
+        return bool(getattr(gif, "is_animated", False))
+    except CORRUPT:
+        return True
 
 
 def _first_frame_png(img: Image.Image, where: str) -> bytes:
@@ -87,7 +101,7 @@ def _first_frame_png(img: Image.Image, where: str) -> bytes:
     try:
         img.seek(0)
         img.convert("RGB").save(buf, format="PNG", compress_level=1)  # fast: it only crosses memory
-    except (OSError, SyntaxError, ValueError) as exc:
+    except CORRUPT as exc:
         raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
     return buf.getvalue()
 
@@ -113,6 +127,6 @@ def decode_checked(data: bytes, *, max_pixels: int, min_side: int, index: int = 
             rgb = img.convert("RGB")
             if rgb.size != (size, size):
                 rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-        except (OSError, SyntaxError, ValueError) as exc:
+        except CORRUPT as exc:
             raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
     return np.asarray(rgb), width * height
