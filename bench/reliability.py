@@ -216,12 +216,11 @@ def refused_quantiles(url: str) -> dict[str, float]:
     the upper bound of the histogram bucket holding p50 and p99. What wrk sees on top of that is
     time spent in the kernel and in wrk itself, which shares these 2 cores."""
     import httpx
+    from prometheus_client.parser import text_string_to_metric_families
 
-    buckets = []
-    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith("imgclf_refused_seconds_bucket"):
-            bound = line.split('le="')[1].split('"')[0]
-            buckets.append((float(bound), float(line.rsplit(" ", 1)[1])))
+    text = httpx.get(url + "/metrics", timeout=10).text
+    buckets = [(float(s.labels["le"]), s.value) for f in text_string_to_metric_families(text)
+               if f.name == "imgclf_refused_seconds" for s in f.samples if s.name.endswith("_bucket")]
     total = buckets[-1][1] if buckets else 0.0
     out = {}
     for name, q in (("p50", 0.5), ("p99", 0.99)):
