@@ -1,7 +1,10 @@
--- Open-loop POST /predict load for wrk, one connection per thread (-t N -c N), so each thread's
--- request() and response() alternate and every answer's latency can be timed by status.
+-- Open-loop POST /predict load for wrk (-t threads, -c connections spread over them).
+-- Each request carries its own X-Request-ID, which imgclf echoes on every answer (429s included), so
+-- every answer's latency is timed from its own send even with many connections per thread: the
+-- load generator then needs only a few threads, and its own scheduling stays out of the figures.
 -- args: image file, requests per second per thread (0: back to back), expected label, out prefix.
--- Each thread writes "status latency_s retry_after correct sent_at_s" lines to <prefix>-<thread>.txt.
+-- Each thread writes "status latency_s retry_after correct sent_at_s" lines to <prefix>-<thread>.txt
+-- (latency -1 when an answer carried no known id).
 local ffi = require("ffi")
 ffi.cdef [[
   typedef struct { long tv_sec; long tv_nsec; } imgclf_timespec;
@@ -13,26 +16,25 @@ local function now()
   return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
 end
 
-local threads, counter = {}, 0
+local counter = 0
 
 function setup(thread)
   counter = counter + 1
   thread:set("id", counter)
-  table.insert(threads, thread)
 end
 
-local req, interval, label, out, sent_at, next_at
+local image, interval, label, out, next_at
+local sent, seq = {}, 0
 
 function init(args)
   local f = assert(io.open(args[1], "rb"))
-  local image = f:read("*all")
+  image = f:read("*all")
   f:close()
   local rate = tonumber(args[2])
   interval = rate > 0 and 1 / rate or 0
   label = '"label"%s*:%s*"' .. args[3]:gsub("%p", "%%%0") .. '"'
   out = assert(io.open(args[4] .. "-" .. id .. ".txt", "w"))
-  out:setvbuf("line")
-  req = wrk.format("POST", "/predict", { ["Content-Type"] = "image/jpeg" }, image)
+  out:setvbuf("full")
   -- threads start spread over one interval, not all at once
   next_at = now() + interval * math.random()
 end
@@ -40,20 +42,27 @@ end
 function delay()
   if interval == 0 then return 0 end
   local t = now()
-  -- a slot missed while this connection waited for an answer is skipped, not sent late in a burst:
-  -- the offered rate that was really sent is what the report shows
+  -- one schedule per thread, shared by its connections: each send takes the next free slot, and a
+  -- slot missed while every connection waited for an answer is skipped, not sent late in a burst
+  -- (the offered rate that was really sent is what the report shows)
   next_at = math.max(next_at + interval, t)
   return math.floor((next_at - t) * 1000)
 end
 
 function request()
-  sent_at = now()
-  return req
+  seq = seq + 1
+  local rid = id .. "-" .. seq
+  sent[rid] = now()
+  return wrk.format("POST", "/predict", { ["Content-Type"] = "image/jpeg", ["X-Request-ID"] = rid }, image)
 end
 
 function response(status, headers, body)
-  local latency = now() - sent_at
+  local t = now()
+  local rid = headers["x-request-id"] or headers["X-Request-ID"]
+  local at = rid and sent[rid]
+  if at then sent[rid] = nil end
   local retry = (headers["retry-after"] or headers["Retry-After"]) and 1 or 0
   local correct = (status == 200 and string.find(body, label)) and 1 or 0
-  out:write(string.format("%d %.6f %d %d %.6f\n", status, latency, retry, correct, sent_at))
+  out:write(string.format("%d %.6f %d %d %.6f\n", status, at and (t - at) or -1, retry, correct, at or t))
 end
+

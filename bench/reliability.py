@@ -138,19 +138,21 @@ def expected_label(url: str, image: bytes) -> str:
 
 
 # -- overload ------------------------------------------------------------------------------
-WRK_THREADS = 256  # one connection each; enough that answers waited for do not starve the offered rate
+WRK_THREADS = 2  # one per core (--wrk-threads): more threads add their own wake-ups to every latency measured
+WRK_CONNECTIONS = 256  # enough that answers waited for do not starve the offered rate
 
 
-def run_wrk(url: str, image_file: Path, label: str, seconds: float, connections: int, rate_per_conn: float,
-            prefix: Path) -> tuple[list[tuple[int, float, bool, bool]], str]:
+def run_wrk(url: str, image_file: Path, label: str, seconds: float, threads: int, connections: int,
+            rate_per_thread: float, prefix: Path) -> tuple[list[tuple[int, float, bool, bool]], str]:
     """wrk (C, a second process: it costs the server almost nothing) with bench/overload.lua:
-    (status, latency s, has Retry-After, correct) per answer, and wrk's socket error line."""
+    (status, latency s, has Retry-After, correct) per answer, and wrk's socket error line. An answer
+    whose X-Request-ID did not come back has latency -1."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("the overload scenario needs wrk: apt-get install wrk (Debian's package)")
-    out = subprocess.run([wrk, "-t", str(connections), "-c", str(connections), "-d", f"{seconds:g}s",
+    out = subprocess.run([wrk, "-t", str(min(threads, connections)), "-c", str(connections), "-d", f"{seconds:g}s",
                     "--timeout", f"{DEADLINE_S + 5:g}s", "-s", str(ROOT / "bench" / "overload.lua"), url, "--",
-                    str(image_file), f"{rate_per_conn:g}", label, str(prefix)],
+                    str(image_file), f"{rate_per_thread:g}", label, str(prefix)],
                    check=True, stdout=subprocess.PIPE, text=True)
     errors = next((line.strip() for line in out.stdout.splitlines() if "Socket errors" in line), "none")
     answers = []
@@ -162,19 +164,21 @@ def run_wrk(url: str, image_file: Path, label: str, seconds: float, connections:
     return answers, errors
 
 
-async def overload(url: str, pid: int, image: bytes, label: str, seconds: float) -> dict[str, Any]:
+async def overload(url: str, pid: int, image: bytes, label: str, seconds: float,
+                   threads: int = WRK_THREADS) -> dict[str, Any]:
     raw = post_image(image)
     with tempfile.TemporaryDirectory(prefix="imgclf-wrk-") as tmp:
         image_file = Path(tmp) / "hand.jpg"
         image_file.write_bytes(image)
-        probe, _ = await asyncio.to_thread(run_wrk, url, image_file, label, 8, 32, 0, Path(tmp) / "probe")
+        probe, _ = await asyncio.to_thread(run_wrk, url, image_file, label, 8, threads, 32, 0,
+                                          Path(tmp) / "probe")
         capacity = sum(1 for a in probe if a[0] == 200) / 8
         rate = 3 * capacity
         proc = psutil.Process(pid)
         rss: list[tuple[float, int]] = []
         started = time.monotonic()
-        load = asyncio.create_task(asyncio.to_thread(run_wrk, url, image_file, label, seconds, WRK_THREADS,
-                                                     rate / WRK_THREADS, Path(tmp) / "load"))
+        load = asyncio.create_task(asyncio.to_thread(run_wrk, url, image_file, label, seconds, threads,
+                                                     WRK_CONNECTIONS, rate / threads, Path(tmp) / "load"))
         while not load.done():
             rss.append((time.monotonic() - started, proc.memory_info().rss))
             await asyncio.wait({load}, timeout=1.0)
@@ -192,11 +196,12 @@ async def overload(url: str, pid: int, image: bytes, label: str, seconds: float)
             break
     conn.close()
     server_side = await asyncio.to_thread(refused_quantiles, url)
-    accepted = [a[1] for a in answers if a[0] == 200]
-    refused = [a[1] for a in answers if a[0] == 429]
+    accepted = [a[1] for a in answers if a[0] == 200 and a[1] >= 0]
+    refused = [a[1] for a in answers if a[0] == 429 and a[1] >= 0]
     early = next(v for t, v in rss if t >= min(10.0, seconds / 3))
     return {
-        "generator": f"wrk, {WRK_THREADS} connections, open loop", "seconds": seconds,
+        "generator": f"wrk, {threads} threads, {WRK_CONNECTIONS} connections, open loop",
+        "untimed_answers": sum(1 for a in answers if a[1] < 0), "seconds": seconds,
         "capacity_rps": capacity, "offered_rps": len(answers) / seconds, "target_rps": rate,
         "statuses": dict(Counter(a[0] for a in answers)), "socket_errors": socket_errors,
         "wrong_answers": sum(1 for a in answers if a[0] == 200 and not a[3]),
@@ -352,7 +357,7 @@ def report(res: dict[str, Any]) -> str:
         lines += [f"Overload ({o['seconds']:.0f} s at 3x capacity: capacity {o['capacity_rps']:.0f} req/s, offered "
                   f"{o['offered_rps']:.0f} req/s answered of {o['target_rps']:.0f} offered; {o['generator']}):",
                   f"- statuses: {o['statuses']}; socket errors: {o['socket_errors']}; wrong answers: "
-                  f"{o['wrong_answers']}",
+                  f"{o['wrong_answers']}; answers without their request id (untimed): {o['untimed_answers']}",
                   f"- 429: p50 {o['refused_p50_ms']:.1f} ms, p99 {o['refused_p99_ms']:.1f} ms (target < 10 ms); "
                   f"without Retry-After: {o['refused_without_retry_after']}; in the server (first byte to "
                   f"reply, histogram bucket bounds): p50 <= {o['refused_server_side_ms']['p50']:g} ms, "
@@ -384,6 +389,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of overload")
     parser.add_argument("--swaps", type=int, default=50)
     parser.add_argument("--only", default="overload,swaps,sigterm,tfserving")
+    parser.add_argument("--wrk-threads", type=int, default=WRK_THREADS,
+                        help="wrk's threads for the overload (its 256 connections are spread over them)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     image = make_jpeg()
@@ -402,7 +409,8 @@ def main() -> int:
                 label = expected_label(url, image)
                 if "overload" in only:
                     print(f"overload: {args.duration:.0f} s ...", flush=True)
-                    res["overload"] = asyncio.run(overload(url, proc.pid, image, label, args.duration))
+                    res["overload"] = asyncio.run(overload(url, proc.pid, image, label, args.duration,
+                                                                args.wrk_threads))
                 if "swaps" in only:
                     print(f"hot swaps: {args.swaps} ...", flush=True)
                     res["swaps"] = asyncio.run(swaps(swapped, url, proc.pid, image, label, args.swaps))
