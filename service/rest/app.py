@@ -72,7 +72,9 @@ def create_app(settings: ServeSettings, core: ServingCore, teach: TeachCore | No
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal error; see the server log"}, status_code=500)
 
-    app.include_router(routes_native.make_router(core))
+    native = routes_native.make_router(core)
+    predict_route = next(r for r in native.routes if getattr(r, "path", None) == "/predict")
+    app.include_router(native)
     if teach is not None:  # before TF Serving's catch-all /v1/models/... route
         from service.rest import routes_teach
 
@@ -92,6 +94,8 @@ def create_app(settings: ServeSettings, core: ServingCore, teach: TeachCore | No
 
     if has_page:
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(routes_native.PredictFastPath, core=core, handlers=app.exception_handlers,
+                       route=predict_route)  # innermost: inside every guard below
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(DeadlineMiddleware, timeout_s=settings.request_timeout_s)
     app.add_middleware(AuthMiddleware, keys=KeyChecker(settings))

@@ -188,3 +188,42 @@ def test_grayscale_jpeg_and_gif_and_bmp(serving):
         buf = io.BytesIO()
         img.convert(mode).save(buf, format=fmt)
         _check_prediction(_predict(serving.rest_url, [buf.getvalue()])["predictions"][0])
+
+
+@pytest.mark.parametrize("case", ["multipart", "raw", "wrong-type", "empty", "not-an-image", "no-closing-boundary"])
+def test_fast_path_answers_as_the_route_does(serving, sample_jpeg, case):
+    """`POST /predict` without a query string skips FastAPI's routing (PredictFastPath); with one
+    (`?model=rps`, the same model) it goes through the route. Clients see the same answer either way."""
+    boundary = "b0undary"
+    multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n"
+                 "Content-Type: image/jpeg\r\n\r\n").encode() + sample_jpeg + f"\r\n--{boundary}--\r\n".encode()
+    content, ctype = {
+        "multipart": (multipart, f"multipart/form-data; boundary={boundary}"),
+        "raw": (sample_jpeg, "image/jpeg"),
+        "wrong-type": (sample_jpeg, "text/plain"),
+        "empty": (b"", "image/png"),
+        "not-an-image": (b"hello, not an image", "image/jpeg"),
+        "no-closing-boundary": (multipart[:-len(f"--{boundary}--\r\n")], f"multipart/form-data; boundary={boundary}"),
+    }[case]
+    def counted(status: int) -> float:
+        text = httpx.get(f"{serving.rest_url}/metrics").text
+        return sum(s.value for f in text_string_to_metric_families(text) if f.name == "imgclf_requests"
+                   for s in f.samples if s.name == "imgclf_requests_total"
+                   and s.labels["route"] == "/predict" and s.labels["status"] == str(status))
+
+    answers = []
+    for query in ("", "?model=rps"):
+        r = httpx.post(f"{serving.rest_url}/predict{query}", content=content,
+                       headers={"Content-Type": ctype, "X-Request-ID": f"fast-{case}{query and '-route'}"})
+        assert r.headers["x-request-id"] == f"fast-{case}{query and '-route'}"
+        answers.append((r.status_code, r.headers["content-type"], r.json()))
+    assert answers[0] == answers[1]
+    status, _, body = answers[0]
+    if case in ("multipart", "raw"):
+        assert status == 200 and body["predictions"][0]["label"] in LABELS
+    else:
+        assert status == 400 and body["error"]
+    before = counted(status)
+    for query in ("", "?model=rps"):  # both count under the route's template (metrics, request logs)
+        httpx.post(f"{serving.rest_url}/predict{query}", content=content, headers={"Content-Type": ctype})
+    assert counted(status) == before + 2
