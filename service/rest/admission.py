@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import request_log
 from service.auth import KeyChecker
@@ -58,11 +58,21 @@ class EarlyAdmission:
                 await self.refuse(scope, send, *decision)
                 return
             release = decision
-        try:
+        if release is None:
             await self.app(scope, receive, send)
-        finally:
-            if release is not None:
+            return
+
+        async def releasing(message: Message) -> None:
+            # the place is free before the answer's last bytes go out: a client that sends its next
+            # request as soon as it has the answer must find it free (c connections, limit c: no 429)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
                 release()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, releasing)
+        finally:
+            release()
 
     def admit(self, scope: Scope) -> tuple[str, OverloadedError] | Callable[[], None] | None:
         """For a classify call: (metrics route, error) when its version has no room, else the

@@ -116,3 +116,30 @@ def _check_normal_path(server, image: bytes) -> None:
     assert client.post("/predict?version=9", content=image, headers=keyed).status_code == 404
     refused = client.post("/predict", content=image, headers=keyed)
     assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+
+
+def test_as_many_connections_as_places_are_never_refused(trained_model_root: Path, start_server, sample_jpeg):
+    """A place is free again before the answer's last bytes leave, so a client that sends its next
+    request the moment it has an answer is never refused while it holds no more requests than the limit."""
+    server = start_server(trained_model_root, max_queue_size=2, inference_threads=1)
+    request = (f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+               f"Content-Length: {len(sample_jpeg)}\r\n\r\n").encode() + sample_jpeg
+    statuses: list[bytes] = []
+
+    def client() -> None:
+        with socket.create_connection(("127.0.0.1", server.server.rest_port), timeout=30) as sock:
+            for _ in range(60):
+                sock.sendall(request)
+                answer = b""
+                while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _length(answer):
+                    chunk = sock.recv(65536)
+                    assert chunk, "the server closed the connection"
+                    answer += chunk
+                statuses.append(answer.split(b" ", 2)[1])
+
+    threads = [threading.Thread(target=client) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(statuses) == 120 and set(statuses) == {b"200"}, sorted(set(statuses))
