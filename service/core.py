@@ -43,10 +43,9 @@ class ClassifyResult:
     @property
     def predictions(self) -> list[Prediction]:
         out = []
-        for row in self.scores:
-            best = int(np.argmax(row))
-            out.append(Prediction(self.labels[best], float(row[best]),
-                                  {label: float(p) for label, p in zip(self.labels, row, strict=True)}))
+        for row in self.scores.tolist():  # Python floats at once: numpy calls per element cost more
+            best = max(range(len(row)), key=row.__getitem__)  # the first of equal maxima, as argmax
+            out.append(Prediction(self.labels[best], row[best], dict(zip(self.labels, row, strict=True))))
         return out
 
 

@@ -124,9 +124,10 @@ def decode_checked(data: bytes, *, max_pixels: int, min_side: int, index: int = 
             img.seek(0)
             if img.mode.startswith("I"):  # 16-bit grey PNG: keep the high byte, as TF's rescale does
                 img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8))
-            rgb = img.convert("RGB")
+            rgb = img if img.mode == "RGB" else img.convert("RGB")  # convert() copies even an RGB image
             if rgb.size != (size, size):
                 rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            pixels = np.asarray(rgb)  # before the file closes: an image not resized is still `img`
         except CORRUPT as exc:
             raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
-    return np.asarray(rgb), width * height
+    return pixels, width * height

@@ -73,7 +73,7 @@ class LiteRTModel:
         pixels = [self.decode(x, max_pixels=_WARMUP_MAX_PIXELS, min_side=1)[0] if isinstance(x, bytes) else x
                   for x in images]
         # uint8 -> [0, 1] float here, one image at a time, as the graph's convert_image_dtype does
-        return np.asarray(self._scorer(np.asarray(p, dtype=np.float32) * np.float32(1 / 255) for p in pixels))
+        return np.asarray(self._scorer(np.multiply(p, np.float32(1 / 255), dtype=np.float32) for p in pixels))
 
     def close(self) -> None:
         self._scorer = None
