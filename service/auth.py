@@ -13,8 +13,9 @@ class KeyChecker:
 
     def __init__(self, settings: ServeSettings) -> None:
         self._keys = [k.get_secret_value().encode() for k in settings.api_keys]
-        self._exact = {p for p in settings.auth_exempt_paths if not p.endswith("/")}
-        self._prefixes = tuple(p for p in settings.auth_exempt_paths if p.endswith("/"))
+        # a trailing / makes a prefix, except "/" itself (the page): as a prefix it would open every route
+        self._exact = {p for p in settings.auth_exempt_paths if not p.endswith("/") or p == "/"}
+        self._prefixes = tuple(p for p in settings.auth_exempt_paths if p.endswith("/") and p != "/")
 
     @property
     def enabled(self) -> bool:

@@ -105,7 +105,8 @@ class ServeSettings(BaseSettings):
         "REST needs `Authorization: Bearer <key>` or `X-API-Key`, gRPC the same metadata")
     auth_exempt_paths: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["/healthz", "/readyz", "/v2/health/", "/metrics", "/grpc.health.v1.Health/"],
-        description="REST paths and gRPC methods open without a key; a trailing / matches a prefix")
+        description="REST paths and gRPC methods open without a key; a trailing / matches a prefix "
+        "(but `/` alone is the page's path only)")
     tls_cert_file: FilePath | None = Field(None, description="PEM certificate (chain): REST and gRPC use TLS")
     tls_key_file: FilePath | None = Field(
         None, validate_default=True, description="PEM private key of that certificate")

@@ -93,6 +93,10 @@ def install_openapi(app: FastAPI, settings: ServeSettings) -> None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description,
                              routes=app.routes)
         schema["paths"].update(_tf_serving_paths())
+        if keys.enabled:
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"}}
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422, never sent here
             components.pop(unused, None)
@@ -113,6 +117,8 @@ def install_openapi(app: FastAPI, settings: ServeSettings) -> None:
                 wanted = list(_statuses(path, method, op))
                 if not keys.exempt(path):
                     wanted.append(401)  # when IMGCLF_API_KEYS is set
+                    if keys.enabled:  # /docs then offers "Authorize" and sends the key it is given
+                        op["security"] = [{"apiKey": []}, {"bearer": []}]
                 if path.endswith(("/ready", "/readyz")):  # "not ready" is a status, not an error
                     responses.setdefault("503", {"description": "Not ready", "content": {
                         "application/json": {"schema": {"type": "object"}}}})

@@ -188,3 +188,30 @@ def test_tls_settings_are_checked_at_start_up(pki, tmp_path):
         test_settings(tmp_path, tls_client_ca_file=pki["ca"])
     with pytest.raises(ValueError, match="16 characters"):
         test_settings(tmp_path, api_keys="short")
+
+
+def test_the_page_can_be_exempt_without_opening_every_route(tmp_path):
+    """`/` in the exempt list is the page's own path, not a prefix of every route (the README's lock-down
+    recipe exempts `/` and `/static/` so the page loads and then asks for a key)."""
+    from service.auth import KeyChecker
+
+    checker = KeyChecker(test_settings(tmp_path, api_keys=KEYS[0], auth_exempt_paths="/,/static/,/healthz"))
+    assert checker.allowed("/", None, None)
+    assert checker.allowed("/static/common.js", None, None)
+    assert checker.allowed("/healthz", None, None)
+    for path in ("/predict", "/models", "/v1/models/rps:predict", "/v2/models/rps/infer", "/healthz/x"):
+        assert not checker.allowed(path, None, None), path
+        assert checker.allowed(path, None, KEYS[0].encode()), path
+
+
+def test_openapi_declares_the_keys_for_docs_authorize(keyed):
+    """With keys on, /openapi.json declares both ways to send one, on every route that needs it, so /docs
+    offers "Authorize" and its calls carry the key."""
+    doc = httpx.get(f"{keyed.rest_url}/openapi.json", headers={"X-API-Key": KEYS[0]}).json()
+    assert doc["components"]["securitySchemes"] == {
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        "bearer": {"type": "http", "scheme": "bearer"}}
+    assert doc["paths"]["/predict"]["post"]["security"] == [{"apiKey": []}, {"bearer": []}]
+    assert doc["paths"]["/v1/models/{name}:predict"]["post"]["security"] == [{"apiKey": []}, {"bearer": []}]
+    assert "security" not in doc["paths"]["/healthz"]["get"]
+    assert "security" not in doc["paths"]["/metrics"]["get"]

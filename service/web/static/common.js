@@ -35,6 +35,49 @@ const title = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 
 // ---- API -----------------------------------------------------------------------------------
 
+// A server run with IMGCLF_API_KEYS answers 401 without a key. The page then asks for one and keeps it
+// for this tab only (sessionStorage: gone when the tab closes), and sends it with every call.
+const KEY_STORE = "imgclf-api-key";
+
+function apiKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORE) || "";
+  } catch {
+    return ""; // storage blocked: the key lives until the page reloads
+  }
+}
+
+let pageKey = apiKey();
+
+// Every call to the server's API goes through here.
+async function api(url, init = {}) {
+  const headers = new Headers(init.headers || {});
+  if (pageKey) headers.set("X-API-Key", pageKey);
+  const response = await fetch(url, { ...init, headers });
+  if (response.status === 401) askForKey(Boolean(pageKey));
+  return response;
+}
+
+function askForKey(refused) {
+  $("key-label").textContent = refused
+    ? "The server refused this API key: enter another."
+    : "This server needs an API key.";
+  $("key-form").hidden = false;
+}
+
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  pageKey = $("key-input").value.trim();
+  try {
+    sessionStorage.setItem(KEY_STORE, pageKey);
+  } catch {
+    // storage blocked: pageKey alone carries it
+  }
+  $("key-input").value = "";
+  $("key-form").hidden = true;
+  document.dispatchEvent(new Event("imgclf:key")); // each tab reloads what the 401 stopped
+});
+
 function predictUrl() {
   const [kind, value] = state.target.split(":");
   if (kind === "label") return `/predict?label=${encodeURIComponent(value)}`;
@@ -63,7 +106,7 @@ async function classify(blob, filename) {
   form.append("file", blob, filename);
   let response;
   try {
-    response = await fetch(predictUrl(), { method: "POST", body: form });
+    response = await api(predictUrl(), { method: "POST", body: form });
   } catch {
     throw new Error("Could not reach the server.");
   }

@@ -91,7 +91,7 @@ function fillModelCard(models) {
 async function loadModels() {
   const status = $("model-status");
   try {
-    const response = await fetch("/models");
+    const response = await api("/models");
     if (!response.ok) throw new Error(await errorText(response));
     const models = await response.json();
     fillSelect(models);
@@ -114,5 +114,6 @@ $("model-select").addEventListener("change", (event) => {
   state.target = event.target.value;
 });
 $("models-refresh").addEventListener("click", loadModels);
+document.addEventListener("imgclf:key", loadModels);
 
 loadModels();

@@ -16,21 +16,23 @@ function teachMessage(text, isError) {
   else delete message.dataset.error;
 }
 
-// The tab shows only when the server has the teach endpoints on (IMGCLF_TEACH).
+// The tab shows only when the server has the teach endpoints on (IMGCLF_TEACH). Run again once the
+// user gives an API key, in case a 401 stopped it.
 async function initTeach() {
+  if (!$("tab-teach").hidden) return;
   try {
-    const models = await (await fetch("/models")).json();
+    const models = await (await api("/models")).json();
     if (!models.teach) return; // asked first, so a server without them sees no 404 from the page
     teach.model = models.name;
-    const response = await fetch(teachApi("/examples"));
+    const response = await api(teachApi("/examples"));
     if (!response.ok) return;
     const listing = await response.json();
     teach.labels = listing.labels;
     $("tab-teach").hidden = false;
     renderClasses();
     applyCounts(listing.counts);
-    for (const ex of listing.examples) addThumb(ex.id, ex.label, teachApi(`/examples/${ex.id}`));
-    const jobs = await (await fetch(teachApi("/finetunes"))).json();
+    for (const ex of listing.examples) addThumb(ex.id, ex.label, exampleImage(ex.id));
+    const jobs = await (await api(teachApi("/finetunes"))).json();
     const running = jobs.jobs.find((job) => job.state === "running");
     if (running) followJob(running.id);
   } catch {
@@ -128,7 +130,7 @@ async function captureOne(label) {
   const form = new FormData();
   form.append("file", blob, "frame.jpg");
   form.append("label", label);
-  const response = await fetch(teachApi("/examples"), { method: "POST", body: form });
+  const response = await api(teachApi("/examples"), { method: "POST", body: form });
   if (!response.ok) {
     stopHolding();
     teachMessage(await errorText(response), true);
@@ -139,13 +141,20 @@ async function captureOne(label) {
   if (body.created) addThumb(body.id, label, URL.createObjectURL(blob));
 }
 
+// A stored example's image: by URL, or through api() when a key is needed (an <img> cannot send it).
+async function exampleImage(id) {
+  if (!pageKey) return teachApi(`/examples/${id}`);
+  const response = await api(teachApi(`/examples/${id}`));
+  return response.ok ? URL.createObjectURL(await response.blob()) : "";
+}
+
 function addThumb(id, label, src) {
   const item = el("li");
   item.dataset.testid = "teach-thumb";
   item.dataset.id = id;
   item.dataset.label = label;
   const img = el("img");
-  img.src = src;
+  Promise.resolve(src).then((url) => { img.src = url; });
   img.alt = `${label} example`;
   const remove = el("button", "", "×");
   remove.type = "button";
@@ -153,7 +162,7 @@ function addThumb(id, label, src) {
   remove.setAttribute("aria-label", `Delete this ${label} frame`);
   remove.dataset.testid = "teach-thumb-delete";
   remove.addEventListener("click", async () => {
-    const response = await fetch(teachApi(`/examples/${id}`), { method: "DELETE" });
+    const response = await api(teachApi(`/examples/${id}`), { method: "DELETE" });
     if (!response.ok && response.status !== 404) {
       teachMessage(await errorText(response), true);
       return;
@@ -166,7 +175,7 @@ function addThumb(id, label, src) {
 }
 
 async function clearExamples() {
-  const response = await fetch(teachApi("/examples"), { method: "DELETE" });
+  const response = await api(teachApi("/examples"), { method: "DELETE" });
   if (!response.ok) {
     teachMessage(await errorText(response), true);
     return;
@@ -179,7 +188,7 @@ async function clearExamples() {
 async function train() {
   $("teach-verdict").textContent = "";
   $("teach-rollback").hidden = true;
-  const response = await fetch(teachApi("/finetunes"), { method: "POST" });
+  const response = await api(teachApi("/finetunes"), { method: "POST" });
   if (!response.ok) {
     teachMessage(await errorText(response), true);
     return;
@@ -187,7 +196,45 @@ async function train() {
   followJob((await response.json()).id);
 }
 
-// Server-sent events: the job's state after every change; EventSource reconnects by itself.
+// Server-sent events, read with fetch: EventSource cannot send an API key. Like EventSource, a dropped
+// stream is opened again a second later, until close().
+function followEvents(url, onEvent) {
+  const stop = new AbortController();
+  const dispatch = (block) => {
+    let name = "message";
+    const data = [];
+    for (const line of block.split(/\r?\n/)) {
+      if (line.startsWith("event:")) name = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+    }
+    if (data.length) onEvent(name, data.join("\n"));
+  };
+  (async () => {
+    while (!stop.signal.aborted) {
+      try {
+        const response = await api(url, { signal: stop.signal, headers: { Accept: "text/event-stream" } });
+        if (response.ok && response.body) {
+          const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+          let buffer = "";
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            buffer += value;
+            const blocks = buffer.split(/\r?\n\r?\n/);
+            buffer = blocks.pop();
+            blocks.forEach(dispatch);
+          }
+        }
+      } catch {
+        // a dropped connection, or close(): the loop decides
+      }
+      if (!stop.signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  })();
+  return { close: () => stop.abort() };
+}
+
+// The job's state after every change.
 function followJob(id) {
   teach.job = id;
   $("teach-train").disabled = true;
@@ -195,8 +242,9 @@ function followJob(id) {
   $("teach-progress").hidden = false;
   teachMessage("Training a new version…");
   if (teach.events) teach.events.close();
-  teach.events = new EventSource(teachApi(`/finetunes/${id}/events`));
-  teach.events.addEventListener("job", (event) => showJob(JSON.parse(event.data)));
+  teach.events = followEvents(teachApi(`/finetunes/${id}/events`), (name, data) => {
+    if (name === "job") showJob(JSON.parse(data));
+  });
 }
 
 function showJob(job) {
@@ -240,13 +288,13 @@ function showJob(job) {
 
 async function cancelJob() {
   if (!teach.job) return;
-  const response = await fetch(teachApi(`/finetunes/${teach.job}/cancel`), { method: "POST" });
+  const response = await api(teachApi(`/finetunes/${teach.job}/cancel`), { method: "POST" });
   if (!response.ok) teachMessage(await errorText(response), true);
   else showJob(await response.json());
 }
 
 async function rollback() {
-  const response = await fetch(teachApi("/rollback"), { method: "POST" });
+  const response = await api(teachApi("/rollback"), { method: "POST" });
   if (!response.ok) {
     teachMessage(await errorText(response), true);
     return;
@@ -265,3 +313,4 @@ $("teach-cancel").addEventListener("click", cancelJob);
 $("teach-clear").addEventListener("click", clearExamples);
 $("teach-rollback").addEventListener("click", rollback);
 initTeach();
+document.addEventListener("imgclf:key", initTeach);

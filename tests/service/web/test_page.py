@@ -321,3 +321,46 @@ def test_console_check_sees_csp_violations(browse):
         }""")
     assert any("Content Security Policy" in e for e in b.console.unexpected())
     assert b.page.evaluate("window.injected") is None
+
+
+PAGE_KEY = "page-test-key-0123456789abcdef"
+
+
+def test_a_server_with_keys_asks_for_one_and_sends_it(browse, start_server, trained_model_root, sample_jpeg):
+    """With IMGCLF_API_KEYS and the page's own files exempt (the README's lock-down recipe), the page asks
+    for a key on the first 401, then sends it with every call: models, classify."""
+    exempt = "/healthz,/readyz,/metrics,/,/static/"
+    server = start_server(trained_model_root, api_keys=PAGE_KEY, auth_exempt_paths=exempt)
+    b = browse(server=server)
+    page = b.page
+    b.console.allow(r"Failed to load resource: the server responded with a status of 401")
+    form = page.get_by_test_id("key-form")
+    form.wait_for()
+    assert "needs an API key" in form.inner_text()
+    assert page.get_by_test_id("model-status").get_attribute("data-ready") == "false"
+
+    page.get_by_test_id("key-input").fill("not-the-key")
+    page.get_by_test_id("key-save").click()
+    page.wait_for_function("document.getElementById('key-label').textContent.includes('refused')")
+    assert form.is_visible()
+
+    sent: list[Any] = []
+    page.on("request", lambda r: sent.append(r) if r.url.endswith(("/models", "/predict")) else None)
+    page.get_by_test_id("key-input").fill(PAGE_KEY)
+    page.get_by_test_id("key-save").click()
+    page.wait_for_selector('[data-testid="model-status"][data-ready="true"]')
+    assert form.is_hidden()
+    upload(page, {"hand.jpg": ("image/jpeg", sample_jpeg)})
+    label = card(page, "hand.jpg").get_by_test_id("result-label")
+    label.wait_for()
+    expected = httpx.post(f"{server.rest_url}/predict", files={"file": ("hand.jpg", sample_jpeg)},
+                          headers={"X-API-Key": PAGE_KEY}).json()["predictions"][0]["label"]
+    assert label.get_attribute("data-label") == expected
+    assert {r.url.rsplit("/", 1)[1] for r in sent} == {"models", "predict"}
+    assert all(r.headers.get("x-api-key") == PAGE_KEY for r in sent)
+    # kept for this tab: a reload needs no new prompt
+    b.goto()
+    page.wait_for_selector('[data-testid="model-status"][data-ready="true"]')
+    assert page.get_by_test_id("key-form").is_hidden()
+    b.shot("key-accepted")
+    b.assert_clean_console()

@@ -72,7 +72,7 @@ def _predicted_version(server) -> int:
     return r.json()["model_version"]
 
 
-def _taught_server(start_server, trained_model_root, tmp_path, per_label: int, **settings):
+def _taught_server(start_server, trained_model_root, tmp_path, per_label: int, key: str = "", **settings):
     """A teach-enabled server on a copy of the tiny model, with `per_label` stored examples per move."""
     from tests.service.teach.conftest import hand_jpeg
 
@@ -82,6 +82,7 @@ def _taught_server(start_server, trained_model_root, tmp_path, per_label: int, *
     for label in LABELS:
         for i in range(per_label):
             httpx.post(f"{server.rest_url}/v1/models/rps/examples", data={"label": label},
+                       headers={"X-API-Key": key} if key else {},
                        files={"file": ("f.jpg", hand_jpeg(label, i), "image/jpeg")}).raise_for_status()
     return server
 
@@ -207,3 +208,36 @@ def test_server_restart_mid_job_leaves_no_half_version_and_the_page_keeps_the_ex
     assert not list((root / "rps").glob(".tmp-*"))
     jobs = httpx.get(f"{again.rest_url}/v1/models/rps/finetunes").json()["jobs"]
     assert [j["state"] for j in jobs] == ["interrupted"]
+
+
+def test_teach_tab_with_a_key_shows_examples_and_follows_the_job(start_server, trained_model_root, tmp_path):
+    """With keys on, the Teach tab appears once the page has one; stored examples (images an <img> could not
+    fetch with a key) and the job's progress stream (which EventSource could not open with one) both work."""
+    from playwright.sync_api import sync_playwright
+
+    key = "teach-page-key-0123456789abcdef"
+    server = _taught_server(start_server, trained_model_root, tmp_path, 3, key=key, api_keys=key,
+                            auth_exempt_paths="/healthz,/readyz,/metrics,/,/static/", teach_epochs=200)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BASE_ARGS)
+        page = browser.new_context(viewport={"width": 1000, "height": 900}).new_page()
+        page.set_default_timeout(30_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.rest_url)
+        page.wait_for_selector('[data-testid="key-form"]:not([hidden])')
+        assert page.locator('[data-testid="tab-teach"]').is_hidden()
+        page.fill('[data-testid="key-input"]', key)
+        page.click('[data-testid="key-save"]')
+        page.wait_for_selector('[data-testid="tab-teach"]:not([hidden])')
+        page.click('[data-testid="tab-teach"]')
+        page.wait_for_function("document.querySelectorAll('[data-testid=teach-thumb] img').length === 9 && "
+                               "[...document.querySelectorAll('[data-testid=teach-thumb] img')]"
+                               ".every((img) => img.complete && img.naturalWidth > 0)")
+        page.click('[data-testid="teach-train"]')
+        page.wait_for_selector('[data-testid="teach-progress"][data-phase="train"]', timeout=120_000)
+        page.wait_for_function("document.querySelector('[data-testid=teach-live]').textContent.startsWith('Epoch')")
+        page.click('[data-testid="teach-cancel"]')
+        page.wait_for_selector('[data-testid="teach-verdict"][data-state="cancelled"]')
+        assert errors == []
+        browser.close()
