@@ -115,7 +115,7 @@ def test_unknown_versions_are_not_found(serving, tfs_front_end, sample_jpeg):
             backend.load("rps", 99)
         model = backend.load("rps", 1)
         assert model.info.labels == tuple(classify(serving, sample_jpeg).labels)
-        with pytest.raises(NotFoundError):
+        with pytest.raises(UnavailableError, match="no longer serves version 99"):  # lost since it loaded
             RemoteModel(backend, ModelInfo("rps", 99, model.info.labels)).predict([sample_jpeg])
         with pytest.raises(InvalidInputError):
             model.predict([b"these bytes are no image"])
@@ -211,12 +211,15 @@ def test_unavailable_is_retried_with_backoff(fake_tfserving, tfs_front_end, samp
 def test_tf_serving_errors_map_to_statuses(fake_tfserving, tfs_front_end, sample_jpeg):
     fake = fake_tfserving()
     front = tfs_front_end(fake.target)
-    for code, status in [(grpc.StatusCode.INVALID_ARGUMENT, 400), (grpc.StatusCode.NOT_FOUND, 404),
+    # NOT_FOUND: TF Serving lost a version it listed as available, which the client cannot help: 503
+    for code, status in [(grpc.StatusCode.INVALID_ARGUMENT, 400), (grpc.StatusCode.NOT_FOUND, 503),
                          (grpc.StatusCode.RESOURCE_EXHAUSTED, 429), (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
                          (grpc.StatusCode.INTERNAL, 500), (grpc.StatusCode.UNIMPLEMENTED, 500)]:
         fake.abort_code, calls = code, fake.calls
         r = predict(front, sample_jpeg)
         assert (r.status_code, fake.calls - calls) == (status, 1), (code, r.text)
+        if status == 503:
+            assert r.headers["retry-after"] == "1" and "no longer serves version 1" in r.json()["error"]
     fake.abort_code = None
     assert ready(front) and predict(front, sample_jpeg).status_code == 200
 
