@@ -6,6 +6,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +26,14 @@ _TFSERVING = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+
 _V2 = re.compile(r"^/v2/models/([^/]+)(?:/versions/(\d+))?/infer$")
 _ROUTES = {"rest": "/predict", "tfserving": "/v1/models/{tail:path}", "v2": "/v2/models/{model}/infer",
            "v2-version": "/v2/models/{model}/versions/{ver}/infer"}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A classify request its version has no room for: the route it is counted under, and why."""
+
+    route: str
+    error: OverloadedError
 
 
 class EarlyAdmission:
@@ -54,8 +63,8 @@ class EarlyAdmission:
             release = scope[TICKET]
         else:
             decision = self.admit(scope)
-            if isinstance(decision, tuple):
-                await self.refuse(scope, send, *decision)
+            if isinstance(decision, Refusal):
+                await self.refuse(scope, send, decision)
                 return
             release = decision
         if release is None:
@@ -74,9 +83,9 @@ class EarlyAdmission:
         finally:
             release()
 
-    def admit(self, scope: Scope) -> tuple[str, OverloadedError] | Callable[[], None] | None:
-        """For a classify call: (metrics route, error) when its version has no room, else the
-        release of the place it now holds (call it when the request is over). None for the rest."""
+    def admit(self, scope: Scope) -> Refusal | Callable[[], None] | None:
+        """For a classify call: a Refusal when its version has no room, else the release of the
+        place it now holds (call it when the request is over). None for the rest."""
         if scope["method"] != "POST":
             return None
         path: str = scope["path"]
@@ -111,12 +120,13 @@ class EarlyAdmission:
                 return None
             return served.batcher.admit()
         except OverloadedError as exc:
-            return route, exc
+            return Refusal(route, exc)
         except ServiceError:
             return None
 
-    async def refuse(self, scope: Scope, send: Send, route: str, error: OverloadedError) -> None:
+    async def refuse(self, scope: Scope, send: Send, refusal: Refusal) -> None:
         """Send the 429 and count it, as the full stack would have; the body is never read."""
+        route, error = refusal.route, refusal.error
         started = time.perf_counter()
         given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
         await send_json(send, 429, error.message,

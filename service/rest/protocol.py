@@ -45,6 +45,7 @@ def guarded_protocol(max_header_bytes: int, read_timeout_s: float,
     queued on the loop, such as the replies of a batch of 32 that just finished: that wait, not
     the refusal, was the 429s' p99 at 3x capacity.
     """
+    from service.rest.admission import Refusal  # here: admission imports this module's scope keys
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -105,10 +106,10 @@ def guarded_protocol(max_header_bytes: int, read_timeout_s: float,
             if early is not None and not self.flow.write_paused:
                 scope = cast("Scope", cycle.scope)
                 decision = early.admit(scope)
-                if not isinstance(decision, tuple):
+                if not isinstance(decision, Refusal):
                     scope[TICKET] = decision  # the ASGI layer releases it when the request is over
                 else:
-                    if not _run_now(early.refuse(scope, cast("Send", cycle.send), *decision)):
+                    if not _run_now(early.refuse(scope, cast("Send", cycle.send), decision)):
                         # writing the head filled the socket's buffer and the body had to wait: a
                         # half-sent 429 cannot be finished elsewhere, and this client reads nothing
                         self.transport.close()
