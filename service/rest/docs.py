@@ -1,11 +1,12 @@
-"""/docs offline: Swagger UI from the swagger-ui-bundle package, under a strict CSP."""
+"""/docs offline: Swagger UI 5 from an installed package (fastapi-swagger's resources), under a strict CSP."""
 
 from __future__ import annotations
+
+from importlib.resources import files
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 # No inline script and no other origin: the page runs only its own files. Swagger UI sets
 # style attributes as it renders, hence 'unsafe-inline' for styles (scripts stay strict).
@@ -15,7 +16,8 @@ _HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>imgclf API</title>
-<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css">
+<link rel="icon" type="image/png" href="/docs/assets/favicon-32x32.png"></head>
 <body><div id="swagger-ui"></div>
 <script src="/docs/assets/swagger-ui-bundle.js"></script>
 <script src="/docs/init.js"></script></body></html>
@@ -36,4 +38,6 @@ def add_docs(app: FastAPI) -> None:
     async def init() -> Response:
         return Response(_INIT, media_type="text/javascript", headers=_HEADERS)
 
-    app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+    # Swagger UI 5: version 4 (the swagger-ui-bundle package) cannot read OpenAPI 3.1 and shows an error instead
+    assets = files("fastapi_swagger") / "resources"
+    app.mount("/docs/assets", StaticFiles(directory=str(assets)), name="docs-assets")

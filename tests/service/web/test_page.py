@@ -341,7 +341,8 @@ def test_a_server_with_keys_asks_for_one_and_sends_it(browse, start_server, trai
 
     page.get_by_test_id("key-input").fill("not-the-key")
     page.get_by_test_id("key-save").click()
-    page.wait_for_function("document.getElementById('key-label').textContent.includes('refused')")
+    # locators, not wait_for_function: the page's CSP forbids the eval Playwright's polling may need
+    page.locator("#key-label", has_text="refused").wait_for()
     assert form.is_visible()
 
     sent: list[Any] = []
@@ -363,4 +364,42 @@ def test_a_server_with_keys_asks_for_one_and_sends_it(browse, start_server, trai
     page.wait_for_selector('[data-testid="model-status"][data-ready="true"]')
     assert page.get_by_test_id("key-form").is_hidden()
     b.shot("key-accepted")
+    b.assert_clean_console()
+
+
+def test_docs_authorize_sends_the_key(browse, start_server, trained_model_root):
+    """With keys on and /docs exempt, Swagger UI (served offline) offers Authorize; a call it then sends
+    carries the key and is answered."""
+    exempt = "/healthz,/readyz,/metrics,/docs,/docs/,/openapi.json,/,/static/"
+    server = start_server(trained_model_root, api_keys=PAGE_KEY, auth_exempt_paths=exempt)
+    b = browse(server=server)
+    page = b.page
+    page.goto(f"{server.rest_url}/docs")
+    page.locator("button.authorize").first.click()
+    page.locator('.modal-ux input[type="text"], .modal-ux input[type="password"]').first.fill(PAGE_KEY)
+    page.locator(".modal-ux button.authorize").first.click()
+    page.locator(".modal-ux button.close-modal").first.click()
+    sent: list[Any] = []
+    page.on("request", lambda r: sent.append(r) if r.url.endswith("/models") else None)
+    page.locator("#operations-models-models_models_get button.opblock-summary-control").click()
+    page.get_by_role("button", name="Try it out").click()
+    page.get_by_role("button", name="Execute").click()
+    page.locator("#operations-models-models_models_get .live-responses-table .response-col_status").first.wait_for()
+    assert sent and sent[-1].headers.get("x-api-key") == PAGE_KEY
+    status = page.locator("#operations-models-models_models_get .live-responses-table tbody .response-col_status")
+    assert status.first.inner_text().strip().startswith("200")
+    b.console.allow(r"status of 401")  # the page at / that browse() opened first, before it had a key
+    b.assert_clean_console()
+
+
+def test_docs_render_offline(browse, serving):
+    """/docs draws every operation of the OpenAPI 3.1 document from the installed assets, with no
+    console error (CSP included). Swagger UI 4 showed "Unable to render this definition" here."""
+    b = browse()
+    page = b.page
+    page.goto(f"{serving.rest_url}/docs")
+    page.locator("#operations-classify-predict_predict_post").wait_for()
+    assert "Unable to render" not in page.inner_text("#swagger-ui")
+    assert page.locator(".opblock").count() >= 20
+    b.shot("docs")
     b.assert_clean_console()

@@ -231,12 +231,16 @@ def test_teach_tab_with_a_key_shows_examples_and_follows_the_job(start_server, t
         page.click('[data-testid="key-save"]')
         page.wait_for_selector('[data-testid="tab-teach"]:not([hidden])')
         page.click('[data-testid="tab-teach"]')
-        page.wait_for_function("document.querySelectorAll('[data-testid=teach-thumb] img').length === 9 && "
-                               "[...document.querySelectorAll('[data-testid=teach-thumb] img')]"
-                               ".every((img) => img.complete && img.naturalWidth > 0)")
+        # polled from Python: the page's CSP forbids the eval a wait_for_function string may need
+        thumbs = page.locator('[data-testid="teach-thumb"] img')
+        deadline = time.monotonic() + 30
+        while not (thumbs.count() == 9 and all(thumbs.evaluate_all(
+                "imgs => imgs.map((img) => img.complete && img.naturalWidth > 0)"))):
+            assert time.monotonic() < deadline, "the stored examples' images did not load"
+            time.sleep(0.1)
         page.click('[data-testid="teach-train"]')
         page.wait_for_selector('[data-testid="teach-progress"][data-phase="train"]', timeout=120_000)
-        page.wait_for_function("document.querySelector('[data-testid=teach-live]').textContent.startsWith('Epoch')")
+        page.locator('[data-testid="teach-live"]', has_text="Epoch").wait_for()
         page.click('[data-testid="teach-cancel"]')
         page.wait_for_selector('[data-testid="teach-verdict"][data-state="cancelled"]')
         assert errors == []
