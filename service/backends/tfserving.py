@@ -188,16 +188,16 @@ class RemoteModel:
         request.inputs[_INPUT].CopyFrom(tf.make_tensor_proto(list(images), dtype=tf.string))
         try:
             response = self.backend.call(self.backend.predictions.Predict, request, "Predict")
-        except _TRANSIENT:
-            if not self._answered:  # the registry's warm-up: fail now, try again next poll
+        except (*_TRANSIENT, NotFoundError) as exc:
+            if not self._answered:  # the registry's warm-up: fail now, try again next poll (as load does)
                 self.backend.retry_later(self.info.name, self.info.version)
+            if isinstance(exc, NotFoundError):
+                # this version was AVAILABLE when the registry last looked: TF Serving lost it since. Not
+                # the client's mistake (a 404 would say it asked for something that does not exist): retry,
+                # by then the next poll has withdrawn it or it is back
+                raise UnavailableError(f"TF Serving no longer serves version {self.info.version} of "
+                                       f"{self.info.name!r}; retry shortly", retry_after=1) from None
             raise
-        except NotFoundError:
-            # this version was AVAILABLE when the registry last looked: TF Serving lost it since. Not the
-            # client's mistake (a 404 would say it asked for something that does not exist): retry, by
-            # then the next poll has withdrawn it or it is back
-            raise UnavailableError(f"TF Serving no longer serves version {self.info.version} of "
-                                   f"{self.info.name!r}; retry shortly", retry_after=1) from None
         self._answered = True
         if _SCORES not in response.outputs:
             raise InternalError(f"TF Serving's answer has no '{_SCORES}' output")

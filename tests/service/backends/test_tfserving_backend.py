@@ -224,6 +224,25 @@ def test_tf_serving_errors_map_to_statuses(fake_tfserving, tfs_front_end, sample
     assert ready(front) and predict(front, sample_jpeg).status_code == 200
 
 
+def test_a_version_lost_during_its_warm_up_is_loaded_again_later(fake_tfserving, sample_jpeg):
+    """TF Serving answers NOT_FOUND for a version it listed: 503 for the caller, and, before the version
+    ever answered (the registry's warm-up), a new fingerprint so the next poll loads it again, as a
+    failed load gets."""
+    fake = fake_tfserving()
+    backend = TFServingBackend(ServeSettings(tfserving_target=fake.target))
+    try:
+        before = backend.discover("rps")[1]
+        model = backend.load("rps", 1)
+        fake.abort_code = grpc.StatusCode.NOT_FOUND
+        with pytest.raises(UnavailableError, match="no longer serves version 1"):
+            model.predict([sample_jpeg])
+        assert backend.discover("rps")[1] != before
+        fake.abort_code = None
+        assert model.predict([sample_jpeg]).shape[0] == 1
+    finally:
+        backend.close()
+
+
 def test_a_bad_image_fails_alone_in_a_shared_batch(fake_tfserving, tfs_front_end, sample_jpeg):
     fake = fake_tfserving()
     front = tfs_front_end(fake.target, inference_threads=1, max_batch_delay_ms=0)
