@@ -17,9 +17,10 @@ from service.core import ServingCore
 from service.errors import OverloadedError, ServiceError
 from service.rest.guards import send_json
 from service.rest.middleware import protocol_of
-from service.rest.protocol import STARTED, TICKET
+from service.rest.protocol import STARTED
 
 log = logging.getLogger(__name__)
+TICKET = "imgclf.admitted"  # scope key: the place a request let in holds (its release), or None
 
 # The classify routes and the route template each one is counted under in the metrics.
 _TFSERVING = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(?:predict|classify)$")
@@ -59,14 +60,11 @@ class EarlyAdmission:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if TICKET in scope:  # decided by the protocol when it parsed the head (service/rest/protocol.py)
-            release = scope[TICKET]
-        else:
-            decision = self.admit(scope)
-            if isinstance(decision, Refusal):
-                await self.refuse(scope, send, decision)
-                return
-            release = decision
+        # usually decided already, by the protocol when it parsed the head (service/rest/protocol.py)
+        if TICKET not in scope and (refusal := self.decide(scope)) is not None:
+            await self.refuse(scope, send, refusal)
+            return
+        release = scope[TICKET]
         if release is None:
             await self.app(scope, receive, send)
             return
@@ -82,6 +80,15 @@ class EarlyAdmission:
             await self.app(scope, receive, releasing)
         finally:
             release()
+
+    def decide(self, scope: Scope) -> Refusal | None:
+        """The one decision per request, at its head: a Refusal to send, or None with the request's
+        place (its release, or None when it needs none) left in the scope under TICKET."""
+        decision = self.admit(scope)
+        if isinstance(decision, Refusal):
+            return decision
+        scope[TICKET] = decision
+        return None
 
     def admit(self, scope: Scope) -> Refusal | Callable[[], None] | None:
         """For a classify call: a Refusal when its version has no room, else the release of the

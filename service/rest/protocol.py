@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STARTED = "imgclf.started"  # scope key: time.monotonic() of the request's first byte
-TICKET = "imgclf.admitted"  # scope key set by early admission (service/rest/admission.py)
 
 
 def _reply(status: bytes, message: str) -> bytes:
@@ -45,8 +44,6 @@ def guarded_protocol(max_header_bytes: int, read_timeout_s: float,
     queued on the loop, such as the replies of a batch of 32 that just finished: that wait, not
     the refusal, was the 429s' p99 at 3x capacity.
     """
-    from service.rest.admission import Refusal  # here: admission imports this module's scope keys
-
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -105,11 +102,9 @@ def guarded_protocol(max_header_bytes: int, read_timeout_s: float,
             # the ASGI path, where EarlyAdmission makes the same decision, can wait for it)
             if early is not None and not self.flow.write_paused:
                 scope = cast("Scope", cycle.scope)
-                decision = early.admit(scope)
-                if not isinstance(decision, Refusal):
-                    scope[TICKET] = decision  # the ASGI layer releases it when the request is over
-                else:
-                    if not _run_now(early.refuse(scope, cast("Send", cycle.send), decision)):
+                # admitted: the place is in the scope, and the ASGI layer releases it when the request is over
+                if (refusal := early.decide(scope)) is not None:
+                    if not _run_now(early.refuse(scope, cast("Send", cycle.send), refusal)):
                         # writing the head filled the socket's buffer and the body had to wait: a
                         # half-sent 429 cannot be finished elsewhere, and this client reads nothing
                         self.transport.close()
