@@ -185,15 +185,24 @@ class ServingCore:
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 decode = getattr(first.model, "decode", None)
-                checked = await self._check_all(images, decode)
-                served = registry.resolve(version, label)  # again: a swap may have happened
-                if getattr(served.model, "decode", None) is not decode:  # ... to another runtime
-                    checked = await self._check_all(images, getattr(served.model, "decode", None))
-                request_log.note(version=served.version)
-                assert served.batcher is not None
-                stats = self.stats.setdefault((name, served.version), InferStats())
-                scores = await served.batcher.submit([c[0] for c in checked], deadline - time.monotonic(),
-                                                     [c[1] for c in checked])
+                scores = None
+                if decode is not None and len(images) == 1 and first.batcher.idle:
+                    # a lone image on an idle model: decoded and scored in one thread hop
+                    served = first
+                    request_log.note(version=served.version)
+                    stats = self.stats.setdefault((name, served.version), InferStats())
+                    scores = await first.batcher.submit_alone(functools.partial(self._decode_one, decode,
+                                                                                images[0]))
+                if scores is None:
+                    checked = await self._check_all(images, decode)
+                    served = registry.resolve(version, label)  # again: a swap may have happened
+                    if getattr(served.model, "decode", None) is not decode:  # ... to another runtime
+                        checked = await self._check_all(images, getattr(served.model, "decode", None))
+                    request_log.note(version=served.version)
+                    assert served.batcher is not None
+                    stats = self.stats.setdefault((name, served.version), InferStats())
+                    scores = await served.batcher.submit([c[0] for c in checked], deadline - time.monotonic(),
+                                                         [c[1] for c in checked])
         except BaseException as exc:
             if stats is not None:
                 stats.fail_count += 1
@@ -236,6 +245,13 @@ class ServingCore:
                 checked = check()  # a webcam frame: ~1 ms, less than a hop to a thread and back under load
         self._check_total(sum(c[1] for c in checked))
         return checked
+
+    def _decode_one(self, decode: Decode, data: bytes) -> Any:
+        """One image's pixels for the model, with the request's checks (runs on an inference thread)."""
+        s = self.settings
+        pixels, size = decode(data, max_pixels=s.max_image_pixels, min_side=s.min_image_side)
+        self._check_total(size)
+        return pixels
 
     def _check_total(self, total: int) -> None:
         if total > self.settings.max_request_pixels:

@@ -253,3 +253,84 @@ async def test_adaptive_delay_waits_at_most_one_measured_image(executor):
     assert fixed.fill_wait_s == 5.0
     await batcher.close()
     await fixed.close()
+
+
+async def test_a_lone_image_on_an_idle_model_is_prepared_and_scored_in_one_thread(executor):
+    model = FakeModel()
+    sizes: list[int] = []
+    batcher = make(model, executor, stats=BatchStats(on_batch=sizes.append))
+    threads: list[str] = []
+
+    def prepare() -> bytes:
+        threads.append(threading.current_thread().name)
+        return b"abc"
+
+    out = await batcher.submit_alone(prepare)
+    assert out is not None and out.tolist() == [[3.0, 0.0, 0.0]]
+    assert threads and threads[0] != threading.current_thread().name  # off the event loop
+    assert model.calls == [1] and sizes == [1] and batcher.idle
+    assert batcher.per_image_s is not None  # the model's time, which sets the fill wait
+    await batcher.close()
+
+
+async def test_a_busy_model_sends_a_lone_image_through_the_queue(executor):
+    model = FakeModel()
+    model.gate.clear()
+    batcher = make(model, executor, max_delay_s=0.0)
+    first = asyncio.ensure_future(batcher.submit([b"first"], timeout=5))
+    await asyncio.sleep(0.05)
+    prepared: list[bool] = []
+    assert await batcher.submit_alone(lambda: prepared.append(True) or b"x") is None
+    assert not prepared  # nothing was decoded: the caller submits it as usual
+    model.gate.set()
+    await first
+    await batcher.close()
+
+
+async def test_requests_arriving_during_a_lone_call_wait_for_it_and_batch_together(executor):
+    model = FakeModel()
+    model.gate.clear()
+    batcher = make(model, executor, concurrency=1, max_delay_s=0.02)
+    alone = asyncio.ensure_future(batcher.submit_alone(lambda: b"a"))
+    await asyncio.sleep(0.05)
+    assert not batcher.idle  # the lone call counts as a batch in flight
+    later = [asyncio.ensure_future(batcher.submit([b"x" * (i + 1)], timeout=5)) for i in range(3)]
+    await asyncio.sleep(0.05)
+    assert model.calls == []  # the only slot is taken: they queue
+    model.gate.set()
+    await asyncio.gather(alone, *later)
+    assert model.calls == [1, 3]
+    await batcher.close()
+
+
+async def test_a_cancelled_lone_caller_keeps_the_slot_until_the_model_is_done(executor):
+    model = FakeModel()
+    model.gate.clear()
+    batcher = make(model, executor, concurrency=1)
+    alone = asyncio.ensure_future(batcher.submit_alone(lambda: b"a"))
+    await asyncio.sleep(0.05)
+    alone.cancel()  # the client went away; the thread still runs the model
+    await asyncio.sleep(0.01)
+    assert not batcher.idle and batcher._slots.locked()
+    closing = asyncio.ensure_future(batcher.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # close() waits for the lone call as for a batch
+    model.gate.set()
+    await closing
+    assert batcher.idle and not batcher._slots.locked()
+
+
+async def test_lone_calls_fail_as_batches_do(executor):
+    model = FakeModel(crash=True)
+    batcher = make(model, executor)
+    with pytest.raises(InternalError, match="kaboom"):
+        await batcher.submit_alone(lambda: b"a")
+
+    def bad() -> bytes:
+        raise InvalidInputError("image 1: not a readable image")
+
+    with pytest.raises(InvalidInputError, match="not a readable"):  # a client's error stays one
+        await batcher.submit_alone(bad)
+    model.crash = False
+    assert batcher.idle and (await batcher.submit([b"ok"], timeout=5))[0, 0] == 2
+    await batcher.close()

@@ -111,6 +111,11 @@ def test_the_server_answers_and_says_which_runtime(litert_server, sample_jpeg):
             pb.ClassifyRequest(images=[sample_jpeg]), timeout=30)
     assert reply.model_version == 1
     np.testing.assert_allclose(list(reply.predictions[0].scores), list(a["scores"].values()), atol=1e-5)
+    # one image on the idle model is decoded and scored in one hop; two went through the queue
+    lone = httpx.post(f"{url}/predict", files=[("file", ("a.jpg", sample_jpeg))])
+    assert lone.status_code == 200
+    np.testing.assert_allclose(list(lone.json()["predictions"][0]["scores"].values()),
+                               list(a["scores"].values()), atol=1e-6)
 
 
 def test_bad_input_keeps_its_4xx_on_litert(litert_server, sample_jpeg):
@@ -143,3 +148,12 @@ def test_the_request_pixel_total_is_checked_before_decoding(trained_result, tmp_
     assert r.status_code == 413 and "per request" in r.json()["error"]
     bad = httpx.post(url, files=[("file", ("a.jpg", sample_jpeg)), ("file", ("b.txt", b"text"))])
     assert bad.status_code == 400 and bad.json()["error"].startswith("image 2: ")
+
+
+def test_a_lone_image_over_the_request_pixel_total_is_refused(trained_result, tmp_path, start_server, sample_jpeg):
+    side = Image.open(io.BytesIO(sample_jpeg)).size
+    server = start_server(_copy(trained_result, tmp_path, drop=0.0), runtime="litert",
+                          max_request_pixels=side[0] * side[1] - 1)
+    r = httpx.post(f"{server.rest_url}/predict", files=[("file", ("a.jpg", sample_jpeg))])
+    assert r.status_code == 413 and "per request" in r.json()["error"]
+    assert httpx.get(f"{server.rest_url}/readyz").status_code == 200  # and the version serves on
