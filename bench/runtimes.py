@@ -108,14 +108,36 @@ def model_alone(runtime: str, version: Path, image: bytes, seconds: float, threa
     return out
 
 
-def wrk(url: str, body_file: Path, concurrency: int, seconds: float, warmup: float) -> Cell:
+def thread_cpu_s(pid: int, tid: int = 0) -> float:
+    """CPU seconds (user + system) one thread of a process (tid 0: the whole process) has used so far."""
+    stat = Path(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wrk(url: str, body_file: Path, concurrency: int, seconds: float, warmup: float, pid: int = 0) -> Cell:
     script = body_file.with_suffix(".lua")
     script.write_text(LUA % (BOUNDARY, body_file))
     cmd = ["wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", "--latency", "-s", str(script)]
     if warmup:
         subprocess.run([*cmd, f"-d{max(1, round(warmup))}s", f"{url}/predict"], capture_output=True, check=True)
+    before = rest_statuses(url)
+    cpu = (children_cpu_s(), thread_cpu_s(pid, pid) if pid else 0.0, thread_cpu_s(pid) if pid else 0.0,
+           time.monotonic())
     text = subprocess.run([*cmd, f"-d{round(seconds)}s", f"{url}/predict"], capture_output=True, text=True,
                           check=True).stdout
+    elapsed = time.monotonic() - cpu[3]
+    client_cores = (children_cpu_s() - cpu[0]) / elapsed
+    loop_cores = (thread_cpu_s(pid, pid) - cpu[1]) / elapsed if pid else float("nan")
+    server_cores = (thread_cpu_s(pid) - cpu[2]) / elapsed if pid else float("nan")
+    answered = rest_statuses(url)
 
     def ms(label: str) -> float:
         m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
@@ -127,11 +149,31 @@ def wrk(url: str, body_file: Path, concurrency: int, seconds: float, warmup: flo
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     errors = int(bad[1]) if bad else 0
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    detail = []
     if socket_errors:
         errors += sum(int(x) for x in socket_errors.groups())
+        detail += [f"socket {kind} {n}" for kind, n in zip(("connect", "read", "write", "timeout"),
+                                                         socket_errors.groups(), strict=True) if n != "0"]
+    # the server's side of the same period: 499 is wrk dropping its connections at the end
+    detail += [f"HTTP {status} x {n - before.get(status, 0)}" for status, n in sorted(answered.items())
+               if status not in ("200", "499") and n > before.get(status, 0)]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text)[1])  # type: ignore[index]
     return Cell("rest-wrk", concurrency, requests, errors, rate * (requests - errors) / max(1, requests),
-                ms("50"), ms("99"))
+                ms("50"), ms("99"), ", ".join(detail) if errors else "", client_cores, loop_cores,
+                server_cores)
+
+
+def rest_statuses(url: str) -> dict[str, int]:
+    """Answers to POST /predict so far, by HTTP status, from the server's own metrics."""
+    import httpx
+
+    out: dict[str, int] = {}
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith('imgclf_requests_total{protocol="rest",route="/predict"'):
+            status = re.search(r'status="(\d+)"', line)
+            if status:
+                out[status[1]] = int(float(line.rsplit(" ", 1)[1]))
+    return out
 
 
 def grpc_body(image: bytes) -> bytes:
@@ -223,6 +265,11 @@ def report(runs: list[Run], levels: list[int], command: str) -> str:
                          f"{c.p99_ms:.1f} | {c.images_per_s / run.limit['limit_images_per_s']:.2f} | "
                          f"{c.images_per_s / base if base else float('nan'):.2f} | {c.errors} |")
     lines.append("")
+    lines += [f"- CPU during REST c={c.concurrency} on {run.runtime}: the server {c.server_cores:.2f} cores, its "
+              f"event loop {c.loop_cores:.2f} of them; wrk {c.client_cores:.2f} cores (of {os.cpu_count()})"
+              for run in runs for c in run.cells if c.target == "rest-wrk" and c.concurrency == 32]
+    lines += [f"- errors, {run.runtime} {c.target} c={c.concurrency}: {c.error_detail}"
+              for run in runs for c in run.cells if c.errors and c.error_detail]
     if len(runs) == 2 and 32 in levels and 1 in levels:
         tf_run, lite = runs
         get = {(r.runtime, c.target, c.concurrency): c for r in runs for c in r.cells}
@@ -300,7 +347,7 @@ def main() -> int:
             try:
                 rss = rss_mb(proc.pid)
                 for c in levels:
-                    cells.append(wrk(url, work / "body.bin", c, args.seconds, args.warmup))
+                    cells.append(wrk(url, work / "body.bin", c, args.seconds, args.warmup, proc.pid))
                     print(f"  {asdict(cells[-1])}", flush=True)
                 for c in levels:
                     if shutil.which("h2load"):

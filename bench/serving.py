@@ -36,6 +36,10 @@ class Cell:
     images_per_s: float
     p50_ms: float
     p99_ms: float
+    error_detail: str = ""  # what the errors were, when there were any
+    client_cores: float = float("nan")  # CPU the load generator used, in cores, while measuring
+    loop_cores: float = float("nan")  # CPU of the server's event-loop thread, in cores
+    server_cores: float = float("nan")  # CPU of the whole server process, in cores
 
 
 def free_port() -> int:
