@@ -96,33 +96,12 @@ def _jitter_colour(rgb: np.ndarray, rng: np.random.Generator, strength: float = 
     return (np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
-def reshape_hand(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Another hand of the same gesture: wider or narrower, fingers leaning left or right.
-
-    Only six or seven rendered hands per class exist, so without this the network can learn
-    those hands' proportions rather than the gesture. The shear pivots on the wrist (the bottom
-    row), so the forearm still leaves the image at its bottom edge.
-    """
-    width = max(1, round(img.width * float(np.exp(rng.normal(0, 0.1)).clip(0.8, 1.25))))
-    img = img.resize((width, img.height), Image.Resampling.BILINEAR)
-    shear = float(rng.uniform(-0.2, 0.2))
-    extra = int(np.ceil(abs(shear) * img.height))
-    # output (x, y) samples input (x + shear * y + shift, y) on a canvas `extra` wider: a lean to
-    # the right (shear > 0) keeps the bottom row in place, a lean to the left the top row
-    shift = -shear * img.height if shear > 0 else 0.0
-    return img.transform((img.width + extra, img.height), Image.Transform.AFFINE,
-                         (1, shear, shift, 0, 1, 0), resample=Image.Resampling.BILINEAR)
-
-
-def _place_hand(scene: Image.Image, hand: np.ndarray, rng: np.random.Generator, *,
-                reshape: bool = False) -> Image.Image:
+def _place_hand(scene: Image.Image, hand: np.ndarray, rng: np.random.Generator) -> Image.Image:
     size = scene.width
     rgba = hand.copy()
     rgba[..., :3] = _jitter_colour(rgba[..., :3], rng)
     rgba = _extend_forearm(rgba, rng)
     img = Image.fromarray(rgba, "RGBA")
-    if reshape:
-        img = reshape_hand(img, rng)
     if rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     # hand height relative to the frame: small and far, to close up and cut off by the edges
@@ -192,14 +171,10 @@ def _camera(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def hand_scene(hand: np.ndarray, size: int, rng: np.random.Generator, *,
-               held_out: bool = False, reshape: bool = False) -> np.ndarray:
-    """A cut-out hand (RGBA from `cutout`) with its forearm, in a scene, through a webcam.
-
-    `reshape` (training only) makes it another hand of the same gesture (`reshape_hand`); the
-    validation scenes and the real-like check show the held-out hands as they were rendered.
-    """
+               held_out: bool = False) -> np.ndarray:
+    """A cut-out hand (RGBA from `cutout`) with its forearm, in a scene, through a webcam."""
     scene = background(size, rng, held_out=held_out)
-    img = _place_hand(scene, hand, rng, reshape=reshape)
+    img = _place_hand(scene, hand, rng)
     if rng.random() < 0.2:
         img = _occlude(img, rng)
     return np.asarray(_camera(img, rng))

@@ -22,8 +22,6 @@ class Recipe:
     label_smoothing: float = 0.0
     variants: int = 0  # scenes rendered per hand (augment=scenes)
     warmup_epochs: int = 0  # rise linearly to learning_rate first (with cosine)
-    plain_variants: int = 0  # other framings of each render on white (augment=scenes)
-    reshape_hands: bool = False  # hands in training scenes reshaped (augment=scenes)
 
 
 RECIPES = {
@@ -40,8 +38,7 @@ RECIPES = {
     # the network now works at 112 px
     "real-hands": Recipe("real-hands", arch="compact", optimizer="adamw", learning_rate=2e-3, cosine=True,
                          epochs=55, batch_size=32, augment="scenes", split="by-hand", none_label=True,
-                         label_smoothing=0.1, variants=6, warmup_epochs=2, plain_variants=2,
-                         reshape_hands=True),
+                         label_smoothing=0.1, variants=6, warmup_epochs=2),
 }
 
 

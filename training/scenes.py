@@ -58,11 +58,10 @@ class Hands:
     def __len__(self) -> int:
         return len(self.cutouts)
 
-    def scene(self, index: int, size: int, rng: np.random.Generator, *, held_out: bool = False,
-              reshape: bool = False) -> np.ndarray:
+    def scene(self, index: int, size: int, rng: np.random.Generator, *, held_out: bool = False) -> np.ndarray:
         hand = self.cutouts[index]
         if hand is not None:
-            return composite.hand_scene(hand, size, rng, held_out=held_out, reshape=reshape)
+            return composite.hand_scene(hand, size, rng, held_out=held_out)
         photo = self.photos[index]
         assert photo is not None
         return composite.photo_view(photo, size, rng)
@@ -81,29 +80,24 @@ def _render(jobs: Sequence[Callable[[], np.ndarray]], what: str, workers: int = 
 
 
 class ScenePool:
-    """Rendered views of every hand (view 0 the plain render, then `plain_variants` other framings
-    of it on white, then scenes, with their hands reshaped when `reshape_hands`) and empty scenes."""
+    """Rendered views of every hand (view 0 the plain render, then scenes) and empty scenes."""
 
     def __init__(self, hands: Hands, labels: tuple[str, ...], *, variants: int, none_count: int, seed: int,
-                 size: int = SCENE_SIZE, held_out: bool = False, plain_variants: int = 0,
-                 reshape_hands: bool = False) -> None:
+                 size: int = SCENE_SIZE, held_out: bool = False) -> None:
         remap = np.array([labels.index(name) for name in hands.labels])
         self.labels = labels
         self.targets = remap[hands.targets].astype(np.int64)
-        self.plain_views = 1 + plain_variants
         jobs: list[Callable[[], np.ndarray]] = []
         for i in range(len(hands)):
             jobs.append(partial(_plain, hands, i, size))
-            for v in range(plain_variants):
-                jobs.append(partial(_plain, hands, i, size, [seed, 4, i, v]))
             for v in range(variants):
-                jobs.append(partial(_hand_scene, hands, i, size, [seed, 1, i, v], held_out, reshape_hands))
+                jobs.append(partial(_hand_scene, hands, i, size, [seed, 1, i, v], held_out))
         if NONE_LABEL in labels:
             for k in range(none_count):
                 jobs.append(partial(_empty_scene, size, [seed, 2, k], held_out))
         images = np.stack(_render(jobs, "scenes"))
-        n_views = (variants + self.plain_views) * len(hands)
-        self.views = images[:n_views].reshape(len(hands), variants + self.plain_views, size, size, 3)
+        n_views = (variants + 1) * len(hands)
+        self.views = images[:n_views].reshape(len(hands), variants + 1, size, size, 3)
         self.empty = images[n_views:]
 
     def flat(self) -> tuple[np.ndarray, np.ndarray]:
@@ -132,35 +126,29 @@ class ScenePool:
         return np.concatenate([self.targets, np.full(self._none_per_epoch(), self._none_index(), dtype=np.int64)])
 
     def epoch_indices(self, seed: int, epoch: int, plain_share: float = 0.25) -> np.ndarray:
-        """One epoch as indices into `flat()`: every hand once, in a view drawn at random (one on
-        white with `plain_share`), plus a class's worth of empty scenes; shuffled."""
+        """One epoch as indices into `flat()`: every hand once, in a view drawn at random (the
+        plain render with `plain_share`), plus a class's worth of empty scenes; shuffled."""
         rng = np.random.default_rng([seed, 3, epoch])
         n, v = self.views.shape[:2]
-        probs = np.full(v, 1 / v)
-        if v > self.plain_views:
-            probs = np.full(v, (1 - plain_share) / (v - self.plain_views))
-            probs[:self.plain_views] = plain_share / self.plain_views
+        probs = np.ones(1)
+        if v > 1:
+            probs = np.full(v, (1 - plain_share) / (v - 1))
+            probs[0] = plain_share
         hands = np.arange(n) * v + rng.choice(v, size=n, p=probs)
         empty = n * v + rng.choice(len(self.empty), self._none_per_epoch(), replace=False)
         return rng.permutation(np.concatenate([hands, empty]))
 
 
-def _hand_scene(hands: Hands, index: int, size: int, seed: list[int], held_out: bool,
-                reshape: bool = False) -> np.ndarray:
-    return hands.scene(index, size, np.random.default_rng(seed), held_out=held_out, reshape=reshape)
+def _hand_scene(hands: Hands, index: int, size: int, seed: list[int], held_out: bool) -> np.ndarray:
+    return hands.scene(index, size, np.random.default_rng(seed), held_out=held_out)
 
 
 def _empty_scene(size: int, seed: list[int], held_out: bool) -> np.ndarray:
     return composite.empty_scene(size, np.random.default_rng(seed), held_out=held_out)
 
 
-def _plain(hands: Hands, index: int, size: int, seed: list[int] | None = None) -> np.ndarray:
-    """The render as the dataset shows it (white backdrop), at the network's size.
-
-    With a seed, another framing of it, as a new rendered hand of the same gesture could come:
-    reshaped (`composite.reshape_hand`), smaller, off centre, turned about the wrist, mirrored.
-    Without, the render itself.
-    """
+def _plain(hands: Hands, index: int, size: int) -> np.ndarray:
+    """The render as the dataset shows it (white backdrop), at the network's size."""
     hand = hands.cutouts[index]
     if hand is None:
         photo = hands.photos[index]
@@ -168,23 +156,10 @@ def _plain(hands: Hands, index: int, size: int, seed: list[int] | None = None) -
         return np.asarray(Image.fromarray(photo).resize((size, size), Image.Resampling.BILINEAR))
     canvas = Image.new("RGB", (size, size), (255, 255, 255))
     img = Image.fromarray(hand, "RGBA")
-    rng = np.random.default_rng(seed) if seed is not None else None
-    zoom, shift, angle = 1.0, 0.0, 0.0
-    if rng is not None:
-        img = composite.reshape_hand(img, rng)
-        if rng.random() < 0.5:
-            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        zoom, shift, angle = rng.uniform(0.7, 1.0), rng.uniform(-0.15, 0.15) * size, float(rng.normal(0, 12))
-    scale = size * 0.9 * zoom / max(img.size)
+    scale = size * 0.9 / max(img.size)
     img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
                      Image.Resampling.BILINEAR)
-    layer = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-    x = int((size - img.width) // 2 + shift)
-    layer.paste(img, (x, size - img.height), img)
-    if angle:  # about the wrist, which stays at the bottom edge
-        layer = layer.rotate(max(-30.0, min(30.0, angle)), resample=Image.Resampling.BILINEAR,
-                             center=(x + img.width / 2, size))
-    canvas.paste(layer, (0, 0), layer)
+    canvas.paste(img, ((size - img.width) // 2, size - img.height), img)
     return np.asarray(canvas)
 
 

@@ -42,8 +42,7 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
     if not any(h is not None for h in train_hands.cutouts):
         log.warning("no image of %s has a white background: scenes use the photos as they are", data)
     train_pool = ScenePool(train_hands, labels, variants=recipe.variants, seed=seed,
-                           none_count=_none_count(train_set, recipe.variants), plain_variants=recipe.plain_variants,
-                           reshape_hands=recipe.reshape_hands)
+                           none_count=_none_count(train_set, recipe.variants))
     val_pool = ScenePool(val_hands, labels, variants=1, seed=seed + 10_000, none_count=_none_count(val_set, 2))
     val_x, val_y = val_pool.flat()
     reallike = None
@@ -73,8 +72,6 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
         card={
             "validation_hands": groups,
             "scenes": {"scenes_per_image": recipe.variants, "plain_share_per_epoch": 0.25,
-                       "plain_variants_per_image": recipe.plain_variants,
-                       "hands_reshaped_in_scenes": recipe.reshape_hands,
                        "empty_scenes": len(train_pool.empty), "samples_per_epoch": train_pool.epoch_size()},
             "backgrounds": {
                 "train": [f"{p.name} ({p.package}, {p.licence})" for p in backgrounds.TRAIN_PHOTOS],

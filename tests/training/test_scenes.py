@@ -77,24 +77,3 @@ def test_recipes_resolve_by_data_and_flags():
     assert RECIPES["real-hands"].none_label and not RECIPES["talk"].none_label
     with pytest.raises(ValueError, match="unknown recipe"):
         resolve("best", "rps")
-
-
-def test_plain_variants_are_other_framings_on_white_and_share_the_plain_quota(hands):
-    labels = with_none(hands.labels)
-    pool = ScenePool(hands, labels, variants=3, none_count=12, seed=1, plain_variants=2)
-    again = ScenePool(hands, labels, variants=3, none_count=12, seed=1, plain_variants=2)
-    assert pool.views.shape[1] == 6 and np.array_equal(pool.views, again.views)
-    for i in range(len(hands)):
-        plain, *variants = pool.views[i, :3]
-        for view in variants:
-            assert not np.array_equal(view, plain)
-            hand = view.min(axis=2) < 200  # what is not the white backdrop
-            corners = np.concatenate([view[:8, :8], view[:8, -8:]]).reshape(-1, 3)
-            assert (corners > 240).all()  # still a render on white
-            assert 0.03 < hand.mean() < 0.7  # the hand is there, whole enough to be read
-            assert hand[-4:].any()  # and enters from the bottom edge, as the dataset's renders do
-    # a quarter of each epoch's hands come on white, spread over the three framings
-    picks = np.concatenate([pool.epoch_indices(0, e) for e in range(40)])
-    views = picks[picks < len(hands) * 6] % 6
-    assert abs((views < 3).mean() - 0.25) < 0.05
-    assert min(np.bincount(views[views < 3], minlength=3)) > 0.25 * (views < 3).sum()
