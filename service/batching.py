@@ -37,6 +37,7 @@ class _Item:
     pixels: int = 0
     enqueued: float = field(default_factory=time.monotonic)
     batch_size: int = 0  # images in the model call that answered it
+    counted: bool = False  # its images count in the queue's size
 
 
 @dataclass
@@ -133,6 +134,7 @@ class Batcher:
         for item in items:  # enqueued before the first await: a swap cannot slip in between
             self._queue.append(item)
             self._queued_images += len(item.images)
+            item.counted = True
         self._stats.on_queue(self._queued_images)
         self._wakeup.set()
         try:
@@ -143,9 +145,15 @@ class Batcher:
             raise DeadlineError(f"no answer within the {timeout:.3g} s deadline") from None
         finally:
             # on a deadline, an error or a cancelled caller (client gone): work nobody waits for
-            # leaves the queue, so it never reaches the model
+            # never reaches the model, and its room in the queue is free at once, not only when
+            # the worker next takes a batch (after a crowd of clients leaves, newcomers would
+            # otherwise be refused for a whole model call)
+            left = False
             for item in items:
                 item.future.cancel()
+                left = self._uncount(item) or left
+            if left:
+                self._stats.on_queue(self._queued_images)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def submit_alone(self, prepare: Callable[[], Any]) -> np.ndarray | None:
@@ -217,6 +225,14 @@ class Batcher:
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
+    def _uncount(self, item: _Item) -> bool:
+        """Stop counting a request's images in the queue's size; whether they still counted."""
+        if not item.counted:
+            return False
+        item.counted = False
+        self._queued_images -= len(item.images)
+        return True
+
     def _take(self) -> list[_Item]:
         """Pop whole requests up to max_batch_size images; expired or cancelled ones are dropped."""
         batch: list[_Item] = []
@@ -226,7 +242,7 @@ class Batcher:
             item = self._queue[0]
             if item.future.done() or item.deadline <= now:
                 self._queue.popleft()
-                self._queued_images -= len(item.images)
+                self._uncount(item)
                 if not item.future.done():
                     item.future.set_exception(DeadlineError("deadline passed while queued"))
                 continue
@@ -234,7 +250,7 @@ class Batcher:
                           or (self.max_batch_pixels and pixels + item.pixels > self.max_batch_pixels)):
                 break
             self._queue.popleft()
-            self._queued_images -= len(item.images)
+            self._uncount(item)
             batch.append(item)
             size += len(item.images)
             pixels += item.pixels

@@ -143,3 +143,42 @@ def test_as_many_connections_as_places_are_never_refused(trained_model_root: Pat
     for t in threads:
         t.join(120)
     assert len(statuses) == 120 and set(statuses) == {b"200"}, sorted(set(statuses))
+
+
+
+# Every POST operation the REST app documents, and whether it classifies (so admission must count
+# it from its head) or not. A new operation fails this test until it is put in one of the two, and a
+# classify path must then be matched in service/rest/admission.py. Example paths are concrete.
+_CLASSIFY = {"/predict": "/predict", "/v1/models/{name}:predict": "/v1/models/rps:predict",
+             "/v1/models/{name}/versions/{version}:predict": "/v1/models/rps/versions/1:predict",
+             "/v1/models/{name}/labels/{label}:predict": "/v1/models/rps/labels/stable:predict",
+             "/v2/models/{model}/infer": "/v2/models/rps/infer",
+             "/v2/models/{model}/versions/{ver}/infer": "/v2/models/rps/versions/1/infer",
+             "(undocumented :classify)": "/v1/models/rps/versions/1:classify"}
+_NOT_CLASSIFY = {"/v2/repository/index": "/v2/repository/index",
+                 "/v1/models/{name}/examples": "/v1/models/rps/examples",
+                 "/v1/models/{name}/finetunes": "/v1/models/rps/finetunes",
+                 "/v1/models/{name}/finetunes/{job_id}/cancel": "/v1/models/rps/finetunes/abc/cancel",
+                 "/v1/models/{name}/rollback": "/v1/models/rps/rollback"}
+
+
+def test_every_classify_route_is_admitted_from_its_head(serving):
+    from service.auth import KeyChecker
+    from service.rest.admission import EarlyAdmission
+
+    assert serving.server.app is not None
+    posts = {path for path, ops in serving.server.app.openapi()["paths"].items() if "post" in ops}
+    assert posts <= set(_CLASSIFY) | set(_NOT_CLASSIFY), f"new POST operations, decide above: {posts}"
+    assert {k for k in _CLASSIFY if k.startswith("/")} <= posts  # and the list is not stale
+    admission = EarlyAdmission(serving.server.app, serving.core, KeyChecker(serving.settings))
+
+    def admit(path: str):
+        return admission.admit({"type": "http", "method": "POST", "path": path, "query_string": b"",
+                                "headers": []})
+
+    for template, path in _CLASSIFY.items():
+        release = admit(path)
+        assert callable(release), (template, path)  # a place in the version's queue ...
+        release()  # ... given back at once
+    for template, path in _NOT_CLASSIFY.items():
+        assert admit(path) is None, (template, path)

@@ -334,3 +334,26 @@ async def test_lone_calls_fail_as_batches_do(executor):
     model.crash = False
     assert batcher.idle and (await batcher.submit([b"ok"], timeout=5))[0, 0] == 2
     await batcher.close()
+
+
+async def test_callers_who_leave_free_their_room_in_the_queue_at_once(executor):
+    model = RecordingModel()
+    model.gate.clear()  # the model is busy: everything else queues
+    batcher = make(model, executor, max_delay_s=0.0, max_queue=4)
+    first = asyncio.ensure_future(batcher.submit([b"first"], timeout=5))
+    await asyncio.sleep(0.05)
+    waiting = [asyncio.ensure_future(batcher.submit([b"w%d" % i], timeout=5)) for i in range(4)]
+    await asyncio.sleep(0.01)
+    with pytest.raises(OverloadedError):
+        batcher.check_room(1)  # full
+    for task in waiting:
+        task.cancel()  # e.g. a crowd of clients closed their connections
+    await asyncio.gather(*waiting, return_exceptions=True)
+    # room again while the model is still busy: not only once the worker next takes a batch
+    assert batcher.queued_images == 0
+    batcher.check_room(4)
+    late = asyncio.ensure_future(batcher.submit([b"late"], timeout=5))
+    model.gate.set()
+    await asyncio.gather(first, late)
+    assert model.seen == [b"first", b"late"]  # the ones who left never reached the model
+    await batcher.close()
