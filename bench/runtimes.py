@@ -128,7 +128,7 @@ def wrk(url: str, body_file: Path, concurrency: int, seconds: float, warmup: flo
     cmd = ["wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", "--latency", "-s", str(script)]
     if warmup:
         subprocess.run([*cmd, f"-d{max(1, round(warmup))}s", f"{url}/predict"], capture_output=True, check=True)
-    before = rest_statuses(url)
+    before = answers(url, "rest")
     cpu = (children_cpu_s(), thread_cpu_s(pid, pid) if pid else 0.0, thread_cpu_s(pid) if pid else 0.0,
            time.monotonic())
     text = subprocess.run([*cmd, f"-d{round(seconds)}s", f"{url}/predict"], capture_output=True, text=True,
@@ -137,7 +137,7 @@ def wrk(url: str, body_file: Path, concurrency: int, seconds: float, warmup: flo
     client_cores = (children_cpu_s() - cpu[0]) / elapsed
     loop_cores = (thread_cpu_s(pid, pid) - cpu[1]) / elapsed if pid else float("nan")
     server_cores = (thread_cpu_s(pid) - cpu[2]) / elapsed if pid else float("nan")
-    answered = rest_statuses(url)
+    answered = answers(url, "rest")
 
     def ms(label: str) -> float:
         m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
@@ -163,16 +163,16 @@ def wrk(url: str, body_file: Path, concurrency: int, seconds: float, warmup: flo
                 server_cores)
 
 
-def rest_statuses(url: str) -> dict[str, int]:
-    """Answers to POST /predict so far, by HTTP status, from the server's own metrics."""
+def answers(url: str, protocol: str) -> dict[str, int]:
+    """Requests answered so far over `protocol` (rest or grpc), by status, from the server's own metrics."""
     import httpx
 
     out: dict[str, int] = {}
     for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith('imgclf_requests_total{protocol="rest",route="/predict"'):
-            status = re.search(r'status="(\d+)"', line)
+        if line.startswith(f'imgclf_requests_total{{protocol="{protocol}"'):
+            status = re.search(r'status="([^"]+)"', line)
             if status:
-                out[status[1]] = int(float(line.rsplit(" ", 1)[1]))
+                out[status[1]] = out.get(status[1], 0) + int(float(line.rsplit(" ", 1)[1]))
     return out
 
 
@@ -189,12 +189,7 @@ def grpc_body(image: bytes) -> bytes:
 def grpc_failures(url: str) -> int:
     """gRPC calls answered with an error so far (HTTP/2 says 200 for those too); CANCELLED is the load
     generator leaving at the end of its time, not the server failing."""
-    import httpx
-
-    text = httpx.get(f"{url}/metrics").text
-    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
-               if line.startswith("imgclf_requests_total{") and 'protocol="grpc"' in line
-               and 'status="OK"' not in line and 'status="CANCELLED"' not in line)
+    return sum(n for status, n in answers(url, "grpc").items() if status not in ("OK", "CANCELLED"))
 
 
 def h2load(target: str, body_file: Path, concurrency: int, seconds: float, warmup: float, url: str) -> Cell:

@@ -191,12 +191,16 @@ class Batcher:
         except ServiceError:
             raise
         except Exception as exc:  # a model crash, as in a batch: the caller gets a 500, the batcher lives on
-            log.exception("model call failed for one image (%s)", self._name)
-            raise InternalError(f"model call failed: {type(exc).__name__}: {exc}") from None
-        if scores.shape[0] != 1:
-            raise InternalError(f"model returned {scores.shape[0]} rows for 1 image")
+            raise self._crashed(exc, 1) from None
+        if (wrong := _wrong_rows(scores, 1)) is not None:
+            raise wrong
         request_log.note(batch_size=1)
         return scores
+
+    def _crashed(self, exc: Exception, images: int) -> InternalError:
+        """What every caller of a model call that raised gets (logged once, with its traceback)."""
+        log.exception("model call failed for %d image(s) (%s)", images, self._name)
+        return InternalError(f"model call failed: {type(exc).__name__}: {exc}")
 
     def _note_time(self, seconds: float, images: int) -> None:
         per_image = seconds / max(1, images)
@@ -317,11 +321,10 @@ class Batcher:
             _fail(batch, exc)
             return
         except Exception as exc:  # a model crash: each caller gets it, the batcher lives on
-            log.exception("model call failed for batch of %d images (%s)", len(images), self._name)
-            _fail(batch, InternalError(f"model call failed: {type(exc).__name__}: {exc}"))
+            _fail(batch, self._crashed(exc, len(images)))
             return
-        if scores.shape[0] != len(images):
-            _fail(batch, InternalError(f"model returned {scores.shape[0]} rows for {len(images)} images"))
+        if (wrong := _wrong_rows(scores, len(images))) is not None:
+            _fail(batch, wrong)
             return
         start = 0
         for i, item in enumerate(batch):
@@ -335,6 +338,12 @@ class Batcher:
 
 
 _ANSWER_CHUNK = 4
+
+
+def _wrong_rows(scores: np.ndarray, images: int) -> InternalError | None:
+    if scores.shape[0] == images:
+        return None
+    return InternalError(f"model returned {scores.shape[0]} rows for {images} images")
 
 
 def _fail(batch: list[_Item], exc: ServiceError) -> None:

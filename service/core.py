@@ -186,11 +186,12 @@ class ServingCore:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 decode = getattr(first.model, "decode", None)
                 scores = None
+                # checked before anything is counted: a busy model takes the queued path below, whose
+                # bad images fail in _check_all and are not counted as failed inferences
                 if decode is not None and len(images) == 1 and first.batcher.idle:
                     # a lone image on an idle model: decoded and scored in one thread hop
                     served = first
-                    request_log.note(version=served.version)
-                    stats = self.stats.setdefault((name, served.version), InferStats())
+                    stats = self._counting(name, served.version)
                     scores = await first.batcher.submit_alone(functools.partial(self._decode_one, decode,
                                                                                 images[0]))
                 if scores is None:
@@ -198,9 +199,8 @@ class ServingCore:
                     served = registry.resolve(version, label)  # again: a swap may have happened
                     if getattr(served.model, "decode", None) is not decode:  # ... to another runtime
                         checked = await self._check_all(images, getattr(served.model, "decode", None))
-                    request_log.note(version=served.version)
                     assert served.batcher is not None
-                    stats = self.stats.setdefault((name, served.version), InferStats())
+                    stats = self._counting(name, served.version)
                     scores = await served.batcher.submit([c[0] for c in checked], deadline - time.monotonic(),
                                                          [c[1] for c in checked])
         except BaseException as exc:
@@ -245,6 +245,11 @@ class ServingCore:
                 checked = check()  # a webcam frame: ~1 ms, less than a hop to a thread and back under load
         self._check_total(sum(c[1] for c in checked))
         return checked
+
+    def _counting(self, name: str, version: int) -> InferStats:
+        """The version that answers: into the request log, and its statistics to count the outcome in."""
+        request_log.note(version=version)
+        return self.stats.setdefault((name, version), InferStats())
 
     def _decode_one(self, decode: Decode, data: bytes) -> Any:
         """One image's pixels for the model, with the request's checks (runs on an inference thread)."""
