@@ -167,11 +167,18 @@ function addThumb(id, label, src) {
       teachMessage(await errorText(response), true);
       return;
     }
-    item.remove();
+    dropThumb(item);
     if (response.ok) applyCounts((await response.json()).counts);
   });
   item.append(img, el("span", "label", label), remove);
   $("teach-strip").prepend(item);
+}
+
+// A thumbnail made from a captured frame or a keyed download holds its image in a blob URL until revoked.
+function dropThumb(item) {
+  const src = item.querySelector("img")?.src || "";
+  if (src.startsWith("blob:")) URL.revokeObjectURL(src);
+  item.remove();
 }
 
 async function clearExamples() {
@@ -180,7 +187,7 @@ async function clearExamples() {
     teachMessage(await errorText(response), true);
     return;
   }
-  $("teach-strip").replaceChildren();
+  [...$("teach-strip").children].forEach(dropThumb);
   applyCounts((await response.json()).counts);
   teachMessage("Every example deleted.");
 }
