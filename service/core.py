@@ -204,7 +204,9 @@ class ServingCore:
                     scores = await served.batcher.submit([c[0] for c in checked], deadline - time.monotonic(),
                                                          [c[1] for c in checked])
         except BaseException as exc:
-            if stats is not None:
+            # a client's bad image is not a failed inference, on whichever path it was found: queued
+            # requests check their images before `stats` is picked, a lone image inside its one hop
+            if stats is not None and not isinstance(exc, InvalidInputError | PayloadTooLargeError):
                 stats.fail_count += 1
                 stats.fail_ns += time.perf_counter_ns() - started
             if isinstance(exc, TimeoutError):

@@ -157,3 +157,19 @@ def test_a_lone_image_over_the_request_pixel_total_is_refused(trained_result, tm
     r = httpx.post(f"{server.rest_url}/predict", files=[("file", ("a.jpg", sample_jpeg))])
     assert r.status_code == 413 and "per request" in r.json()["error"]
     assert httpx.get(f"{server.rest_url}/readyz").status_code == 200  # and the version serves on
+
+
+def test_a_bad_image_is_not_a_failed_inference_on_either_path(trained_result, tmp_path, start_server, sample_jpeg):
+    """Triton's statistics count the same request the same way whether it came alone or queued."""
+    url = start_server(_copy(trained_result, tmp_path, drop=0.0), runtime="litert").rest_url
+
+    def stats() -> dict:
+        return httpx.get(f"{url}/v2/models/rps/stats").json()["model_stats"][0]["inference_stats"]
+
+    cut = sample_jpeg[: len(sample_jpeg) // 2]
+    assert httpx.post(f"{url}/predict", files=[("file", ("a.jpg", cut))]).status_code == 400  # alone, one hop
+    assert httpx.post(f"{url}/predict", files=[("file", ("a.jpg", sample_jpeg)),
+                                               ("file", ("b.jpg", cut))]).status_code == 400  # queued path
+    assert stats()["fail"]["count"] == 0
+    assert httpx.post(f"{url}/predict", files=[("file", ("a.jpg", sample_jpeg))]).status_code == 200
+    assert stats()["success"]["count"] == 1 and stats()["fail"]["count"] == 0
