@@ -4,7 +4,8 @@ Run `python bench/runtimes.py` (or `make bench`; needs `wrk` and `h2load`, from 
 nghttp2-client). In one run: the shipped demo version (two copies, versions 1 and 2, both loaded;
 it ships its int8 model, and an older one without gets it from `imgclf quantize`, calibrated on
 `--data`), then for each runtime the model alone is measured in a child process (decoding
-included: the limit no server can beat), then `imgclf serve` under load: REST `POST /predict`
+included: the limit no server can beat; measured again after the server's cells, and the better of
+the two kept), then `imgclf serve` under load: REST `POST /predict`
 (multipart) from wrk, an external C load generator with a small Lua script, and gRPC `Classify`
 from h2load (gRPC's framing over HTTP/2; a grpc.aio client when h2load is missing), at each
 concurrency. Every figure is printed as a ratio to the same runtime's model-alone limit and to the
@@ -106,6 +107,14 @@ def model_alone(runtime: str, version: Path, image: bytes, seconds: float, threa
         w.join()
     out["limit_images_per_s"] = max(sum(count) / (time.perf_counter() - started), 1000 / out["batch1_ms"])
     return out
+
+
+def best_of(*limits: dict[str, float]) -> dict[str, float]:
+    """The model alone at its best over measurements before and after the server's cells: the higher
+    limit and the shorter times, so a slow moment of this shared machine never makes a target easier."""
+    best = {k: (max if k == "limit_images_per_s" else min)(m[k] for m in limits) for k in limits[0]}
+    best.update({f"limit_measured_{i + 1}": m["limit_images_per_s"] for i, m in enumerate(limits)})
+    return best
 
 
 def thread_cpu_s(pid: int, tid: int = 0) -> float:
@@ -249,7 +258,10 @@ def report(runs: list[Run], levels: list[int], command: str) -> str:
         extra = (f"; decode {lim['decode_ms']:.2f} ms + invoke {lim['invoke_ms']:.2f} ms" if "decode_ms" in lim
                  else f"; batch 32 {lim['batch32_ms']:.0f} ms")
         lines.append(f"- {run.runtime}: model alone batch 1 {lim['batch1_ms']:.2f} ms{extra}; limit "
-                     f"**{lim['limit_images_per_s']:.0f} images/s**; server RSS with 2 versions loaded "
+                     f"**{lim['limit_images_per_s']:.0f} images/s** (the best of "
+                     f"{' and '.join(f'{v:.0f}' for k, v in lim.items() if k.startswith('limit_measured_'))}, "
+                     "before and after the server's cells; times the shorter of two); server RSS with 2 versions "
+                     "loaded "
                      f"{run.rss_mb:.0f} MB")
     lines += ["", "| runtime | client | concurrency | images/s | p50 ms | p99 ms | x model-alone limit | "
               "x fp32 runtime | errors |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -329,14 +341,18 @@ def main() -> int:
             subprocess.run([str(BIN / "imgclf"), "quantize", str(first), "--data", data], check=True,
                            stdout=subprocess.DEVNULL)
         shutil.copytree(first, models / "rps" / "2")
-        for runtime in RUNTIMES:
-            print(f"{runtime}: the model alone ...", flush=True)
+        def alone(runtime: str) -> dict[str, float]:
             out = subprocess.run([sys.executable, __file__, "--alone", runtime, str(first), "--image",
                                   str(work / "hand.jpg"), "--seconds", str(max(4.0, args.seconds)),
                                   "--litert-threads", str(args.litert_threads)],
                                  check=True, capture_output=True, text=True)
-            limit = json.loads(out.stdout.strip().splitlines()[-1])
+            limit: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"  {limit}", flush=True)
+            return limit
+
+        for runtime in RUNTIMES:
+            print(f"{runtime}: the model alone ...", flush=True)
+            before = alone(runtime)
             proc, url, grpc_target = serve(runtime, models, args.litert_threads)
             cells: list[Cell] = []
             try:
@@ -354,7 +370,8 @@ def main() -> int:
             finally:
                 proc.terminate()
                 proc.wait(60)
-            runs.append(Run(runtime, limit, rss, cells))
+            print(f"{runtime}: the model alone again ...", flush=True)
+            runs.append(Run(runtime, best_of(before, alone(runtime)), rss, cells))
     text = report(runs, levels, command)
     print()
     print(text)
