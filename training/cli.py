@@ -42,7 +42,7 @@ def quantize_command(
     data: Annotated[str | None, typer.Option(help="Its training images: class folders or synthetic "
                                                   "(default: the folder its card names)")] = None,
     samples_per_class: Annotated[int, typer.Option(min=1, help="Real-like scenes per label for the "
-                                                               "accuracy check")] = 50,
+                                                               "accuracy check")] = 300,
 ) -> None:
     """Add the int8 LiteRT model to an existing version; its accuracy drop goes into the card."""
     from training.data import DataError

@@ -148,7 +148,7 @@ def _sources(version_dir: Path, card: dict[str, Any], data: str | None) -> tuple
     return load_folder(source), str(source)
 
 
-def quantize_version(version_dir: str | Path, *, data: str | None = None, per_class: int = 50,
+def quantize_version(version_dir: str | Path, *, data: str | None = None, per_class: int = 300,
                      seed: int = 1) -> dict[str, Any]:
     """Add the int8 model to an existing version and record its measured accuracy drop in the card.
 

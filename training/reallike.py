@@ -10,6 +10,7 @@ are included when the model knows `none`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import tensorflow as tf
@@ -18,33 +19,42 @@ from training import composite
 from training.data import ImageSet
 from training.metrics import confusion
 from training.preprocessing import decode_and_resize
-from training.scenes import NONE_LABEL, Hands, encode_jpeg
+from training.scenes import NONE_LABEL, Hands, encode_jpeg, render
 
 MIN_SIZE, MAX_SIZE = 96, 632
 
 
 def reallike_set(hands: Hands, labels: tuple[str, ...], per_class: int = 100, seed: int = 12345) -> ImageSet:
-    """`per_class` JPEG scenes per label (hands drawn evenly from `hands`), deterministic for `seed`."""
+    """`per_class` JPEG scenes per label (hands drawn evenly from `hands`), deterministic for `seed`.
+
+    Each scene has its own generator, so the set is the same however many threads render it."""
     rng = np.random.default_rng(seed)
-    images: list[bytes] = []
+    jobs: list[Callable[[], bytes]] = []
     targets: list[int] = []
     for name in labels:
         if name == NONE_LABEL:
-            for k in range(per_class):
-                r = np.random.default_rng([seed, 2, k])
-                size = int(r.integers(MIN_SIZE, MAX_SIZE + 1))
-                images.append(encode_jpeg(composite.empty_scene(size, r, held_out=True), int(r.integers(60, 95))))
-                targets.append(labels.index(name))
+            jobs += [partial(_empty, seed, k) for k in range(per_class)]
+            targets += [labels.index(name)] * per_class
             continue
         candidates = np.flatnonzero(np.array([hands.labels[t] for t in hands.targets]) == name)
         if len(candidates) == 0:
             continue
-        for k, i in enumerate(rng.choice(candidates, per_class, replace=len(candidates) < per_class)):
-            r = np.random.default_rng([seed, 1, int(i), k])
-            size = int(r.integers(MIN_SIZE, MAX_SIZE + 1))
-            images.append(encode_jpeg(hands.scene(int(i), size, r, held_out=True), int(r.integers(60, 95))))
-            targets.append(labels.index(name))
-    return ImageSet(images, np.array(targets, dtype=np.int64), labels)
+        picks = rng.choice(candidates, per_class, replace=len(candidates) < per_class)
+        jobs += [partial(_hand, hands, seed, int(i), k) for k, i in enumerate(picks)]
+        targets += [labels.index(name)] * per_class
+    return ImageSet(render(jobs, "real-like scenes"), np.array(targets, dtype=np.int64), labels)
+
+
+def _empty(seed: int, k: int) -> bytes:
+    r = np.random.default_rng([seed, 2, k])
+    size = int(r.integers(MIN_SIZE, MAX_SIZE + 1))
+    return encode_jpeg(composite.empty_scene(size, r, held_out=True), int(r.integers(60, 95)))
+
+
+def _hand(hands: Hands, seed: int, i: int, k: int) -> bytes:
+    r = np.random.default_rng([seed, 1, i, k])
+    size = int(r.integers(MIN_SIZE, MAX_SIZE + 1))
+    return encode_jpeg(hands.scene(i, size, r, held_out=True), int(r.integers(60, 95)))
 
 
 def score(predict: Callable[[tf.Tensor], np.ndarray], images: ImageSet, batch_size: int = 32,

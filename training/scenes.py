@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +25,7 @@ from training.data import ImageSet
 log = logging.getLogger(__name__)
 
 NONE_LABEL = "none"
+T = TypeVar("T")
 SCENE_SIZE = 150
 
 
@@ -67,9 +69,10 @@ class Hands:
         return composite.photo_view(photo, size, rng)
 
 
-def _render(jobs: Sequence[Callable[[], np.ndarray]], what: str, workers: int = 2) -> list[np.ndarray]:
+def render(jobs: Sequence[Callable[[], T]], what: str, workers: int = 2) -> list[T]:
     """Run render jobs on a few threads (Pillow and numpy release the GIL), reporting progress."""
-    started, out = time.monotonic(), []
+    started = time.monotonic()
+    out: list[T] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for i, image in enumerate(pool.map(lambda job: job(), jobs)):
             out.append(image)
@@ -95,7 +98,7 @@ class ScenePool:
         if NONE_LABEL in labels:
             for k in range(none_count):
                 jobs.append(partial(_empty_scene, size, [seed, 2, k], held_out))
-        images = np.stack(_render(jobs, "scenes"))
+        images = np.stack(render(jobs, "scenes"))
         n_views = (variants + 1) * len(hands)
         self.views = images[:n_views].reshape(len(hands), variants + 1, size, size, 3)
         self.empty = images[n_views:]

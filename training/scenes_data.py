@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, val_dir: str | None = None,
-                        seed: int = 0, reallike_per_class: int = 100) -> Datasets:
+                        seed: int = 0, reallike_per_class: int = 300) -> Datasets:
     """Cut out, composite and render the pools; validation = unseen hands (plain and in scenes)."""
     if data == "synthetic":
         raise DataError("the real-hands recipe needs hand images on a white background (the talk's "

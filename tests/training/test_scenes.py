@@ -1,10 +1,13 @@
+import functools
+
 import numpy as np
 import pytest
 
+from training import reallike
 from training.data import ImageSet, load_folder, split_by_group
 from training.reallike import MAX_SIZE, MIN_SIZE, reallike_set, score
 from training.recipes import RECIPES, resolve
-from training.scenes import NONE_LABEL, Hands, ScenePool, decode_rgb, with_none
+from training.scenes import NONE_LABEL, Hands, ScenePool, decode_rgb, render, with_none
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +56,9 @@ def test_reallike_set_is_webcam_sized_jpeg_and_deterministic(hands):
     check = reallike_set(hands, labels, per_class=5, seed=3)
     assert len(check) == 20 and np.bincount(check.targets).tolist() == [5, 5, 5, 5]
     assert check.images == reallike_set(hands, labels, per_class=5, seed=3).images
+    with pytest.MonkeyPatch.context() as m:  # each scene has its own generator: threads change nothing
+        m.setattr(reallike, "render", functools.partial(render, workers=1))
+        assert check.images == reallike_set(hands, labels, per_class=5, seed=3).images
     for data in check.images:
         h, w = decode_rgb(data).shape[:2]
         assert data[:2] == b"\xff\xd8" and h == w and MIN_SIZE <= w <= MAX_SIZE
