@@ -41,8 +41,8 @@ def quantize_command(
     version_dir: Annotated[Path, typer.Argument(help="An exported version, e.g. models/rps/3")],
     data: Annotated[str | None, typer.Option(help="Its training images: class folders or synthetic "
                                                   "(default: the folder its card names)")] = None,
-    samples_per_class: Annotated[int, typer.Option(min=1, help="Real-like scenes per label for the "
-                                                               "accuracy check")] = 300,
+    samples_per_class: Annotated[int | None, typer.Option(
+        min=1, help="Real-like scenes per label for the accuracy check (default: as in training)")] = None,
 ) -> None:
     """Add the int8 LiteRT model to an existing version; its accuracy drop goes into the card."""
     from training.data import DataError

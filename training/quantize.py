@@ -148,14 +148,18 @@ def _sources(version_dir: Path, card: dict[str, Any], data: str | None) -> tuple
     return load_folder(source), str(source)
 
 
-def quantize_version(version_dir: str | Path, *, data: str | None = None, per_class: int = 300,
+def quantize_version(version_dir: str | Path, *, data: str | None = None, per_class: int | None = None,
                      seed: int = 1) -> dict[str, Any]:
     """Add the int8 model to an existing version and record its measured accuracy drop in the card.
 
     Calibration uses training images (the card's validation hands excluded); the drop is measured on
     the held-out hands as plain renders and on a real-like set of `per_class` scenes per label
-    (synthetic versions: a fresh synthetic set). Returns the card's new `int8` entry.
+    (synthetic versions: a fresh synthetic set; default: as many as training's check). Returns the
+    card's new `int8` entry.
     """
+    from training.reallike import PER_CLASS
+
+    per_class = per_class or PER_CLASS
     version_dir = Path(version_dir)
     if not (version_dir / "saved_model.pb").exists():
         raise DataError(f"{version_dir} is not an exported version (no saved_model.pb)")

@@ -25,8 +25,8 @@ from training.data import ImageSet
 log = logging.getLogger(__name__)
 
 NONE_LABEL = "none"
-T = TypeVar("T")
 SCENE_SIZE = 150
+T = TypeVar("T")  # what a render job returns
 
 
 def decode_rgb(data: bytes) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 
 from training import backgrounds
 from training.data import DataError, Datasets, ImageSet, load_folder, load_source, split, split_by_group
+from training.reallike import PER_CLASS as REALLIKE_PER_CLASS
 from training.recipes import Recipe
 from training.scenes import (
     NONE_LABEL,
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, val_dir: str | None = None,
-                        seed: int = 0, reallike_per_class: int = 300) -> Datasets:
+                        seed: int = 0, reallike_per_class: int = REALLIKE_PER_CLASS) -> Datasets:
     """Cut out, composite and render the pools; validation = unseen hands (plain and in scenes)."""
     if data == "synthetic":
         raise DataError("the real-hands recipe needs hand images on a white background (the talk's "

@@ -18,6 +18,7 @@ from training.data import DataError, Datasets, make_datasets
 from training.export import export, next_version
 from training.metrics import confusion
 from training.model import ARCHS, make_model
+from training.reallike import PER_CLASS as REALLIKE_PER_CLASS
 from training.recipes import Recipe, resolve
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class TrainConfig:
     runs_root: Path | None = None  # default: MODEL_ROOT/NAME/runs/, beside the versions
     augment: bool | None = None  # None: the recipe's augmentation
     none_label: bool | None = None
-    reallike_per_class: int = 300  # 1,200 scenes: one 400-image draw moves by about 3 points
+    reallike_per_class: int = REALLIKE_PER_CLASS
 
     def validate(self) -> None:
         if self.epochs is not None and self.epochs < 1:
