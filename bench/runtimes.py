@@ -45,9 +45,10 @@ f:close()
 @dataclass
 class Run:
     runtime: str
-    limit: dict[str, float]
+    limit: dict[str, float]  # the better of the measurements before and after the cells (best_of)
     rss_mb: float
     cells: list[Cell]
+    limits: list[float]  # each measurement's limit, images/s
 
 
 def multipart(image: bytes) -> bytes:
@@ -112,9 +113,7 @@ def model_alone(runtime: str, version: Path, image: bytes, seconds: float, threa
 def best_of(*limits: dict[str, float]) -> dict[str, float]:
     """The model alone at its best over measurements before and after the server's cells: the higher
     limit and the shorter times, so a slow moment of this shared machine never makes a target easier."""
-    best = {k: (max if k == "limit_images_per_s" else min)(m[k] for m in limits) for k in limits[0]}
-    best.update({f"limit_measured_{i + 1}": m["limit_images_per_s"] for i, m in enumerate(limits)})
-    return best
+    return {k: (max if k == "limit_images_per_s" else min)(m[k] for m in limits) for k in limits[0]}
 
 
 def thread_cpu_s(pid: int, tid: int = 0) -> float:
@@ -259,7 +258,7 @@ def report(runs: list[Run], levels: list[int], command: str) -> str:
                  else f"; batch 32 {lim['batch32_ms']:.0f} ms")
         lines.append(f"- {run.runtime}: model alone batch 1 {lim['batch1_ms']:.2f} ms{extra}; limit "
                      f"**{lim['limit_images_per_s']:.0f} images/s** (the best of "
-                     f"{' and '.join(f'{v:.0f}' for k, v in lim.items() if k.startswith('limit_measured_'))}, "
+                     f"{' and '.join(f'{x:.0f}' for x in run.limits)}, "
                      "before and after the server's cells; times the shorter of two); server RSS with 2 versions "
                      "loaded "
                      f"{run.rss_mb:.0f} MB")
@@ -371,7 +370,9 @@ def main() -> int:
                 proc.terminate()
                 proc.wait(60)
             print(f"{runtime}: the model alone again ...", flush=True)
-            runs.append(Run(runtime, best_of(before, alone(runtime)), rss, cells))
+            after = alone(runtime)
+            runs.append(Run(runtime, best_of(before, after), rss, cells,
+                            [m["limit_images_per_s"] for m in (before, after)]))
     text = report(runs, levels, command)
     print()
     print(text)
