@@ -186,8 +186,6 @@ class ServingCore:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 decode = getattr(first.model, "decode", None)
                 scores = None
-                # checked before anything is counted: a busy model takes the queued path below, whose
-                # bad images fail in _check_all and are not counted as failed inferences
                 if decode is not None and len(images) == 1 and first.batcher.idle:
                     # a lone image on an idle model: decoded and scored in one thread hop
                     served = first
