@@ -34,8 +34,9 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_samples_are_classified_by_the_server(browse, start_server, demo_root):
-    server = start_server(demo_root)
+def test_samples_are_classified_by_the_server(browse, start_server, demo_root, tmp_path):
+    # teaching on, as `make run` serves the page (so the docs screenshot shows its Teach tab too)
+    server = start_server(demo_root, teach=True, data_root=tmp_path / "data")
     b = browse(server=server)
     page = b.page
     buttons = page.get_by_test_id("sample")
