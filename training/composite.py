@@ -8,6 +8,7 @@ from a hand sample, and a `none` sample never contains one).
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -16,6 +17,14 @@ from scipy import ndimage
 from training.backgrounds import background
 
 CUTOUT_HEIGHT = 176  # hands are stored at about the largest size they are drawn at (150 px output)
+
+
+@dataclass(frozen=True)
+class Style:
+    """Variety for training scenes only. The default adds none and draws no random number for
+    it, so validation and the real-like check render exactly the scenes they always did."""
+
+    retone: float = 0.0  # share of hands given another skin tone (`retone`)
 
 
 def _background_mask(rgb: np.ndarray) -> np.ndarray:
@@ -96,10 +105,41 @@ def _jitter_colour(rgb: np.ndarray, rng: np.random.Generator, strength: float = 
     return (np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
-def _place_hand(scene: Image.Image, hand: np.ndarray, rng: np.random.Generator) -> Image.Image:
+# The Monk Skin Tone scale's ten swatches, lightest to darkest (sRGB)
+SKIN_TONES = np.array([[0xF6, 0xED, 0xE4], [0xF3, 0xE7, 0xDB], [0xF7, 0xEA, 0xD0], [0xEA, 0xDA, 0xBA],
+                       [0xD7, 0xBD, 0x96], [0xA0, 0x7E, 0x56], [0x82, 0x5C, 0x43], [0x60, 0x41, 0x34],
+                       [0x3A, 0x31, 0x2A], [0x29, 0x24, 0x20]], np.float32)
+
+
+def retone(rgba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same hand with another skin tone: its mean colour moved to a point on the skin-tone
+    scale, its shading kept (with random contrast), its mask untouched.
+
+    The renders have few hands per class, so a class's tones are a cue that does not carry over
+    to new hands (a very dark open hand was read as rock and scissors when held out).
+    """
+    opaque = rgba[..., 3] > 127
+    if opaque.sum() < 16:
+        return rgba
+    rgb = rgba[..., :3].astype(np.float32) + 1.0
+    # half the swatches are near-white, so the draw leans dark to spread lightness evenly
+    t = (len(SKIN_TONES) - 1) * rng.uniform() ** 0.6
+    i = min(int(t), len(SKIN_TONES) - 2)
+    target = SKIN_TONES[i] + (SKIN_TONES[i + 1] - SKIN_TONES[i]) * (t - i)
+    target = target * rng.uniform(0.7, 1.05) * rng.uniform(0.9, 1.1, 3)  # exposure, the light's colour
+    shading = (rgb / rgb[opaque].mean(axis=0)) ** rng.uniform(0.7, 1.4)
+    out = rgba.copy()
+    out[..., :3] = np.clip(shading * target, 0, 255).astype(np.uint8)
+    return out
+
+
+def _place_hand(scene: Image.Image, hand: np.ndarray, rng: np.random.Generator, style: Style = Style()) -> Image.Image:
     size = scene.width
     rgba = hand.copy()
-    rgba[..., :3] = _jitter_colour(rgba[..., :3], rng)
+    retoned = style.retone > 0 and rng.random() < style.retone
+    if retoned:
+        rgba = retone(rgba, rng)
+    rgba[..., :3] = _jitter_colour(rgba[..., :3], rng, strength=0.5 if retoned else 1.0)
     rgba = _extend_forearm(rgba, rng)
     img = Image.fromarray(rgba, "RGBA")
     if rng.random() < 0.5:
@@ -171,10 +211,10 @@ def _camera(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def hand_scene(hand: np.ndarray, size: int, rng: np.random.Generator, *,
-               held_out: bool = False) -> np.ndarray:
+               held_out: bool = False, style: Style = Style()) -> np.ndarray:
     """A cut-out hand (RGBA from `cutout`) with its forearm, in a scene, through a webcam."""
     scene = background(size, rng, held_out=held_out)
-    img = _place_hand(scene, hand, rng)
+    img = _place_hand(scene, hand, rng, style)
     if rng.random() < 0.2:
         img = _occlude(img, rng)
     return np.asarray(_camera(img, rng))

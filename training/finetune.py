@@ -110,7 +110,8 @@ def base_images(images: ImageSet, source: str, labels: tuple[str, ...], per_labe
                 exclude: frozenset[bytes] = frozenset()) -> list[tuple[bytes, str]]:
     """`per_label` images for each label from the base data (synthetic renders or class folders),
     none of `exclude`; `none` (no hand) comes from the empty scenes the real-hands recipe trains on."""
-    from training.scenes import NONE_LABEL, _empty_scene, encode_jpeg
+    from training.composite import empty_scene
+    from training.scenes import NONE_LABEL, encode_jpeg
 
     hand_labels = [x for x in labels if x != NONE_LABEL]
     rng = np.random.default_rng(seed)
@@ -123,7 +124,8 @@ def base_images(images: ImageSet, source: str, labels: tuple[str, ...], per_labe
         chosen = rng.choice(index, size=min(per_label, len(index)), replace=False)
         out.extend((images.images[i], label) for i in sorted(chosen))
     if NONE_LABEL in labels:
-        out.extend((encode_jpeg(_empty_scene(150, [seed, 7, i], False)), NONE_LABEL) for i in range(per_label))
+        out.extend((encode_jpeg(empty_scene(150, np.random.default_rng([seed, 7, i]))), NONE_LABEL)
+                   for i in range(per_label))
     return out
 
 

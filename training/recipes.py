@@ -22,6 +22,7 @@ class Recipe:
     label_smoothing: float = 0.0
     variants: int = 0  # scenes rendered per hand (augment=scenes)
     warmup_epochs: int = 0  # rise linearly to learning_rate first (with cosine)
+    retone_share: float = 0.0  # of training scenes whose hand gets another skin tone (augment=scenes)
 
 
 RECIPES = {
@@ -38,7 +39,7 @@ RECIPES = {
     # the network now works at 112 px
     "real-hands": Recipe("real-hands", arch="compact", optimizer="adamw", learning_rate=2e-3, cosine=True,
                          epochs=55, batch_size=32, augment="scenes", split="by-hand", none_label=True,
-                         label_smoothing=0.1, variants=6, warmup_epochs=2),
+                         label_smoothing=0.1, variants=6, warmup_epochs=2, retone_share=0.5),
 }
 
 

@@ -60,10 +60,11 @@ class Hands:
     def __len__(self) -> int:
         return len(self.cutouts)
 
-    def scene(self, index: int, size: int, rng: np.random.Generator, *, held_out: bool = False) -> np.ndarray:
+    def scene(self, index: int, size: int, rng: np.random.Generator, *, held_out: bool = False,
+              style: composite.Style = composite.Style()) -> np.ndarray:
         hand = self.cutouts[index]
         if hand is not None:
-            return composite.hand_scene(hand, size, rng, held_out=held_out)
+            return composite.hand_scene(hand, size, rng, held_out=held_out, style=style)
         photo = self.photos[index]
         assert photo is not None
         return composite.photo_view(photo, size, rng)
@@ -86,7 +87,7 @@ class ScenePool:
     """Rendered views of every hand (view 0 the plain render, then scenes) and empty scenes."""
 
     def __init__(self, hands: Hands, labels: tuple[str, ...], *, variants: int, none_count: int, seed: int,
-                 size: int = SCENE_SIZE, held_out: bool = False) -> None:
+                 size: int = SCENE_SIZE, held_out: bool = False, style: composite.Style = composite.Style()) -> None:
         remap = np.array([labels.index(name) for name in hands.labels])
         self.labels = labels
         self.targets = remap[hands.targets].astype(np.int64)
@@ -94,7 +95,7 @@ class ScenePool:
         for i in range(len(hands)):
             jobs.append(partial(_plain, hands, i, size))
             for v in range(variants):
-                jobs.append(partial(_hand_scene, hands, i, size, [seed, 1, i, v], held_out))
+                jobs.append(partial(_hand_scene, hands, i, size, [seed, 1, i, v], held_out, style))
         if NONE_LABEL in labels:
             for k in range(none_count):
                 jobs.append(partial(_empty_scene, size, [seed, 2, k], held_out))
@@ -142,8 +143,9 @@ class ScenePool:
         return rng.permutation(np.concatenate([hands, empty]))
 
 
-def _hand_scene(hands: Hands, index: int, size: int, seed: list[int], held_out: bool) -> np.ndarray:
-    return hands.scene(index, size, np.random.default_rng(seed), held_out=held_out)
+def _hand_scene(hands: Hands, index: int, size: int, seed: list[int], held_out: bool,
+                style: composite.Style) -> np.ndarray:
+    return hands.scene(index, size, np.random.default_rng(seed), held_out=held_out, style=style)
 
 
 def _empty_scene(size: int, seed: list[int], held_out: bool) -> np.ndarray:

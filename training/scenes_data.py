@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from training import backgrounds
+from training.composite import Style
 from training.data import DataError, Datasets, ImageSet, load_folder, load_source, split, split_by_group
 from training.reallike import PER_CLASS as REALLIKE_PER_CLASS
 from training.recipes import Recipe
@@ -43,7 +44,8 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
     if not any(h is not None for h in train_hands.cutouts):
         log.warning("no image of %s has a white background: scenes use the photos as they are", data)
     train_pool = ScenePool(train_hands, labels, variants=recipe.variants, seed=seed,
-                           none_count=_none_count(train_set, recipe.variants))
+                           none_count=_none_count(train_set, recipe.variants),
+                           style=Style(retone=recipe.retone_share))
     val_pool = ScenePool(val_hands, labels, variants=1, seed=seed + 10_000, none_count=_none_count(val_set, 2))
     val_x, val_y = val_pool.flat()
     reallike = None
@@ -73,7 +75,8 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
         card={
             "validation_hands": groups,
             "scenes": {"scenes_per_image": recipe.variants, "plain_share_per_epoch": 0.25,
-                       "empty_scenes": len(train_pool.empty), "samples_per_epoch": train_pool.epoch_size()},
+                       "empty_scenes": len(train_pool.empty), "samples_per_epoch": train_pool.epoch_size(),
+                       "retoned_share": recipe.retone_share},
             "backgrounds": {
                 "train": [f"{p.name} ({p.package}, {p.licence})" for p in backgrounds.TRAIN_PHOTOS],
                 "held_out_for_reallike_check": [f"{p.name} ({p.package}, {p.licence})"

@@ -56,3 +56,25 @@ def test_held_out_backgrounds_never_train():
     assert backgrounds.load_photos(False) and backgrounds.load_photos(True)
     for photo in (*backgrounds.TRAIN_PHOTOS, *backgrounds.HELD_OUT_PHOTOS):
         assert any(w in photo.licence for w in ("public domain", "CC0", "no known copyright"))
+
+
+def test_retone_moves_the_skin_tone_across_the_scale_and_keeps_the_hand(hand):
+    lightness = []
+    for seed in range(40):
+        out = composite.retone(hand, np.random.default_rng(seed))
+        assert out.shape == hand.shape and out.dtype == np.uint8
+        assert np.array_equal(out[..., 3], hand[..., 3])  # the mask, so the label, is untouched
+        assert np.array_equal(out, composite.retone(hand, np.random.default_rng(seed)))
+        lightness.append(out[hand[..., 3] > 127][:, :3].mean())
+    # from near-black to pale skin, whatever the render's own tone
+    assert min(lightness) < 60 and max(lightness) > 180
+    assert np.std(lightness) > 30
+
+
+def test_training_styles_are_off_unless_asked_and_then_change_the_scene(hand):
+    """Validation and the real-like check render with the default Style: their scenes must not move."""
+    plain = composite.hand_scene(hand, 150, np.random.default_rng(9))
+    off = composite.Style(retone=0.0)
+    assert np.array_equal(plain, composite.hand_scene(hand, 150, np.random.default_rng(9), style=off))
+    retoned = composite.hand_scene(hand, 150, np.random.default_rng(9), style=composite.Style(retone=1.0))
+    assert not np.array_equal(plain, retoned)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from training import reallike
+from training.composite import Style
 from training.data import ImageSet, load_folder, split_by_group
 from training.reallike import MAX_SIZE, MIN_SIZE, reallike_set, score
 from training.recipes import RECIPES, resolve
@@ -49,6 +50,18 @@ def test_pool_epochs_are_seeded_balanced_and_keep_labels(hands):
     # view k of hand i sits at i * 3 + k: a drawn index always carries its hand's label
     hand_idx = first[first < len(hands) * 3]
     assert np.array_equal(targets[hand_idx], pool.targets[hand_idx // 3])
+
+
+def test_a_training_style_is_seeded_and_changes_scenes_but_not_plain_renders(hands):
+    labels = with_none(hands.labels)
+    style = Style(retone=0.5)
+    base = ScenePool(hands, labels, variants=2, none_count=12, seed=1)
+    styled = ScenePool(hands, labels, variants=2, none_count=12, seed=1, style=style)
+    again = ScenePool(hands, labels, variants=2, none_count=12, seed=1, style=style)
+    assert np.array_equal(styled.views, again.views) and np.array_equal(styled.empty, base.empty)
+    assert np.array_equal(styled.views[:, 0], base.views[:, 0])  # view 0 stays the render as shot
+    assert not np.array_equal(styled.views[:, 1:], base.views[:, 1:])
+    assert np.array_equal(styled.targets, base.targets)
 
 
 def test_reallike_set_is_webcam_sized_jpeg_and_deterministic(hands):
