@@ -3,13 +3,13 @@
 Run `python bench/runtimes.py` (or `make bench`; needs `wrk` and `h2load`, from Debian's wrk and
 nghttp2-client). In one run: the shipped demo version (two copies, versions 1 and 2, both loaded;
 it ships its int8 model, and an older one without gets it from `imgclf quantize`, calibrated on
-`--data`), then for each runtime the model alone is measured in a child process (decoding
-included: the limit no server can beat; measured again after the server's cells, and the better of
-the two kept), then `imgclf serve` under load: REST `POST /predict`
-(multipart) from wrk, an external C load generator with a small Lua script, and gRPC `Classify`
-from h2load (gRPC's framing over HTTP/2; a grpc.aio client when h2load is missing), at each
-concurrency. Every figure is printed as a ratio to the same runtime's model-alone limit and to the
-fp32 runtime's figure for the same cell.
+`--data`; `--version DIR` measures another version instead), then for each runtime the model alone
+is measured in a child process (decoding included: the limit no server can beat; measured again
+after the server's cells, and the better of the two kept), then `imgclf serve` under load: REST
+`POST /predict` (multipart) from wrk, an external C load generator with a small Lua script, and
+gRPC `Classify` from h2load (gRPC's framing over HTTP/2; a grpc.aio client when h2load is
+missing), at each concurrency. Every figure is printed as a ratio to the same runtime's
+model-alone limit and to the fp32 runtime's figure for the same cell.
 """
 
 from __future__ import annotations
@@ -308,6 +308,8 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,8,32,128")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "rps-train"),
                         help="training images for the int8 calibration (class folders, or synthetic)")
+    parser.add_argument("--version", type=Path, help="a version folder to measure instead of the shipped demo "
+                        "(e.g. one trained with --arch talk); without an int8 model it is quantized on --data")
     parser.add_argument("--litert-threads", type=int, default=1, help="IMGCLF_LITERT_THREADS of the server")
     parser.add_argument("--alone", nargs=2, help=argparse.SUPPRESS)  # child mode: RUNTIME VERSION_DIR
     parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
@@ -323,6 +325,9 @@ def main() -> int:
     levels = [int(x) for x in args.concurrency.split(",")]
     image = make_jpeg()
     command = "python bench/runtimes.py " + " ".join(sys.argv[1:])
+    if args.version and not (args.version / "saved_model.pb").is_file():
+        print(f"{args.version} is not a version folder (no saved_model.pb)", file=sys.stderr)
+        return 2
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="imgclf-bench-") as tmp:
         work = Path(tmp)
@@ -330,11 +335,16 @@ def main() -> int:
         (work / "body.bin").write_bytes(multipart(image))
         (work / "grpc.bin").write_bytes(grpc_body(image))
         models = work / "models"
-        from service.demo import install_demo
+        if args.version:
+            first = models / "rps" / "1"
+            shutil.copytree(args.version, first)
+        else:
+            from service.demo import install_demo
 
-        first = install_demo(models, "rps")
-        assert first is not None
-        if not (first / "assets.extra" / "model_int8.tflite").is_file():  # demos from before int8 export
+            installed = install_demo(models, "rps")
+            assert installed is not None
+            first = installed
+        if not (first / "assets.extra" / "model_int8.tflite").is_file():  # from before int8 export
             data = args.data if args.data == "synthetic" or Path(args.data).is_dir() else "synthetic"
             print(f"quantizing the demo version (calibration: {data}) ...", flush=True)
             subprocess.run([str(BIN / "imgclf"), "quantize", str(first), "--data", data], check=True,
