@@ -346,7 +346,7 @@ def main() -> int:
             first = installed
         if not (first / "assets.extra" / "model_int8.tflite").is_file():  # from before int8 export
             data = args.data if args.data == "synthetic" or Path(args.data).is_dir() else "synthetic"
-            print(f"quantizing the demo version (calibration: {data}) ...", flush=True)
+            print(f"quantizing {args.version or 'the demo version'} (calibration: {data}) ...", flush=True)
             subprocess.run([str(BIN / "imgclf"), "quantize", str(first), "--data", data], check=True,
                            stdout=subprocess.DEVNULL)
         shutil.copytree(first, models / "rps" / "2")
