@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -173,3 +174,21 @@ def test_a_bad_image_is_not_a_failed_inference_on_either_path(trained_result, tm
     assert stats()["fail"]["count"] == 0
     assert httpx.post(f"{url}/predict", files=[("file", ("a.jpg", sample_jpeg))]).status_code == 200
     assert stats()["success"]["count"] == 1 and stats()["fail"]["count"] == 0
+
+
+def test_litert_model_calls_hold_at_most_its_own_batch_size(trained_result, tmp_path, start_server, sample_jpeg):
+    server = start_server(_copy(trained_result, tmp_path, drop=0.0), runtime="litert", max_batch_size=32,
+                          litert_max_batch_size=4)
+    r = httpx.post(f"{server.rest_url}/predict", files=[("file", (f"{i}.jpg", sample_jpeg)) for i in range(10)])
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 10
+    metrics = httpx.get(f"{server.rest_url}/metrics").text
+
+    def value(name: str) -> float:
+        m = re.search(rf'^{re.escape(name)} ([0-9.e+]+)$', metrics, flags=re.M)
+        assert m, name
+        return float(m[1])
+
+    calls = value('imgclf_batch_size_count{model="rps",version="1"}')
+    assert value('imgclf_batch_size_sum{model="rps",version="1"}') >= 10
+    # every call (warm-up included) held at most 4 images: 10 images took at least 3 calls
+    assert value('imgclf_batch_size_bucket{le="4.0",model="rps",version="1"}') == calls >= 3
