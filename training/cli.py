@@ -73,7 +73,8 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed for data, split, augmentation and weights")] = 0,
     strategy: Annotated[str, typer.Option(help="default | mirrored (local GPUs) | multi-worker "
                                                "(TF_CONFIG)")] = "default",
-    val_split: Annotated[float, typer.Option(help="Share held out for validation")] = 0.2,
+    val_split: Annotated[float, typer.Option(help="Share held out for validation; 0 trains on every image "
+                                                  "and exports the last epoch")] = 0.2,
     val_dir: Annotated[str | None, typer.Option(help="Validation class folders instead of a "
                                                      "split")] = None,
     samples_per_class: Annotated[int, typer.Option(min=1, help="Synthetic images per class")]
@@ -132,17 +133,21 @@ def train_command(
         console.print(f"[red]error:[/red] cannot write{where}: {exc.strerror or exc} (uid {os.getuid()}; "
                       "mount a volume this user may write, or pick another --model-root)", soft_wrap=True)
         raise typer.Exit(1) from None
-    print_confusion(f"validation confusion matrix (version {result.version})", result.labels, result.confusion)
+    if result.confusion is not None:
+        print_confusion(f"validation confusion matrix (version {result.version})", result.labels, result.confusion)
     reallike = ""
     if result.reallike_accuracy is not None and result.reallike_confusion is not None:
-        print_confusion("real-like check (unseen hands in unseen scenes)", result.labels, result.reallike_confusion)
-        reallike = f" reallike_accuracy={result.reallike_accuracy:.4f}"
+        seen = result.reallike_seen_hands
+        print_confusion("real-like check (" + ("trained hands" if seen else "unseen hands") + " in unseen scenes)",
+                        result.labels, result.reallike_confusion)
+        reallike = f" {'reallike_seen_hands' if seen else 'reallike'}_accuracy={result.reallike_accuracy:.4f}"
     if result.int8:
         print_int8(result.int8)
     console.print(f"run reports: {result.run_dir}")
     # the one line to grep in logs
     print(f"wrote {result.path} (version {result.version}, recipe {result.recipe}): "
-          f"val_accuracy={result.val_accuracy:.4f}{reallike} best_epoch={result.best_epoch}/"
+          f"val_accuracy={'none' if result.val_accuracy is None else f'{result.val_accuracy:.4f}'}{reallike} "
+          f"{'best_epoch' if result.val_accuracy is not None else 'epoch'}={result.best_epoch}/"
           f"{len(result.history.get('accuracy', [])) or '?'} wall_time={result.seconds:.1f}s", flush=True)
 
 

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 _TF_FORMATS = {"JPEG", "PNG", "GIF"}
 
 
+NO_VALIDATION = "none: every image trained on (--val-split 0), and the last epoch exported"
+
+
 class DataError(ValueError):
     """The training data cannot be used; the message says why and what to do."""
 
@@ -173,6 +176,11 @@ def load_folder(path: str | Path, labels: Iterable[str] | None = None) -> ImageS
     return ImageSet(images, np.array(targets, dtype=np.int64), tuple(found), skipped, tuple(names))
 
 
+def all_for_training(images: ImageSet) -> tuple[ImageSet, ImageSet]:
+    """`--val-split 0`: every image trains and nothing validates (the run exports its last epoch)."""
+    return images, images.subset(np.arange(0, dtype=np.int64))
+
+
 def split(images: ImageSet, val_split: float, seed: int) -> tuple[ImageSet, ImageSet]:
     """A seeded split, stratified so each class keeps its share in both parts."""
     if not 0.0 < val_split < 1.0:
@@ -277,6 +285,8 @@ def make_datasets(data: str = "synthetic", *, batch_size: int = 32, val_split: f
     everything, source = load_source(data, samples_per_class=samples_per_class, seed=seed)
     if val_dir:
         train_set, val_set = everything, load_folder(val_dir, labels=everything.labels)
+    elif val_split == 0:
+        train_set, val_set = all_for_training(everything)
     else:
         train_set, val_set = (split_by_group if by_hand else split)(everything, val_split, seed)
     return Datasets(
@@ -289,6 +299,6 @@ def make_datasets(data: str = "synthetic", *, batch_size: int = 32, val_split: f
         source=source,
         source_hash=everything.content_hash(),
         augmented=augment,
-        validation_note=("--val-dir" if val_dir else "whole rendered hands held out" if by_hand
-                         else "a random split of the data"),
+        validation_note=("--val-dir" if val_dir else NO_VALIDATION if val_split == 0
+                         else "whole rendered hands held out" if by_hand else "a random split of the data"),
     )

@@ -8,7 +8,17 @@ import numpy as np
 
 from training import backgrounds
 from training.composite import Style
-from training.data import DataError, Datasets, ImageSet, load_folder, load_source, split, split_by_group
+from training.data import (
+    NO_VALIDATION,
+    DataError,
+    Datasets,
+    ImageSet,
+    all_for_training,
+    load_folder,
+    load_source,
+    split,
+    split_by_group,
+)
 from training.reallike import PER_CLASS as REALLIKE_PER_CLASS
 from training.recipes import Recipe
 from training.scenes import (
@@ -34,27 +44,37 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
     everything, source = load_source(data, seed=seed)
     if NONE_LABEL in everything.labels:
         raise DataError(f"{data} has a {NONE_LABEL!r} class folder; the recipe renders that class itself")
+    final = val_split == 0 and not val_dir
     if val_dir:
         train_set, val_set = everything, load_folder(val_dir, labels=everything.labels)
+    elif final:
+        train_set, val_set = all_for_training(everything)
     else:
         train_set, val_set = (split_by_group if recipe.split == "by-hand" else split)(everything, val_split, seed)
     labels = with_none(everything.labels) if recipe.none_label else everything.labels
 
-    train_hands, val_hands = Hands(train_set), Hands(val_set)
+    train_hands = Hands(train_set)
     if not any(h is not None for h in train_hands.cutouts):
         log.warning("no image of %s has a white background: scenes use the photos as they are", data)
     train_pool = ScenePool(train_hands, labels, variants=recipe.variants, seed=seed,
                            none_count=_none_count(train_set, recipe.variants),
                            style=Style(retone=recipe.retone_share))
-    val_pool = ScenePool(val_hands, labels, variants=1, seed=seed + 10_000, none_count=_none_count(val_set, 2))
-    val_x, val_y = val_pool.flat()
+    if final:  # nothing validates
+        val_x = np.zeros((0, *train_pool.views.shape[2:]), dtype=np.uint8)
+        val_y = np.zeros(0, dtype=np.int64)
+    else:
+        val_hands = Hands(val_set)
+        val_pool = ScenePool(val_hands, labels, variants=1, seed=seed + 10_000, none_count=_none_count(val_set, 2))
+        val_x, val_y = val_pool.flat()
     reallike = None
     if reallike_per_class > 0:
         from training.reallike import reallike_set
 
-        reallike = reallike_set(val_hands, labels, per_class=reallike_per_class)
-    warmup = tuple(encode_jpeg(val_x[int(np.flatnonzero(val_y == c)[0])]) for c in range(len(labels))
-                   if (val_y == c).any())
+        # with no hand held out, the check's scenes (backgrounds never trained on) show trained hands:
+        # the card files it apart from the unseen-hands figure
+        reallike = reallike_set(train_hands if final else val_hands, labels, per_class=reallike_per_class)
+    warmup = _warmup(train_pool) if final else tuple(
+        encode_jpeg(val_x[int(np.flatnonzero(val_y == c)[0])]) for c in range(len(labels)) if (val_y == c).any())
     groups = sorted(set(val_set.groups())) if recipe.split == "by-hand" and not val_dir else []
     return Datasets(
         train=train_dataset(train_pool, recipe.batch_size, recipe.epochs, seed=seed),
@@ -70,10 +90,12 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
         val_pipeline_targets=val_y,
         warmup=warmup,
         reallike=reallike,
-        validation_note=("unseen rendered hands " + ", ".join(groups) if groups else "--val-dir" if val_dir
-                         else "a random split of the data") + ": each plain and in one scene, plus empty scenes",
+        validation_note=NO_VALIDATION if final else (
+            "unseen rendered hands " + ", ".join(groups) if groups else "--val-dir" if val_dir
+            else "a random split of the data") + ": each plain and in one scene, plus empty scenes",
         card={
             "validation_hands": groups,
+            "reallike_hands": "seen in training (none held out)" if final else "the validation hands",
             "scenes": {"scenes_per_image": recipe.variants, "plain_share_per_epoch": 0.25,
                        "empty_scenes": len(train_pool.empty), "samples_per_epoch": train_pool.epoch_size(),
                        "retoned_share": recipe.retone_share},
@@ -85,6 +107,13 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
             },
         },
     )
+
+
+def _warmup(pool: ScenePool) -> tuple[bytes, ...]:
+    """One training scene per label (an empty one for `none`): TF Serving's warm-up requests."""
+    scenes = [pool.views[int(np.flatnonzero(pool.targets == c)[0]), min(1, pool.views.shape[1] - 1)]
+              for c in range(len(pool.labels)) if (pool.targets == c).any()]
+    return tuple(encode_jpeg(x) for x in [*scenes, *pool.empty[:1]])
 
 
 def _none_count(images: ImageSet, views: int) -> int:

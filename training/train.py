@@ -1,4 +1,4 @@
-"""Fit the CNN, keep the best validation epoch, report (history, plots, confusion matrix), export."""
+"""Fit the CNN, keep the best validation epoch (or the last, with nothing held out), report, export."""
 
 from __future__ import annotations
 
@@ -52,6 +52,8 @@ class TrainConfig:
     reallike_per_class: int = REALLIKE_PER_CLASS
 
     def validate(self) -> None:
+        if not 0.0 <= self.val_split < 1.0:
+            raise DataError(f"--val-split must be 0 (train on every image) or a share below 1, got {self.val_split}")
         if self.epochs is not None and self.epochs < 1:
             raise DataError(f"--epochs must be at least 1, got {self.epochs}")
         if self.strategy not in STRATEGIES:
@@ -75,16 +77,17 @@ class TrainResult:
     version: int
     path: Path
     run_dir: Path
-    val_accuracy: float
+    val_accuracy: float | None  # None: nothing was held out (--val-split 0)
     train_accuracy: float
-    best_epoch: int
-    confusion: list[list[int]]
+    best_epoch: int  # the exported epoch: the best validation epoch, or the last one
+    confusion: list[list[int]] | None
     labels: tuple[str, ...]
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
     recipe: str = ""
     reallike_accuracy: float | None = None
     reallike_confusion: list[list[int]] | None = None
+    reallike_seen_hands: bool = False  # the check showed trained hands: nothing was held out
     int8: dict[str, Any] | None = None  # the card's int8 entry: accuracies, drops, what was measured
 
 
@@ -138,7 +141,7 @@ def confusion_matrix(model: keras.Model, datasets: Datasets) -> np.ndarray:
     return confusion(datasets.val_targets(), probs.argmax(axis=1), n)
 
 
-def _plots(history: dict[str, list[float]], matrix: np.ndarray, labels: tuple[str, ...],
+def _plots(history: dict[str, list[float]], matrix: np.ndarray | None, labels: tuple[str, ...],
            run_dir: Path) -> None:
     import matplotlib
 
@@ -149,13 +152,16 @@ def _plots(history: dict[str, list[float]], matrix: np.ndarray, labels: tuple[st
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key in zip(axes, ("accuracy", "loss"), strict=True):
         ax.plot(epochs, history[key], "r", label=f"training {key}")
-        ax.plot(epochs, history[f"val_{key}"], "b", label=f"validation {key}")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], "b", label=f"validation {key}")
         ax.set_title(f"Training and validation {key}")
         ax.set_xlabel("epoch")
         ax.legend()
     fig.tight_layout()
     fig.savefig(run_dir / "history.png", dpi=100)
     plt.close(fig)
+    if matrix is None:
+        return
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.imshow(matrix, cmap="Blues")
@@ -173,14 +179,15 @@ def _plots(history: dict[str, list[float]], matrix: np.ndarray, labels: tuple[st
 
 
 def _warmup_images(datasets: Datasets) -> list[bytes]:
-    """One validation image per class: real inputs for TF Serving's warm-up."""
+    """One validation image per class (training images if none): real inputs for TF Serving's warm-up."""
     if datasets.warmup:
         return list(datasets.warmup)
+    source = datasets.val_set if len(datasets.val_set) else datasets.train_set
     picks = []
     for c in range(len(datasets.labels)):
-        idx = np.flatnonzero(datasets.val_set.targets == c)
+        idx = np.flatnonzero(source.targets == c)
         if len(idx):
-            picks.append(datasets.val_set.images[int(idx[0])])
+            picks.append(source.images[int(idx[0])])
     return picks
 
 
@@ -196,12 +203,22 @@ def _int8(model: keras.Model, datasets: Datasets) -> tuple[bytes, dict[str, Any]
     def fp32(x: np.ndarray) -> np.ndarray:
         return np.asarray(model(x, training=False))
 
-    val_batches = [np.asarray(x) for x, _ in datasets.val]
-    sets = {"validation": (val_batches, datasets.val_targets())}
-    measured_on = {"validation": f"the {len(datasets.val_targets())} validation images ({datasets.validation_note})"}
+    sets: dict[str, tuple[list[np.ndarray], np.ndarray]] = {}
+    measured_on: dict[str, str] = {}
+    if len(datasets.val_targets()):
+        sets["validation"] = ([np.asarray(x) for x, _ in datasets.val], datasets.val_targets())
+        measured_on["validation"] = (f"the {len(datasets.val_targets())} validation images "
+                                     f"({datasets.validation_note})")
     if datasets.reallike is not None and len(datasets.reallike):
         sets["reallike"] = (pixels_of(datasets.reallike.images), datasets.reallike.targets)
-        measured_on["reallike"] = f"the real-like check's {len(datasets.reallike)} images"
+        measured_on["reallike"] = f"the real-like check's {len(datasets.reallike)} images" + (
+            "" if len(datasets.val_targets()) else " (hands seen in training: nothing was held out)")
+    if not sets:  # nothing held out and no real-like check: the drop on training images
+        n_train = len(datasets.train_set)
+        sample = datasets.train_set.subset(np.arange(0, n_train, max(1, n_train // 300)))
+        remap = np.array([datasets.labels.index(name) for name in sample.labels])
+        sets["training"] = (pixels_of(sample.images), remap[sample.targets])
+        measured_on["training"] = f"{len(sample)} training images (nothing was held out)"
     measured = {k: (accuracy(fp32, b, t, n)[0], accuracy(scorer, b, t, n)[0]) for k, (b, t) in sets.items()}
     return int8_model, gate_record(measured, representative=len(representative), size=len(int8_model),
                                    measured_on=measured_on)
@@ -261,47 +278,53 @@ def train(config: TrainConfig) -> TrainResult:
     with strategy.scope():
         model = make_model(num_classes=len(datasets.labels), learning_rate=learning_rate(recipe, steps),
                            arch=recipe.arch, optimizer=recipe.optimizer, label_smoothing=recipe.label_smoothing)
+    # with nothing held out (--val-split 0) there is no epoch to choose: the cosine schedule's last
+    # epochs differ by under a point of validation accuracy in the recipe's held-out runs
+    validating = len(datasets.val_targets()) > 0
     best = BestEpoch()
     fit = model.fit(
-        datasets.train, validation_data=datasets.val, epochs=recipe.epochs, verbose=2,
+        datasets.train, validation_data=datasets.val if validating else None, epochs=recipe.epochs, verbose=2,
         steps_per_epoch=datasets.steps_per_epoch,
-        callbacks=[best, keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))])
+        callbacks=[*([best] if validating else []), keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))])
     history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
+    exported_epoch = best.best_epoch if validating else len(history["accuracy"])
 
-    matrix = confusion_matrix(model, datasets)
-    val_accuracy = float(np.trace(matrix) / max(1, matrix.sum()))
+    matrix = confusion_matrix(model, datasets) if validating else None
+    val_accuracy = float(np.trace(matrix) / max(1, matrix.sum())) if matrix is not None else None
     train_accuracy = float(best.best_logs.get("accuracy", history["accuracy"][-1]))
     reallike_acc, reallike_matrix = None, None
     if datasets.reallike is not None and len(datasets.reallike):
         from training.reallike import score
 
         reallike_acc, reallike_matrix = score(lambda x: model(x, training=False), datasets.reallike)
-        log.info("real-like check: accuracy %.4f on %d images", reallike_acc, len(datasets.reallike))
+        log.info("real-like check%s: accuracy %.4f on %d images", "" if validating else " (hands seen in training)",
+                 reallike_acc, len(datasets.reallike))
     card: dict[str, Any] = {
         "recipe": recipe.name,
         "arch": recipe.arch,
         "parameters": int(model.count_params()),
         "data_source": datasets.source,
         "data_sha256": datasets.source_hash,
-        "samples": {"train": datasets.train_size(), "validation": int(matrix.sum()),
+        "samples": {"train": datasets.train_size(), "validation": len(datasets.val_targets()),
                     "train_per_class": datasets.train_counts(),
                     "validation_per_class": datasets.val_counts()},
         "validation": datasets.validation_note,
         "epochs": recipe.epochs,
-        "best_epoch": best.best_epoch,
+        "best_epoch": exported_epoch,
         "batch_size": recipe.batch_size,
         "learning_rate": recipe.learning_rate,
         "optimizer": recipe.optimizer,
         "augmentation": recipe.augment if datasets.augmented else "none",
         "seed": config.seed,
         "train_accuracy": round(train_accuracy, 4),
-        "val_accuracy": round(val_accuracy, 4),
-        "confusion_matrix": matrix.tolist(),
+        "val_accuracy": None if val_accuracy is None else round(val_accuracy, 4),
+        "confusion_matrix": None if matrix is None else matrix.tolist(),
         **datasets.card,
     }
-    if reallike_acc is not None:
-        card["reallike_accuracy"] = round(reallike_acc, 4)
-        card["reallike_confusion_matrix"] = reallike_matrix
+    if reallike_acc is not None:  # trained hands are not the unseen-hands figure the page shows
+        prefix = "reallike" if validating else "reallike_seen_hands"
+        card[f"{prefix}_accuracy"] = round(reallike_acc, 4)
+        card[f"{prefix}_confusion_matrix"] = reallike_matrix
     int8_model = None
     if config.int8:
         int8_model, card["int8"] = _int8(model, datasets)
@@ -317,15 +340,16 @@ def train(config: TrainConfig) -> TrainResult:
         run_dir = run_dir.rename(runs_root / str(version))
 
     (run_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
-    (run_dir / "confusion_matrix.json").write_text(
-        json.dumps({"labels": list(datasets.labels), "matrix": matrix.tolist()}) + "\n")
+    if matrix is not None:
+        (run_dir / "confusion_matrix.json").write_text(
+            json.dumps({"labels": list(datasets.labels), "matrix": matrix.tolist()}) + "\n")
     _plots(history, matrix, datasets.labels, run_dir)
     result = TrainResult(version=version, path=path, run_dir=run_dir, val_accuracy=val_accuracy,
-                         train_accuracy=train_accuracy, best_epoch=best.best_epoch,
-                         confusion=matrix.tolist(), labels=datasets.labels,
+                         train_accuracy=train_accuracy, best_epoch=exported_epoch,
+                         confusion=None if matrix is None else matrix.tolist(), labels=datasets.labels,
                          seconds=time.monotonic() - started, history=history, recipe=recipe.name,
                          reallike_accuracy=reallike_acc, reallike_confusion=reallike_matrix,
-                         int8=card.get("int8"))
+                         reallike_seen_hands=not validating, int8=card.get("int8"))
     (run_dir / "result.json").write_text(json.dumps(
         {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
          if k != "history"}, indent=2) + "\n")

@@ -84,6 +84,8 @@ def test_the_trained_model_classifies_a_photo(trained_model_root, sample_jpeg):
     ("epochs", 0, "epochs"),
     ("strategy", "bogus", "strategy must be one of"),
     ("learning_rate", 0.0, "learning-rate"),
+    ("val_split", 1.0, "val-split must be 0"),
+    ("val_split", -0.1, "val-split must be 0"),
 ])
 def test_invalid_config_fails_before_writing_anything(tmp_path, field, value, message):
     config = TrainConfig(model_root=tmp_path / "models", samples_per_class=2, epochs=1)
@@ -220,6 +222,47 @@ def test_real_hands_recipe_end_to_end(cgi_folder, tmp_path):
     # the optimizer's slots stay out of the export: variables hold the weights once
     size = sum(p.stat().st_size for p in (result.path / "variables").iterdir())
     assert size < 4 * card["parameters"] * 1.2
+
+
+@pytest.mark.slow
+def test_real_hands_recipe_on_every_hand(cgi_folder, tmp_path):
+    """--val-split 0: every hand trains, the last epoch is exported, and the card says what was not measured."""
+    result = train(TrainConfig(data=str(cgi_folder), epochs=2, val_split=0.0, model_root=tmp_path / "models",
+                               reallike_per_class=4))
+    assert result.val_accuracy is None and result.confusion is None
+    assert result.best_epoch == 2  # the last epoch, not a chosen one
+    card = json.loads((result.path / CARD_FILE).read_text())
+    assert card["samples"]["validation"] == 0 and card["validation_hands"] == []
+    assert card["validation"].startswith("none: every image trained on")
+    assert card["val_accuracy"] is None and card["best_epoch"] == 2
+    # the real-like scenes show trained hands, so that figure is not filed as the unseen-hands one
+    assert "reallike_accuracy" not in card
+    assert card["reallike_seen_hands_accuracy"] == round(result.reallike_accuracy or -1, 4)
+    assert card["reallike_hands"] == "seen in training (none held out)"
+    assert set(card["int8"]["drop_points"]) == {"reallike"}
+    assert "hands seen in training" in card["int8"]["measured_on"]["reallike"]
+    # every image of every hand went into training: 3 hands x 4 frames per class
+    assert sum(1 for _ in cgi_folder.rglob("*.jpg")) == 36
+    assert card["samples"]["train_per_class"]["rock"] == 12
+    # the warm-up requests exist (training scenes, one per label) and replay through TF Serving's format
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = list(tf.data.TFRecordDataset(str(result.path / WARMUP_FILE)))
+    assert len(records) == 4
+    prediction_log_pb2.PredictionLog.FromString(records[0].numpy())
+    assert not (result.run_dir / "confusion_matrix.json").exists()
+    assert (result.run_dir / "history.png").exists()
+
+
+def test_talk_recipe_on_every_image(tmp_path):
+    result = train(TrainConfig(data="synthetic", recipe="talk", epochs=1, val_split=0.0, samples_per_class=4,
+                               model_root=tmp_path / "models"))
+    assert result.val_accuracy is None and result.best_epoch == 1
+    card = json.loads((result.path / CARD_FILE).read_text())
+    assert card["samples"] == {"train": 12, "validation": 0, "train_per_class": {"paper": 4, "rock": 4, "scissors": 4},
+                               "validation_per_class": {"paper": 0, "rock": 0, "scissors": 0}}
+    assert set(card["int8"]["drop_points"]) == {"training"}  # the only images there are
+    assert card["int8"]["measured_on"]["training"] == "12 training images (nothing was held out)"
 
 
 def test_real_hands_recipe_refuses_the_rendered_set(tmp_path):
