@@ -29,7 +29,8 @@ class Evaluation:
 def reallike_images(model_dir: Path, labels: tuple[str, ...], hands_dir: str | None, per_class: int,
                     seed: int) -> ImageSet:
     """The real-like check for an exported version: its card's validation hands (never trained on)
-    from `hands_dir` (default: the folder it was trained on), in held-out scenes."""
+    from `hands_dir` (default: the folder it was trained on), in held-out scenes. A folder without
+    any of those hands is taken as hands the version never saw, and all of them are used."""
     from training.reallike import reallike_set
     from training.scenes import Hands
 
@@ -41,9 +42,13 @@ def reallike_images(model_dir: Path, labels: tuple[str, ...], hands_dir: str | N
                         "e.g. the talk's training split)")
     images = load_folder(folder)
     held = set(card.get("validation_hands") or [])
-    if held:
+    if held and held & set(images.groups()):
         keep = np.flatnonzero([g in held for g in images.groups()])
         images = images.subset(keep)
+    elif held:  # e.g. a folder of hands kept out of its training data altogether
+        log.info("%s holds none of %s's validation hands: scoring every hand in it", folder, model_dir)
+    elif str(card.get("reallike_hands", "")).startswith("seen in training"):
+        log.warning("%s trained on every hand (--val-split 0): the check shows hands it trained on", model_dir)
     else:
         log.warning("%s records no validation hands: the check may use hands it trained on", model_dir)
     return reallike_set(Hands(images), labels, per_class=per_class, seed=seed)

@@ -191,7 +191,7 @@ def test_missing_data_fails_before_writing_anything(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_hands_recipe_end_to_end(cgi_folder, tmp_path):
+def test_real_hands_recipe_end_to_end(cgi_folder, tmp_path, caplog):
     """Scenes, the none class, hands held out by id, the real-like check, all in the card."""
     import tensorflow as tf
 
@@ -219,13 +219,23 @@ def test_real_hands_recipe_end_to_end(cgi_folder, tmp_path):
     check = evaluate(result.path, "real-like", samples_per_class=3, hands_dir=str(cgi_folder))
     assert check.images == 12 and sum(map(sum, check.confusion)) == 12
     assert check.labels == ("none", "paper", "rock", "scissors")
+    # a folder with none of its validation hands (say, hands kept out of its data) is scored whole
+    others = tmp_path / "other-hands"
+    for image in cgi_folder.rglob("*.jpg"):
+        if image.name.split("-")[0] not in card["validation_hands"]:
+            (others / image.parent.name).mkdir(parents=True, exist_ok=True)
+            (others / image.parent.name / image.name).write_bytes(image.read_bytes())
+    with caplog.at_level("INFO", logger="training.evaluate"):
+        check = evaluate(result.path, "real-like", samples_per_class=2, hands_dir=str(others))
+    assert check.images == 8 and sum(map(sum, check.confusion)) == 8
+    assert "holds none of" in caplog.text
     # the optimizer's slots stay out of the export: variables hold the weights once
     size = sum(p.stat().st_size for p in (result.path / "variables").iterdir())
     assert size < 4 * card["parameters"] * 1.2
 
 
 @pytest.mark.slow
-def test_real_hands_recipe_on_every_hand(cgi_folder, tmp_path):
+def test_real_hands_recipe_on_every_hand(cgi_folder, tmp_path, caplog):
     """--val-split 0: every hand trains, the last epoch is exported, and the card says what was not measured."""
     result = train(TrainConfig(data=str(cgi_folder), epochs=2, val_split=0.0, model_root=tmp_path / "models",
                                reallike_per_class=4))
@@ -252,6 +262,12 @@ def test_real_hands_recipe_on_every_hand(cgi_folder, tmp_path):
     prediction_log_pb2.PredictionLog.FromString(records[0].numpy())
     assert not (result.run_dir / "confusion_matrix.json").exists()
     assert (result.run_dir / "history.png").exists()
+    # scoring it later on the real-like check says which hands that check can show
+    from training.evaluate import evaluate
+
+    check = evaluate(result.path, "real-like", samples_per_class=2, hands_dir=str(cgi_folder))
+    assert check.images == 8
+    assert "trained on every hand (--val-split 0): the check shows hands it trained on" in caplog.text
 
 
 def test_talk_recipe_on_every_image(tmp_path):
