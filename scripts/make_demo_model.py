@@ -25,12 +25,13 @@ DATA = ("Rock Paper Scissors dataset by Laurence Moroney (laurencemoroney.com, 2
         "backgrounds from scikit-image and matplotlib sample images (public domain / CC0) and procedural scenes")
 
 
-def pack(version_dir: Path, command: str, figures: dict[str, object], target: Path = TARGET) -> Path:
+def pack(version_dir: Path, command: str, figures: dict[str, object], target: Path = TARGET,
+         note: str = "") -> Path:
     card_path = version_dir / "assets.extra" / "model_card.json"
     card = json.loads(card_path.read_text())
     card["demo"] = {
         "data": DATA,
-        "provenance": f"trained by `{command}`; {DATA.split(':')[0]} (CC BY 2.0)",
+        "provenance": f"trained by `{command}`; {DATA.split(':')[0]} (CC BY 2.0)" + (f"; {note}" if note else ""),
         "command": command,
         "figures": figures,
     }
@@ -62,11 +63,13 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="The exact command that trained the version")
     parser.add_argument("--figure", action="append", default=[], metavar="NAME=VALUE",
                         help="A measured figure to record (repeatable)")
+    parser.add_argument("--note", default="", help="A sentence appended to the provenance the page shows, "
+                        "e.g. what a version trained on every hand is expected to score")
     args = parser.parse_args()
     if not (args.version_dir / "saved_model.pb").is_file():
         sys.exit(f"{args.version_dir} is not an exported version")
     figures = dict(f.split("=", 1) for f in args.figure)
-    path = pack(args.version_dir, args.command, figures)
+    path = pack(args.version_dir, args.command, figures, note=args.note)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MB)")
 
 

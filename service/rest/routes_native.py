@@ -145,6 +145,7 @@ def card_summary(card: dict[str, Any]) -> dict[str, Any]:
     return {"val_accuracy": number("val_accuracy"), "created": card.get("created"),
             "recipe": card.get("recipe"), "arch": card.get("arch"), "trained_on": source,
             "validation": card.get("validation"), "reallike_accuracy": number("reallike_accuracy"),
+            "reallike_seen_hands_accuracy": number("reallike_seen_hands_accuracy"),
             "provenance": demo.get("provenance"), "int8": _int8_summary(card.get("int8"))}
 
 

@@ -36,6 +36,9 @@ class VersionOut(BaseModel):
     validation: str | None = Field(None, description="What val_accuracy was measured on")
     reallike_accuracy: float | None = Field(
         None, description="The real-like check: unseen hands in unseen scenes at webcam sizes")
+    reallike_seen_hands_accuracy: float | None = Field(
+        None, description="The real-like check of a version trained on every hand (nothing held out): "
+                          "hands it trained on, in unseen scenes")
     provenance: str | None = Field(None, description="Where the version comes from and how to rebuild it")
     runtime: str | None = Field(None, description="What answers this version: tensorflow, litert (int8) or "
                                 "tfserving")

@@ -72,10 +72,13 @@ function fillModelCard(models) {
     ["Trained on", serving.trained_on],
     ["Recipe", serving.recipe && `${serving.recipe}${serving.arch ? ` (${serving.arch} network)` : ""}`],
     ["Classes", serving.labels.join(", ")],
-    ["Accuracy", typeof serving.val_accuracy === "number"
-      ? `${pct(serving.val_accuracy)}${serving.validation ? ` on ${serving.validation}` : ""}` : null],
-    ["Real-like check", typeof serving.reallike_accuracy === "number"
-      ? `${pct(serving.reallike_accuracy)} (unseen hands in unseen scenes, webcam-sized)` : null],
+    typeof serving.val_accuracy === "number"
+      ? ["Accuracy", `${pct(serving.val_accuracy)}${serving.validation ? ` on ${serving.validation}` : ""}`]
+      : ["Validation", serving.validation],
+    typeof serving.reallike_accuracy === "number"
+      ? ["Real-like check", `${pct(serving.reallike_accuracy)} (unseen hands in unseen scenes, webcam-sized)`]
+      : ["Real-like check", typeof serving.reallike_seen_hands_accuracy === "number"
+        ? `${pct(serving.reallike_seen_hands_accuracy)} (hands it trained on, in unseen scenes, webcam-sized)` : null],
     ["Runtime", serving.runtime && `${serving.runtime}${serving.runtime_note ? ` (${serving.runtime_note})` : ""}`],
     ["Int8 model", int8Summary(serving.int8)],
     ["Provenance", serving.provenance],

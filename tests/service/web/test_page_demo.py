@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -55,25 +56,62 @@ def test_samples_are_classified_by_the_server(browse, start_server, demo_root, t
     b.assert_clean_console()
 
 
+def _open_card(browse: Any, server: Any) -> Any:
+    b = browse(server=server)
+    b.page.get_by_test_id("tab-model").click()
+    b.page.get_by_test_id("model-card").wait_for()
+    return b
+
+
+def _shown_percent(text: str) -> float:
+    shown = re.match(r"([0-9.]+)%", text)
+    assert shown is not None, text
+    return float(shown[1])
+
+
 def test_model_tab_shows_the_serving_versions_card(browse, start_server, demo_root):
     server = start_server(demo_root)
-    b = browse(server=server)
+    b = _open_card(browse, server)
     page = b.page
-    page.get_by_test_id("tab-model").click()
-    card = page.get_by_test_id("model-card")
-    card.wait_for()
     assert "v1" in page.locator("#card-title").inner_text()
     assert "Rock Paper Scissors" in page.get_by_test_id("card-trained-on").inner_text()
-    assert "CC BY 2.0" in page.get_by_test_id("card-provenance").inner_text()
+    provenance = page.get_by_test_id("card-provenance").inner_text()
+    assert "CC BY 2.0" in provenance
     assert "real-hands" in page.get_by_test_id("card-recipe").inner_text()
-    reallike = page.get_by_test_id("card-real-like-check").inner_text()
-    models = httpx.get(f"{server.rest_url}/models").json()
-    shown = re.match(r"([0-9.]+)%", reallike)
-    assert shown is not None, reallike
-    # the page rounds as JavaScript does (0.9025 -> 90.3), Python's format as binary floats do (90.2)
-    assert float(shown[1]) == pytest.approx(models["versions"][0]["reallike_accuracy"] * 100, abs=0.051)
     assert "none" in page.get_by_test_id("card-classes").inner_text()
+    # the demo trained on every hand: no unseen-hands figure to show, and the page says so
+    version = httpx.get(f"{server.rest_url}/models").json()["versions"][0]
+    assert version["val_accuracy"] is None and version["reallike_accuracy"] is None
+    assert page.get_by_test_id("card-accuracy").count() == 0
+    assert page.get_by_test_id("card-validation").inner_text().startswith("none: every image trained on")
+    reallike = page.get_by_test_id("card-real-like-check").inner_text()
+    assert "hands it trained on" in reallike
+    # the page rounds as JavaScript does (0.9025 -> 90.3), Python's format as binary floats do (90.2)
+    assert _shown_percent(reallike) == pytest.approx(version["reallike_seen_hands_accuracy"] * 100, abs=0.051)
+    # what the recipe scores on hands it never saw comes from its held-out runs, named in the provenance
+    assert "held out" in provenance
     b.shot("model-card")
+    b.assert_clean_console()
+
+
+def test_model_tab_shows_unseen_hand_figures_of_a_validated_version(browse, start_server, tmp_path):
+    """A version trained with hands held out (the recipe's default) shows its measured accuracy on them."""
+    root = tmp_path / "models"
+    path = install_demo(root, "rps")
+    assert path is not None
+    card_file = path / "assets.extra" / "model_card.json"
+    card = json.loads(card_file.read_text())
+    card.update(val_accuracy=0.9594, validation="unseen rendered hands paper06, rock02, scissors04",
+                reallike_accuracy=0.8717)
+    card.pop("reallike_seen_hands_accuracy", None)
+    card_file.write_text(json.dumps(card))
+    b = _open_card(browse, start_server(root))
+    page = b.page
+    assert page.get_by_test_id("card-accuracy").inner_text() == (
+        "95.9% on unseen rendered hands paper06, rock02, scissors04")
+    assert page.get_by_test_id("card-validation").count() == 0
+    reallike = page.get_by_test_id("card-real-like-check").inner_text()
+    assert _shown_percent(reallike) == 87.2 and "unseen hands in unseen scenes" in reallike
     b.assert_clean_console()
 
 
