@@ -278,8 +278,8 @@ def train(config: TrainConfig) -> TrainResult:
     with strategy.scope():
         model = make_model(num_classes=len(datasets.labels), learning_rate=learning_rate(recipe, steps),
                            arch=recipe.arch, optimizer=recipe.optimizer, label_smoothing=recipe.label_smoothing)
-    # with nothing held out (--val-split 0) there is no epoch to choose: the cosine schedule's last
-    # epochs differ by under a point of validation accuracy in the recipe's held-out runs
+    # with nothing held out (--val-split 0) there is no epoch to choose: in the real-hands recipe's
+    # held-out runs the best validation epoch beat the last (cosine-decayed) one by 0-1.4 points
     validating = len(datasets.val_targets()) > 0
     best = BestEpoch()
     fit = model.fit(
