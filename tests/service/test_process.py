@@ -132,9 +132,16 @@ def test_json_logs_one_line_per_request_with_its_id(trained_model_root, sample_j
         assert re.fullmatch(r"[0-9a-f]{32}", generated)
         grpc_port = re.search(r"gRPC on [^:]+:(\d+)", "".join(lines))[1]  # type: ignore[index]
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            call = classifier_pb2_grpc.ImageClassifierStub(channel).Classify.with_call(
+            stub = classifier_pb2_grpc.ImageClassifierStub(channel)
+            call = stub.Classify.with_call(
                 classifier_pb2.ClassifyRequest(images=[sample_jpeg]), metadata=[("x-request-id", "grpc-7")])
-            assert ("x-request-id", "grpc-7") in call[1].initial_metadata()
+            assert ("x-request-id", "grpc-7") in call[1].trailing_metadata()
+            # a refused call carries it too, with its status
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Classify(classifier_pb2.ClassifyRequest(images=[b"not an image"]),
+                              metadata=[("x-request-id", "grpc-8")])
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert ("x-request-id", "grpc-8") in refused.value.trailing_metadata()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

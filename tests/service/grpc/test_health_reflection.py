@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 
@@ -71,7 +72,9 @@ def test_no_model_means_not_ready_until_one_arrives(start_server, tmp_path, trai
                                                                       timeout=10)
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.UNAVAILABLE
-            assert dict(exc.trailing_metadata() or ())["retry-after"]
+            trailing = dict(exc.trailing_metadata() or ())
+            assert trailing["retry-after"]
+            assert re.fullmatch(r"[0-9a-f]{32}", trailing["x-request-id"])  # generated, kept beside retry-after
         else:
             raise AssertionError("Classify answered without a model")
 
