@@ -230,9 +230,8 @@ class ModelRegistry:
         stats = BatchStats(on_batch=on_batch, on_queue=queue_gauge.set)
         s = self.settings
         served.model = model
-        # int8 on XNNPACK gains nothing from big batches; they only make the requests behind them wait
-        # (c=32: p99 76 ms at 8 images a call against 90-99 ms at 32, for the same throughput)
-        batch = min(s.max_batch_size, s.litert_max_batch_size) if model.info.runtime == "litert" else s.max_batch_size
+        # a runtime may want shorter calls than the setting allows (the int8 one does), never longer
+        batch = min(s.max_batch_size, model.info.max_batch_size or s.max_batch_size)
         served.batcher = Batcher(model.predict, self._inference, max_batch_size=batch,
                                  max_delay_s=s.max_batch_delay_s, max_queue=s.max_queue_size,
                                  concurrency=s.inference_threads, stats=stats, name=str(version),

@@ -43,7 +43,8 @@ def make_backend(settings: ServeSettings) -> Backend:
 
     return LocalBackend(settings.model_root, runtime=settings.runtime,
                         int8_max_drop_points=settings.int8_max_drop_points,
-                        litert_threads=settings.litert_threads)
+                        litert_threads=settings.litert_threads,
+                        litert_max_batch_size=settings.litert_max_batch_size)
 
 
 class _Uvicorn(uvicorn.Server):

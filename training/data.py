@@ -176,9 +176,15 @@ def load_folder(path: str | Path, labels: Iterable[str] | None = None) -> ImageS
     return ImageSet(images, np.array(targets, dtype=np.int64), tuple(found), skipped, tuple(names))
 
 
-def all_for_training(images: ImageSet) -> tuple[ImageSet, ImageSet]:
-    """`--val-split 0`: every image trains and nothing validates (the run exports its last epoch)."""
-    return images, images.subset(np.arange(0, dtype=np.int64))
+def train_and_validation(everything: ImageSet, *, val_split: float, val_dir: str | None, seed: int,
+                         by_hand: bool) -> tuple[ImageSet, ImageSet]:
+    """--val-dir's folders, or every image and none (`--val-split 0`: the run exports its last epoch),
+    or a split: by whole rendered hand, or at random."""
+    if val_dir:
+        return everything, load_folder(val_dir, labels=everything.labels)
+    if val_split == 0:
+        return everything, everything.subset(np.arange(0, dtype=np.int64))
+    return (split_by_group if by_hand else split)(everything, val_split, seed)
 
 
 def split(images: ImageSet, val_split: float, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -283,12 +289,8 @@ def make_datasets(data: str = "synthetic", *, batch_size: int = 32, val_split: f
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
     everything, source = load_source(data, samples_per_class=samples_per_class, seed=seed)
-    if val_dir:
-        train_set, val_set = everything, load_folder(val_dir, labels=everything.labels)
-    elif val_split == 0:
-        train_set, val_set = all_for_training(everything)
-    else:
-        train_set, val_set = (split_by_group if by_hand else split)(everything, val_split, seed)
+    train_set, val_set = train_and_validation(everything, val_split=val_split, val_dir=val_dir, seed=seed,
+                                              by_hand=by_hand)
     return Datasets(
         train=to_dataset(train_set, batch_size, training=True, seed=seed, augment=augment,
                          image_size=image_size),

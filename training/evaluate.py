@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from training.data import DataError, ImageSet, load_folder, load_synthetic
+from training.data import NO_VALIDATION, DataError, ImageSet, load_folder, load_synthetic
 from training.export import CARD_FILE, LABELS_FILE
 from training.metrics import confusion
 
@@ -47,7 +47,7 @@ def reallike_images(model_dir: Path, labels: tuple[str, ...], hands_dir: str | N
         images = images.subset(keep)
     elif held:  # e.g. a folder of hands kept out of its training data altogether
         log.info("%s holds none of %s's validation hands: scoring every hand in it", folder, model_dir)
-    elif str(card.get("reallike_hands", "")).startswith("seen in training"):
+    elif card.get("validation") == NO_VALIDATION:
         log.warning("%s trained on every hand (--val-split 0): the check shows hands it trained on", model_dir)
     else:
         log.warning("%s records no validation hands: the check may use hands it trained on", model_dir)

@@ -8,17 +8,7 @@ import numpy as np
 
 from training import backgrounds
 from training.composite import Style
-from training.data import (
-    NO_VALIDATION,
-    DataError,
-    Datasets,
-    ImageSet,
-    all_for_training,
-    load_folder,
-    load_source,
-    split,
-    split_by_group,
-)
+from training.data import NO_VALIDATION, DataError, Datasets, ImageSet, load_source, train_and_validation
 from training.reallike import PER_CLASS as REALLIKE_PER_CLASS
 from training.recipes import Recipe
 from training.scenes import (
@@ -44,13 +34,9 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
     everything, source = load_source(data, seed=seed)
     if NONE_LABEL in everything.labels:
         raise DataError(f"{data} has a {NONE_LABEL!r} class folder; the recipe renders that class itself")
-    final = val_split == 0 and not val_dir
-    if val_dir:
-        train_set, val_set = everything, load_folder(val_dir, labels=everything.labels)
-    elif final:
-        train_set, val_set = all_for_training(everything)
-    else:
-        train_set, val_set = (split_by_group if recipe.split == "by-hand" else split)(everything, val_split, seed)
+    train_set, val_set = train_and_validation(everything, val_split=val_split, val_dir=val_dir, seed=seed,
+                                              by_hand=recipe.split == "by-hand")
+    final = len(val_set) == 0  # --val-split 0: every hand trains
     labels = with_none(everything.labels) if recipe.none_label else everything.labels
 
     train_hands = Hands(train_set)

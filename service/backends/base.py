@@ -22,6 +22,8 @@ class ModelInfo:
     warmup_images: list[bytes] = field(default_factory=list)
     runtime: str = "tensorflow"  # what answers this version: tensorflow | litert | tfserving
     runtime_note: str = ""  # why that runtime (e.g. the int8 accuracy gate of IMGCLF_RUNTIME=auto)
+    # the most images this runtime wants in one call (None: IMGCLF_MAX_BATCH_SIZE alone decides)
+    max_batch_size: int | None = None
 
 
 class LoadedModel(Protocol):

@@ -39,8 +39,9 @@ class LiteRTModel:
 
     runtime = "litert"
 
-    def __init__(self, name: str, version: int, path: Path, *, threads: int = 1, reason: str = "",
-                 signature_defs: dict[str, Any] | None = None, warmup_images: list[bytes] | None = None):
+    def __init__(self, name: str, version: int, path: Path, *, threads: int = 1, max_batch_size: int | None = None,
+                 reason: str = "", signature_defs: dict[str, Any] | None = None,
+                 warmup_images: list[bytes] | None = None):
         from training.quantize import LiteRTScorer
 
         self.path = path
@@ -61,7 +62,7 @@ class LiteRTModel:
         self.xnnpack = bool(self._scorer.xnnpack)
         self.info = ModelInfo(name=name, version=version, labels=labels, card=card,
                               signature_defs=signature_defs or {}, warmup_images=warmup_images or [],
-                              runtime=self.runtime,
+                              runtime=self.runtime, max_batch_size=max_batch_size,
                               runtime_note=f"{reason}; XNNPACK {'on' if self.xnnpack else 'off'}, "
                                            f"{threads} thread(s) per interpreter".lstrip("; "))
 

@@ -83,12 +83,15 @@ class LocalBackend:
     kind = "local"
 
     def __init__(self, model_root: Path, *, runtime: str = "tensorflow", int8_max_drop_points: float = 0.5,
-                 litert_threads: int = 1):
+                 litert_threads: int = 1, litert_max_batch_size: int | None = None):
         self.model_root = Path(model_root)
         self.base_paths: dict[str, Path] = {}
         self.runtime = runtime
         self.int8_max_drop_points = int8_max_drop_points
         self.litert_threads = litert_threads
+        # int8 on XNNPACK gains nothing from big batches; they only make the requests behind them wait
+        # (c=32: p99 76 ms at 8 images a call against 90-99 ms at 32, for the same throughput)
+        self.litert_max_batch_size = litert_max_batch_size
 
     def base_path(self, name: str) -> Path:
         return self.base_paths.get(name, self.model_root / name)
@@ -123,6 +126,6 @@ class LocalBackend:
             return LocalModel(name, version, path, f"IMGCLF_RUNTIME=auto: {why}")
         if not (path / "saved_model.pb").exists():  # the same version layout, whichever runtime answers
             raise ValueError(f"{path} has no saved_model.pb")
-        return LiteRTModel(name, version, path, threads=self.litert_threads,
+        return LiteRTModel(name, version, path, threads=self.litert_threads, max_batch_size=self.litert_max_batch_size,
                            reason=f"IMGCLF_RUNTIME={self.runtime}: {why}",
                            signature_defs=read_signature_defs(path), warmup_images=read_warmup_images(path))
