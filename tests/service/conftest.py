@@ -90,6 +90,14 @@ def test_settings(model_root: Path, **overrides: Any) -> ServeSettings:
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
+def metric_value(text: str, sample: str, **labels: str) -> float:
+    """The sum of a /metrics sample (e.g. `imgclf_batch_size_count`) over the series whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == sample and labels.items() <= s.labels.items())
+
+
 @pytest.fixture(scope="session")
 def serving(trained_model_root: Path) -> Iterator[RunningServer]:
     """One shared server over the tiny trained model (version 1); do not change its models."""

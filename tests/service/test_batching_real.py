@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 import httpx
 
-
-def _metric_sum(text: str, name: str, version: str = "1") -> float:
-    pattern = rf'^{name}\{{model="rps",version="{version}"\}} ([0-9.e+]+)$'
-    return sum(float(m) for m in re.findall(pattern, text, flags=re.M))
+from tests.service.conftest import metric_value
 
 
 def test_32_concurrent_requests_use_far_fewer_model_calls(tmp_path, trained_model_root, sample_jpeg,
@@ -27,8 +23,11 @@ def test_32_concurrent_requests_use_far_fewer_model_calls(tmp_path, trained_mode
     replies = asyncio.run(burst())
     assert [r.status_code for r in replies] == [200] * 32
     after = httpx.get(f"{server.rest_url}/metrics").text
-    calls = _metric_sum(after, "imgclf_model_calls_total") - _metric_sum(before, "imgclf_model_calls_total")
-    images = _metric_sum(after, "imgclf_images_total") - _metric_sum(before, "imgclf_images_total")
+    def delta(name: str) -> float:
+        return (metric_value(after, name, model="rps", version="1")
+                - metric_value(before, name, model="rps", version="1"))
+
+    calls, images = delta("imgclf_model_calls_total"), delta("imgclf_images_total")
     assert images == 32
     assert calls <= 8, f"32 requests took {calls} model calls"
     assert 'imgclf_batch_size_bucket{le="32.0",model="rps",version="1"}' in after

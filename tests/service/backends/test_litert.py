@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from service.backends.litert import LiteRTModel
 from service.backends.local import LocalBackend, LocalModel
 from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
 from service.grpc._generated.imgclf.v1 import classifier_pb2_grpc
+from tests.service.conftest import metric_value
 from training.export import CARD_FILE, INT8_FILE
 
 
@@ -182,13 +182,8 @@ def test_litert_model_calls_hold_at_most_its_own_batch_size(trained_result, tmp_
     r = httpx.post(f"{server.rest_url}/predict", files=[("file", (f"{i}.jpg", sample_jpeg)) for i in range(10)])
     assert r.status_code == 200 and len(r.json()["predictions"]) == 10
     metrics = httpx.get(f"{server.rest_url}/metrics").text
-
-    def value(name: str) -> float:
-        m = re.search(rf'^{re.escape(name)} ([0-9.e+]+)$', metrics, flags=re.M)
-        assert m, name
-        return float(m[1])
-
-    calls = value('imgclf_batch_size_count{model="rps",version="1"}')
-    assert value('imgclf_batch_size_sum{model="rps",version="1"}') >= 10
+    series = {"model": "rps", "version": "1"}
+    calls = metric_value(metrics, "imgclf_batch_size_count", **series)
+    assert metric_value(metrics, "imgclf_batch_size_sum", **series) >= 10
     # every call (warm-up included) held at most 4 images: 10 images took at least 3 calls
-    assert value('imgclf_batch_size_bucket{le="4.0",model="rps",version="1"}') == calls >= 3
+    assert metric_value(metrics, "imgclf_batch_size_bucket", le="4.0", **series) == calls >= 3
