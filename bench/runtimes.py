@@ -15,6 +15,7 @@ model-alone limit and to the fp32 runtime's figure for the same cell.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -249,9 +250,26 @@ def serve(runtime: str, models: Path, threads: int) -> tuple[subprocess.Popen[by
     return proc, url, f"127.0.0.1:{grpc_port}"
 
 
+def cpu_description() -> str:
+    """The CPU and its vector extensions: how much int8 gains over fp32 depends on them (XNNPACK's int8
+    kernels use VNNI's 8-bit dot products when the CPU has them; without, int8 is not much faster)."""
+    model, flags = "unknown CPU", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    has = {"AVX2": "avx2" in flags, "AVX-512": "avx512f" in flags,
+           "VNNI": bool(flags & {"avx512_vnni", "avx_vnni"})}
+    return f"{model}, {os.cpu_count()} cores; " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in has.items())
+
+
 def report(runs: list[Run], levels: list[int], command: str) -> str:
     fp32 = {(c.target, c.concurrency): c.images_per_s for c in runs[0].cells}
-    lines = [f"`{command}`", ""]
+    lines = [f"`{command}`", "", f"- CPU: {cpu_description()}"]
     for run in runs:
         lim = run.limit
         extra = (f"; decode {lim['decode_ms']:.2f} ms + invoke {lim['invoke_ms']:.2f} ms" if "decode_ms" in lim
@@ -390,7 +408,8 @@ def main() -> int:
     results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (results / f"runtimes-{stamp}.json").write_text(json.dumps(
-        {"runs": [asdict(r) for r in runs], "cpus": os.cpu_count(), "command": command}, indent=2))
+        {"runs": [asdict(r) for r in runs], "cpus": os.cpu_count(), "cpu": cpu_description(),
+         "command": command}, indent=2))
     (results / f"runtimes-{stamp}.md").write_text(text + "\n")
     return 0
 
