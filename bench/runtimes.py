@@ -32,7 +32,7 @@ from serving import Cell, free_port, make_jpeg, run_cell, wait_ready  # bench/se
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-RUNTIMES = ("tensorflow", "litert")
+RUNTIMES = ("tensorflow", "litert", "litert-float")  # tensorflow first: the fp32 baseline
 BOUNDARY = "imgclfbench7d1f"
 LUA = """-- POST /predict with one multipart 'file' field: the body comes from bench/runtimes.py
 wrk.method = "POST"
@@ -88,7 +88,7 @@ def model_alone(runtime: str, version: Path, image: bytes, seconds: float, threa
         return out
     from service.backends.litert import LiteRTModel
 
-    model = LiteRTModel("rps", 1, version, threads=threads)
+    model = LiteRTModel("rps", 1, version, threads=threads, precision="float" if runtime == "litert-float" else "int8")
     pixels = model.decode(image, max_pixels=16_000_000, min_side=8)[0]
     out["decode_ms"] = timed(lambda: model.decode(image, max_pixels=16_000_000, min_side=8))
     out["invoke_ms"] = timed(lambda: model.predict([pixels]))
@@ -294,8 +294,9 @@ def report(runs: list[Run], levels: list[int], command: str) -> str:
               for run in runs for c in run.cells if c.target == "rest-wrk" and c.concurrency == 32]
     lines += [f"- errors, {run.runtime} {c.target} c={c.concurrency}: {c.error_detail}"
               for run in runs for c in run.cells if c.errors and c.error_detail]
-    if len(runs) == 2 and 32 in levels and 1 in levels:
-        tf_run, lite = runs
+    by_name = {r.runtime: r for r in runs}
+    if "tensorflow" in by_name and "litert" in by_name and 32 in levels and 1 in levels:
+        tf_run, lite = by_name["tensorflow"], by_name["litert"]
         get = {(r.runtime, c.target, c.concurrency): c for r in runs for c in r.cells}
         rest32, tf32 = get[("litert", "rest-wrk", 32)], get[("tensorflow", "rest-wrk", 32)]
         one = get[("litert", "rest-wrk", 1)]
@@ -324,6 +325,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per cell")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per cell")
     parser.add_argument("--concurrency", default="1,8,32,128")
+    parser.add_argument("--runtimes", default="tensorflow,litert",
+                        help=f"IMGCLF_RUNTIME values to measure, tensorflow (the baseline) first; any of {RUNTIMES}")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "rps-train"),
                         help="training images for the int8 calibration (class folders, or synthetic)")
     parser.add_argument("--version", type=Path, help="a version folder to measure instead of the shipped demo "
@@ -341,6 +344,10 @@ def main() -> int:
         print("wrk is missing: `apt-get install wrk` (or `BENCH=1 bash scripts/setup-system.sh`)", file=sys.stderr)
         return 2
     levels = [int(x) for x in args.concurrency.split(",")]
+    runtimes = [x for x in RUNTIMES if x in args.runtimes.split(",")]  # the baseline first, whatever the order
+    if not runtimes or runtimes[0] != "tensorflow" or len(runtimes) != len(args.runtimes.split(",")):
+        print(f"--runtimes: tensorflow and any of {', '.join(RUNTIMES[1:])}, comma-separated", file=sys.stderr)
+        return 2
     image = make_jpeg()
     command = "python bench/runtimes.py " + " ".join(sys.argv[1:])
     if args.version and not (args.version / "saved_model.pb").is_file():
@@ -377,7 +384,7 @@ def main() -> int:
             print(f"  {limit}", flush=True)
             return limit
 
-        for runtime in RUNTIMES:
+        for runtime in runtimes:
             print(f"{runtime}: the model alone ...", flush=True)
             before = alone(runtime)
             proc, url, grpc_target = serve(runtime, models, args.litert_threads)

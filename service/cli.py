@@ -46,7 +46,8 @@ def serve(
     rest_port: Annotated[int | None, typer.Option(help="[IMGCLF_REST_PORT] REST port")] = None,
     grpc_port: Annotated[int | None, typer.Option(help="[IMGCLF_GRPC_PORT] gRPC port")] = None,
     backend: Annotated[str | None, typer.Option(help="[IMGCLF_BACKEND] local | tfserving")] = None,
-    runtime: Annotated[str | None, typer.Option(help="[IMGCLF_RUNTIME] tensorflow | litert | auto")] = None,
+    runtime: Annotated[str | None, typer.Option(
+        help="[IMGCLF_RUNTIME] tensorflow | litert | litert-float | auto")] = None,
     bootstrap: Annotated[bool | None, typer.Option(
         "--bootstrap/--no-bootstrap",
         help="[IMGCLF_BOOTSTRAP] Install the shipped demo version when the model has none (default on)")]

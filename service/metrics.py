@@ -32,7 +32,7 @@ class Metrics:
                                    "1 for the state each version is in", [*per_version, "state"],
                                    registry=r)
         self.runtime = Gauge("imgclf_model_runtime", "1 for the runtime answering each available version "
-                             "(tensorflow, litert, tfserving)", [*per_version, "runtime"], registry=r)
+                             "(tensorflow, litert, litert-float, tfserving)", [*per_version, "runtime"], registry=r)
         self.load_failures = Counter("imgclf_model_load_failures_total",
                                      "Versions that failed to load or warm up", per_version,
                                      registry=r)

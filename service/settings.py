@@ -35,11 +35,13 @@ class ServeSettings(BaseSettings):
     rest_port: int = Field(8000, ge=0, le=65535, description="REST port (0 = any free port)")
     grpc_port: int = Field(8500, ge=0, le=65535, description="gRPC port (0 = any free port)")
     backend: Literal["local", "tfserving"] = Field("local", description="Where inference runs")
-    runtime: Literal["tensorflow", "litert", "auto"] = Field(
+    runtime: Literal["tensorflow", "litert", "litert-float", "auto"] = Field(
         "tensorflow", description="What runs a local version: tensorflow (the SavedModel, decoding in its "
         "graph), litert (the version's int8 model on LiteRT with XNNPACK, decoding in Pillow; a version "
-        "without one fails to load), or auto (litert where the int8 model's measured accuracy drop in the "
-        "card is within IMGCLF_INT8_MAX_DROP_POINTS, else tensorflow)")
+        "without one fails to load), litert-float (the SavedModel converted to a float LiteRT model at load, "
+        "decoding in Pillow: the SavedModel's accuracy, and faster than int8 on CPUs without VNNI), or auto "
+        "(litert where the int8 model's measured accuracy drop in the card is within "
+        "IMGCLF_INT8_MAX_DROP_POINTS, else tensorflow)")
     int8_max_drop_points: float = Field(
         0.5, ge=0, le=100, description="auto: the largest top-1 drop (percentage points, worst measured "
         "set in the card) that still serves the int8 model")

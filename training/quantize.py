@@ -26,21 +26,28 @@ INT8_INTERFACE = ("float32 pixels [1, 150, 150, 3] in [0, 1] (the serving graph'
 
 
 def convert_int8(fn: Callable[..., Any], representative: np.ndarray) -> bytes:
-    """Full-integer quantization of `fn` (pixels -> scores), calibrated on `representative` pixels.
-
-    The function is frozen first: Keras 3 and restored SavedModel variables otherwise reach the
-    calibrator as unread resource variables (READ_VARIABLE fails).
-    """
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name="pixels")
-    concrete = fn if hasattr(fn, "structured_input_signature") else tf.function(fn).get_concrete_function(spec)
-    frozen = convert_variables_to_constants_v2(concrete)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    """Full-integer quantization of `fn` (pixels -> scores), calibrated on `representative` pixels."""
+    converter = _converter(fn)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.representative_dataset = lambda: ([p[None]] for p in representative)
     return bytes(converter.convert())
+
+
+def convert_float(fn: Callable[..., Any]) -> bytes:
+    """`fn` (pixels -> scores) as a float32 LiteRT model: the same operations as the SavedModel, nothing
+    quantized, so its scores follow the SavedModel's to float rounding and need no accuracy gate."""
+    return bytes(_converter(fn).convert())
+
+
+def _converter(fn: Callable[..., Any]) -> Any:
+    """A converter of `fn` frozen first: Keras 3 and restored SavedModel variables otherwise reach the
+    converter as unread resource variables (READ_VARIABLE fails)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name="pixels")
+    concrete = fn if hasattr(fn, "structured_input_signature") else tf.function(fn).get_concrete_function(spec)
+    return tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(concrete)])
 
 
 class LiteRTScorer:

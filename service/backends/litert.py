@@ -1,4 +1,5 @@
-"""In-process int8 runtime: the version's full-integer model on LiteRT (XNNPACK), images decoded by Pillow."""
+"""In-process LiteRT runtimes (XNNPACK), images decoded by Pillow: the version's full-integer model (`litert`), or
+its SavedModel converted to a float LiteRT model at load (`litert-float`)."""
 
 from __future__ import annotations
 
@@ -33,29 +34,47 @@ def int8_gate(card: dict[str, Any], present: bool, max_drop_points: float) -> tu
     return True, f"int8 top-1 drop {drop:g} points <= {max_drop_points:g} allowed"
 
 
+def float_model(path: Path) -> bytes:
+    """The version's `serving_pixels` signature (pixels -> scores) as a float LiteRT model."""
+    import tensorflow as tf
+
+    from training.quantize import convert_float
+
+    loaded = tf.saved_model.load(str(path))  # kept referenced while converting: the signature needs its variables
+    if "serving_pixels" not in loaded.signatures:
+        raise ValueError(f"{path} has no serving_pixels signature (pixels -> scores) to run on LiteRT; "
+                         "serve it with IMGCLF_RUNTIME=tensorflow")
+    return convert_float(loaded.signatures["serving_pixels"])
+
+
 class LiteRTModel:
     """One loaded version on LiteRT. `decode` (bytes -> uint8 pixels) may run in any thread; `predict`
-    takes decoded pixels (or bytes, e.g. warm-up images) and must run off the event loop."""
+    takes decoded pixels (or bytes, e.g. warm-up images) and must run off the event loop.
 
-    runtime = "litert"
+    `precision="int8"` runs the version's int8 file; `"float"` converts its SavedModel at load, which
+    takes a few seconds and gives the SavedModel's scores to float rounding (no accuracy gate needed).
+    On a CPU without 8-bit dot-product instructions (VNNI), float is the faster of the two.
+    """
 
     def __init__(self, name: str, version: int, path: Path, *, threads: int = 1, max_batch_size: int | None = None,
                  reason: str = "", signature_defs: dict[str, Any] | None = None,
-                 warmup_images: list[bytes] | None = None):
+                 warmup_images: list[bytes] | None = None, precision: str = "int8"):
         from training.quantize import LiteRTScorer
 
         self.path = path
+        self.runtime = "litert" if precision == "int8" else "litert-float"
         labels_file = path / LABELS_FILE
         if not labels_file.exists():
             raise ValueError(f"{labels_file} is missing")
         model_file = path / INT8_FILE
-        if not model_file.exists():
+        if precision == "int8" and not model_file.exists():
             raise ValueError(f"{path} has no int8 model ({INT8_FILE}); add one with `imgclf quantize {path}` "
-                             "or serve it with IMGCLF_RUNTIME=tensorflow")
+                             "or serve it with IMGCLF_RUNTIME=tensorflow or litert-float")
         labels = tuple(x for x in labels_file.read_text().splitlines() if x)
         card_file = path / CARD_FILE
         card = json.loads(card_file.read_text()) if card_file.exists() else {}
-        self._scorer: Any = LiteRTScorer(model_file.read_bytes(), threads=threads)
+        blob = model_file.read_bytes() if precision == "int8" else float_model(path)
+        self._scorer: Any = LiteRTScorer(blob, threads=threads)
         probe = self._scorer(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
         if probe.shape != (1, len(labels)):
             raise ValueError(f"{model_file} gives {probe.shape[1]} scores for {len(labels)} labels")

@@ -1,5 +1,5 @@
 """In-process backend: each version on TensorFlow (the SavedModel's `serving_default` on image bytes) or
-on LiteRT (its int8 model, service/backends/litert.py), as IMGCLF_RUNTIME chooses."""
+on LiteRT (its int8 model, or its SavedModel in float: service/backends/litert.py), as IMGCLF_RUNTIME chooses."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ class LocalBackend:
             except FileNotFoundError:
                 found[version] = "missing saved_model.pb"
                 continue
-            if self.runtime != "tensorflow":  # an int8 model added later (imgclf quantize) reloads it
+            if self.runtime in ("litert", "auto"):  # an int8 model added later (imgclf quantize) reloads it
                 try:
                     st = (base / str(version) / INT8_FILE).stat()
                     found[version] += f"+int8:{st.st_mtime_ns}:{st.st_size}"
@@ -119,13 +119,18 @@ class LocalBackend:
         path = self.base_path(name) / str(version)
         if self.runtime == "tensorflow":
             return LocalModel(name, version, path, "IMGCLF_RUNTIME=tensorflow")
+        if self.runtime == "litert-float":
+            return self._litert(name, version, path, "float", "the SavedModel converted to float at load")
         card_file = path / CARD_FILE
         card = json.loads(card_file.read_text()) if card_file.exists() else {}
         ok, why = int8_gate(card, (path / INT8_FILE).exists(), self.int8_max_drop_points)
         if self.runtime == "auto" and not ok:
             return LocalModel(name, version, path, f"IMGCLF_RUNTIME=auto: {why}")
+        return self._litert(name, version, path, "int8", why)
+
+    def _litert(self, name: str, version: int, path: Path, precision: str, why: str) -> LiteRTModel:
         if not (path / "saved_model.pb").exists():  # the same version layout, whichever runtime answers
             raise ValueError(f"{path} has no saved_model.pb")
         return LiteRTModel(name, version, path, threads=self.litert_threads, max_batch_size=self.litert_max_batch_size,
-                           reason=f"IMGCLF_RUNTIME={self.runtime}: {why}",
+                           reason=f"IMGCLF_RUNTIME={self.runtime}: {why}", precision=precision,
                            signature_defs=read_signature_defs(path), warmup_images=read_warmup_images(path))

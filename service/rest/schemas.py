@@ -40,8 +40,8 @@ class VersionOut(BaseModel):
         None, description="The real-like check of a version trained on every hand (nothing held out): "
                           "hands it trained on, in unseen scenes")
     provenance: str | None = Field(None, description="Where the version comes from and how to rebuild it")
-    runtime: str | None = Field(None, description="What answers this version: tensorflow, litert (int8) or "
-                                "tfserving")
+    runtime: str | None = Field(None, description="What answers this version: tensorflow, litert (int8), "
+                                "litert-float or tfserving")
     runtime_note: str | None = Field(None, description="Why that runtime (IMGCLF_RUNTIME and the int8 gate)")
     int8: dict[str, Any] | None = Field(
         None, description="The int8 model's measured top-1 beside fp32's, per set (model card)")

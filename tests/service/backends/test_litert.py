@@ -39,6 +39,7 @@ def _copy(trained_result, root: Path, *, drop: float | None = None, int8: bool =
     ("auto", 3.0, True, "tensorflow"),  # measured drop above the 0.5-point tolerance
     ("auto", 0.0, False, "tensorflow"),  # no int8 file: the SavedModel answers
     ("litert", 3.0, True, "litert"),  # asked for explicitly: the gate does not apply
+    ("litert-float", 3.0, False, "litert-float"),  # converted at load: no int8 file, no gate
     ("tensorflow", 0.0, True, "tensorflow"),
 ])
 def test_runtime_is_chosen_per_version(trained_result, tmp_path, runtime, drop, int8, expected):
@@ -46,9 +47,9 @@ def test_runtime_is_chosen_per_version(trained_result, tmp_path, runtime, drop, 
     model = backend.load("rps", 1)
     try:
         assert model.info.runtime == expected
-        assert isinstance(model, LiteRTModel if expected == "litert" else LocalModel)
+        assert isinstance(model, LiteRTModel if expected.startswith("litert") else LocalModel)
         assert f"IMGCLF_RUNTIME={runtime}" in model.info.runtime_note
-        if expected == "litert":
+        if expected.startswith("litert"):
             assert model.xnnpack and "XNNPACK on" in model.info.runtime_note
     finally:
         model.close()
@@ -82,6 +83,38 @@ def test_litert_scores_follow_tensorflow_on_the_same_bytes(trained_result, sampl
     # decoded pixels in, as the core hands them over, give the same scores as bytes in
     pixels = [lite.decode(x, max_pixels=10**7, min_side=8)[0] for x in images]
     np.testing.assert_allclose(lite.predict(pixels), got, atol=1e-6)
+
+
+def test_litert_float_gives_the_savedmodels_scores_on_the_same_pixels(trained_result, sample_jpeg):
+    import tensorflow as tf
+
+    root = trained_result.path.parent.parent
+    lite = LocalBackend(root, runtime="litert-float").load("rps", 1)
+    int8 = LocalBackend(root, runtime="litert").load("rps", 1)
+    saved = tf.saved_model.load(str(trained_result.path)).signatures["serving_pixels"]
+    png = io.BytesIO()
+    Image.new("RGB", (90, 120), (220, 40, 200)).save(png, format="PNG")
+    pixels = [lite.decode(x, max_pixels=10**7, min_side=8)[0] for x in (sample_jpeg, png.getvalue())]
+    expected = saved(pixels=tf.constant(np.stack(pixels), tf.float32) / 255)["scores"].numpy()
+    got = lite.predict(pixels)
+    assert got.shape == expected.shape == (2, 3)
+    # float against float: rounding only, where the int8 model is allowed its quantization error
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert np.abs(int8.predict(pixels) - expected).max() > 1e-4
+    assert lite.info.runtime_note.startswith("IMGCLF_RUNTIME=litert-float") and "XNNPACK on" in lite.info.runtime_note
+
+
+def test_litert_float_needs_the_pixels_signature(trained_result, tmp_path):
+    import tensorflow as tf
+
+    root = _copy(trained_result, tmp_path)
+    version = root / "rps" / "1"
+    loaded = tf.saved_model.load(str(version))
+    shutil.rmtree(version)
+    tf.saved_model.save(loaded, str(version), signatures={"serving_default": loaded.signatures["serving_default"]})
+    shutil.copytree(trained_result.path / "assets", version / "assets", dirs_exist_ok=True)
+    with pytest.raises(ValueError, match=r"no serving_pixels signature.*IMGCLF_RUNTIME=tensorflow"):
+        LocalBackend(root, runtime="litert-float").load("rps", 1)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +170,27 @@ def test_bad_input_keeps_its_4xx_on_litert(litert_server, sample_jpeg):
     assert r.status_code == 400 and "above the limit" in r.json()["error"]
     many = httpx.post(f"{url}/predict", files=[("file", ("a.jpg", sample_jpeg))] * 65)
     assert many.status_code == 413
+
+
+def test_a_server_on_litert_float_answers_every_protocol_and_says_so(trained_result, tmp_path, start_server,
+                                                                     sample_jpeg):
+    server = start_server(_copy(trained_result, tmp_path, int8=False), runtime="litert-float")
+    url = server.rest_url
+    r = httpx.post(f"{url}/predict", files=[("file", ("a.jpg", sample_jpeg))])
+    assert r.status_code == 200, r.text
+    scores = list(r.json()["predictions"][0]["scores"].values())
+    version = httpx.get(f"{url}/models").json()["versions"][0]
+    assert version["runtime"] == "litert-float" and "converted to float" in version["runtime_note"]
+    assert httpx.get(f"{url}/v1/models/rps/metadata").json()["metadata"]["runtime"]["name"] == "litert-float"
+    assert httpx.get(f"{url}/v2/models/rps").json()["platform"] == "tensorflow_tflite"
+    assert metric_value(httpx.get(f"{url}/metrics").text, "imgclf_model_runtime", model="rps", version="1",
+                        runtime="litert-float") == 1.0
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        reply = classifier_pb2_grpc.ImageClassifierStub(channel).Classify(
+            pb.ClassifyRequest(images=[sample_jpeg]), timeout=30)
+    np.testing.assert_allclose(list(reply.predictions[0].scores), scores, atol=1e-5)
+    bad = httpx.post(f"{url}/predict", files=[("file", ("a.txt", b"not an image"))])
+    assert bad.status_code == 400 and "not a readable image" in bad.json()["error"]
 
 
 def test_the_request_pixel_total_is_checked_before_decoding(trained_result, tmp_path, start_server, sample_jpeg):
