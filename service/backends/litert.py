@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -17,6 +17,8 @@ from training.export import CARD_FILE, INT8_FILE, LABELS_FILE
 from training.preprocessing import IMAGE_SIZE
 
 log = logging.getLogger(__name__)
+
+Precision = Literal["int8", "float"]  # litert: the int8 file; litert-float: the SavedModel converted at load
 
 # the graph's own limits stay with the request checks; a warm-up image is trusted but still bounded
 _WARMUP_MAX_PIXELS = 16_000_000
@@ -58,7 +60,7 @@ class LiteRTModel:
 
     def __init__(self, name: str, version: int, path: Path, *, threads: int = 1, max_batch_size: int | None = None,
                  reason: str = "", signature_defs: dict[str, Any] | None = None,
-                 warmup_images: list[bytes] | None = None, precision: str = "int8"):
+                 warmup_images: list[bytes] | None = None, precision: Precision = "int8"):
         from training.quantize import LiteRTScorer
 
         self.path = path
@@ -77,7 +79,7 @@ class LiteRTModel:
         self._scorer: Any = LiteRTScorer(blob, threads=threads)
         probe = self._scorer(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
         if probe.shape != (1, len(labels)):
-            raise ValueError(f"{model_file} gives {probe.shape[1]} scores for {len(labels)} labels")
+            raise ValueError(f"{path}'s {precision} model gives {probe.shape[1]} scores for {len(labels)} labels")
         self.xnnpack = bool(self._scorer.xnnpack)
         self.info = ModelInfo(name=name, version=version, labels=labels, card=card,
                               signature_defs=signature_defs or {}, warmup_images=warmup_images or [],

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from service.backends.base import ModelInfo
-from service.backends.litert import LiteRTModel, int8_gate
+from service.backends.litert import LiteRTModel, Precision, int8_gate
 from service.errors import InvalidInputError
 from training.export import CARD_FILE, INT8_FILE, LABELS_FILE, WARMUP_FILE, scan_versions
 
@@ -128,7 +128,7 @@ class LocalBackend:
             return LocalModel(name, version, path, f"IMGCLF_RUNTIME=auto: {why}")
         return self._litert(name, version, path, "int8", why)
 
-    def _litert(self, name: str, version: int, path: Path, precision: str, why: str) -> LiteRTModel:
+    def _litert(self, name: str, version: int, path: Path, precision: Precision, why: str) -> LiteRTModel:
         if not (path / "saved_model.pb").exists():  # the same version layout, whichever runtime answers
             raise ValueError(f"{path} has no saved_model.pb")
         return LiteRTModel(name, version, path, threads=self.litert_threads, max_batch_size=self.litert_max_batch_size,
