@@ -53,8 +53,8 @@ class LiteRTModel:
     """One loaded version on LiteRT. `decode` (bytes -> uint8 pixels) may run in any thread; `predict`
     takes decoded pixels (or bytes, e.g. warm-up images) and must run off the event loop.
 
-    `precision="int8"` runs the version's int8 file; `"float"` converts its SavedModel at load, which
-    takes a few seconds and gives the SavedModel's scores to float rounding (no accuracy gate needed).
+    `precision="int8"` runs the version's int8 file; `"float"` converts its SavedModel at load (about a
+    second for the demo version) and gives the SavedModel's scores to float rounding (no accuracy gate needed).
     On a CPU without 8-bit dot-product instructions (VNNI), float is the faster of the two.
     """
 
