@@ -39,7 +39,8 @@ class ServeSettings(BaseSettings):
         "tensorflow", description="What runs a local version: tensorflow (the SavedModel, decoding in its "
         "graph), litert (the version's int8 model on LiteRT with XNNPACK, decoding in Pillow; a version "
         "without one fails to load), litert-float (the SavedModel converted to a float LiteRT model at load, "
-        "decoding in Pillow: the SavedModel's accuracy, and faster than int8 on CPUs without VNNI), or auto "
+        "decoding in Pillow: the SavedModel's accuracy, and model calls faster than int8's on CPUs without "
+        "VNNI), or auto "
         "(litert where the int8 model's measured accuracy drop in the card is within "
         "IMGCLF_INT8_MAX_DROP_POINTS, else tensorflow)")
     int8_max_drop_points: float = Field(
