@@ -283,7 +283,7 @@ def report(runs: list[Run], levels: list[int], command: str) -> str:
     lines += ["", "| runtime | client | concurrency | images/s | p50 ms | p99 ms | x model-alone limit | "
               "x fp32 runtime | errors |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for run in runs:
-        for c in run.cells:
+        for c in sorted(run.cells, key=lambda c: (not c.target.startswith("rest"), c.concurrency)):
             base = fp32.get((c.target, c.concurrency))
             lines.append(f"| {run.runtime} | {c.target} | {c.concurrency} | {c.images_per_s:.1f} | {c.p50_ms:.1f} | "
                          f"{c.p99_ms:.1f} | {c.images_per_s / run.limit['limit_images_per_s']:.2f} | "
@@ -391,10 +391,10 @@ def main() -> int:
             cells: list[Cell] = []
             try:
                 rss = rss_mb(proc.pid)
+                # REST and gRPC alternate at each level, so a slow spell of the host weighs on both
                 for c in levels:
                     cells.append(wrk(url, work / "body.bin", c, args.seconds, args.warmup, proc.pid))
                     print(f"  {asdict(cells[-1])}", flush=True)
-                for c in levels:
                     if shutil.which("h2load"):
                         cells.append(h2load(grpc_target, work / "grpc.bin", c, args.seconds, args.warmup, url))
                     else:  # a Python client on the same cores: slower than the server it measures
