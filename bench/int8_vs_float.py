@@ -22,15 +22,6 @@ import numpy as np
 from runtimes import cpu_description  # bench/runtimes.py, beside this script
 
 
-def float_model(version: Path) -> bytes:
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    loaded = tf.saved_model.load(str(version))  # kept referenced: the signature needs its variables
-    frozen = convert_variables_to_constants_v2(loaded.signatures["serving_pixels"])
-    return bytes(tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert())
-
-
 def invoke_ms(models: dict[str, bytes], pixels: np.ndarray, rounds: int, calls: int) -> dict[str, float]:
     from ai_edge_litert.interpreter import Interpreter
 
@@ -59,6 +50,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200, help="invokes per model per round")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from service.backends.litert import float_model  # the conversion litert-float runs at load
     from training.export import INT8_FILE
 
     with tempfile.TemporaryDirectory(prefix="imgclf-int8-") as tmp:
