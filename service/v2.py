@@ -132,8 +132,7 @@ def model_metadata(core: ServingCore, model: str, ver: int | None) -> dict[str, 
     info = core.model_info(model, ver)
     return {
         "name": model, "versions": [str(v) for v in core.available_versions(model)],
-        # what answers it: the SavedModel, or its int8 model on LiteRT
-        "platform": "tensorflow_tflite" if info.runtime.startswith("litert") else "tensorflow_savedmodel",
+        "platform": info.platform,  # what answers it: the SavedModel, or a LiteRT model of it
         "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
         "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, len(info.labels)]},
                     {"name": "label", "datatype": "BYTES", "shape": [-1]}],

@@ -20,7 +20,8 @@ class ModelInfo:
     # tensorflow.SignatureDef protos by signature name, for TF Serving-style metadata
     signature_defs: dict[str, Any] = field(default_factory=dict)
     warmup_images: list[bytes] = field(default_factory=list)
-    runtime: str = "tensorflow"  # what answers this version: tensorflow | litert | tfserving
+    runtime: str = "tensorflow"  # what answers this version: tensorflow | litert | litert-float | tfserving
+    platform: str = "tensorflow_savedmodel"  # the model format, in KServe V2 metadata's terms
     runtime_note: str = ""  # why that runtime (e.g. the int8 accuracy gate of IMGCLF_RUNTIME=auto)
     # the most images this runtime wants in one call (None: IMGCLF_MAX_BATCH_SIZE alone decides)
     max_batch_size: int | None = None

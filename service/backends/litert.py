@@ -83,7 +83,7 @@ class LiteRTModel:
         self.xnnpack = bool(self._scorer.xnnpack)
         self.info = ModelInfo(name=name, version=version, labels=labels, card=card,
                               signature_defs=signature_defs or {}, warmup_images=warmup_images or [],
-                              runtime=self.runtime, max_batch_size=max_batch_size,
+                              runtime=self.runtime, platform="tensorflow_tflite", max_batch_size=max_batch_size,
                               runtime_note=f"{reason}; XNNPACK {'on' if self.xnnpack else 'off'}, "
                                            f"{threads} thread(s) per interpreter".lstrip("; "))
 
