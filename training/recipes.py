@@ -23,6 +23,9 @@ class Recipe:
     variants: int = 0  # scenes rendered per hand (augment=scenes)
     warmup_epochs: int = 0  # rise linearly to learning_rate first (with cosine)
     retone_share: float = 0.0  # of training scenes whose hand gets another skin tone (augment=scenes)
+    # wall-clock minutes for the whole job: after the warm-up, `epochs` becomes the most that fit
+    # (training/budget.py); needs cosine and a warm-up. None: exactly `epochs`
+    time_budget_minutes: float | None = None
 
 
 RECIPES = {
@@ -40,7 +43,10 @@ RECIPES = {
     # minimum on plain renders of unseen hands rose from 92.5% to 97.2%, the real-like check's from 76.4% to 80.9%
     "real-hands": Recipe("real-hands", arch="compact", optimizer="adamw", learning_rate=2e-3, cosine=True,
                          epochs=55, batch_size=32, augment="scenes", split="by-hand", none_label=True,
-                         label_smoothing=0.1, variants=6, warmup_epochs=2, retone_share=0.5),
+                         label_smoothing=0.1, variants=6, warmup_epochs=2, retone_share=0.5,
+                         # 15 minutes for `imgclf train`, less the start-up and a margin for a noisy host:
+                         # all 55 epochs took 12 minutes on an AVX-512 host, 22 on an AVX2-only one
+                         time_budget_minutes=14.0),
 }
 
 
@@ -55,4 +61,13 @@ def resolve(name: str, data: str, **overrides: object) -> Recipe:
     given = {k: v for k, v in overrides.items() if v is not None}
     if "augment" in given and isinstance(given["augment"], bool):  # --augment/--no-augment
         given["augment"] = ("scenes" if recipe.augment == "scenes" else "talk") if given["augment"] else "none"
-    return replace(recipe, **given)  # type: ignore[arg-type]
+    budget = given.pop("time_budget_minutes", None)
+    if budget is None and "epochs" in given:
+        budget = 0  # an explicit epoch count is exact, unless a budget is asked for too
+    if budget is not None:
+        given["time_budget_minutes"] = float(budget) if budget else None  # type: ignore[arg-type]
+    resolved = replace(recipe, **given)  # type: ignore[arg-type]
+    if resolved.time_budget_minutes is not None and not (resolved.cosine and resolved.warmup_epochs >= 1):
+        raise ValueError(f"a time budget needs a recipe with a warm-up and cosine decay (real-hands); "
+                         f"{resolved.name} trains exactly its epochs: pass --epochs instead")
+    return resolved

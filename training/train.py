@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from training.budget import AdjustableCosineDecay, TimeBudget
 from training.data import DataError, Datasets, make_datasets
 from training.export import export, next_version
 from training.metrics import confusion
@@ -50,6 +51,7 @@ class TrainConfig:
     augment: bool | None = None  # None: the recipe's augmentation
     none_label: bool | None = None
     reallike_per_class: int = REALLIKE_PER_CLASS
+    time_budget_minutes: float | None = None  # None: the recipe's (off when epochs is given); 0: off
 
     def validate(self) -> None:
         if not 0.0 <= self.val_split < 1.0:
@@ -58,6 +60,11 @@ class TrainConfig:
             raise DataError(f"--epochs must be at least 1, got {self.epochs}")
         if self.strategy not in STRATEGIES:
             raise DataError(f"--strategy must be one of {', '.join(STRATEGIES)}")
+        if self.time_budget_minutes is not None and self.time_budget_minutes < 0:
+            raise DataError(f"--time-budget must be 0 (none) or a number of minutes, got {self.time_budget_minutes}")
+        if self.time_budget_minutes and self.strategy == "multi-worker":
+            raise DataError("--time-budget does not work with --strategy multi-worker (each worker would plan its "
+                            "own epochs); pass --epochs")
         if self.learning_rate is not None and self.learning_rate <= 0:
             raise DataError(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.arch is not None and self.arch not in ARCHS:
@@ -68,8 +75,13 @@ class TrainConfig:
             raise DataError(str(exc)) from None
 
     def resolved(self) -> Recipe:
-        return resolve(self.recipe, self.data, arch=self.arch, epochs=self.epochs, batch_size=self.batch_size,
-                       learning_rate=self.learning_rate, augment=self.augment, none_label=self.none_label)
+        recipe = resolve(self.recipe, self.data, arch=self.arch, epochs=self.epochs, batch_size=self.batch_size,
+                         learning_rate=self.learning_rate, augment=self.augment, none_label=self.none_label,
+                         time_budget_minutes=self.time_budget_minutes)
+        if self.strategy == "multi-worker" and recipe.time_budget_minutes is not None:
+            log.info("no time budget under --strategy multi-worker: training all %d epochs", recipe.epochs)
+            recipe = replace(recipe, time_budget_minutes=None)
+        return recipe
 
 
 @dataclass
@@ -235,15 +247,16 @@ def _datasets(config: TrainConfig, recipe: Recipe) -> Datasets:
                          augment=recipe.augment != "none", by_hand=recipe.split == "by-hand")
 
 
-def learning_rate(recipe: Recipe, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """The recipe's rate: constant, or cosine-decayed over the run after an optional linear warm-up."""
+def learning_rate(recipe: Recipe, steps_per_epoch: int) -> float | AdjustableCosineDecay:
+    """The recipe's rate: constant, or cosine-decayed over the run after an optional linear warm-up
+    (its end moved by a time budget, if the recipe has one)."""
     if not recipe.cosine:
         return recipe.learning_rate
     # cosine decay calms the late-epoch swings that a constant rate leaves; the warm-up matters
     # because at the full rate from step 0 (batch statistics still settling, strong augmentation)
     # the real-hands run stayed at chance for its first 4 epochs
     warmup = steps_per_epoch * min(recipe.warmup_epochs, recipe.epochs - 1)
-    return keras.optimizers.schedules.CosineDecay(
+    return AdjustableCosineDecay(
         recipe.learning_rate / 10 if warmup else recipe.learning_rate,
         decay_steps=steps_per_epoch * recipe.epochs - warmup, alpha=0.05,
         warmup_target=recipe.learning_rate if warmup else None, warmup_steps=warmup)
@@ -276,8 +289,14 @@ def train(config: TrainConfig) -> TrainResult:
     strategy = make_strategy(config.strategy)
     steps = datasets.steps_per_epoch or max(1, -(-datasets.train_size() // recipe.batch_size))
     with strategy.scope():
-        model = make_model(num_classes=len(datasets.labels), learning_rate=learning_rate(recipe, steps),
+        rate = learning_rate(recipe, steps)
+        model = make_model(num_classes=len(datasets.labels), learning_rate=rate,
                            arch=recipe.arch, optimizer=recipe.optimizer, label_smoothing=recipe.label_smoothing)
+    budget = None
+    # planned at the end of the warm-up, before the cosine starts (a run of one epoch has no warm-up)
+    if recipe.time_budget_minutes is not None and isinstance(rate, AdjustableCosineDecay) and rate.warmup_steps:
+        budget = TimeBudget(budget_s=recipe.time_budget_minutes * 60, started=started, max_epochs=recipe.epochs,
+                            schedule=rate, steps_per_epoch=steps)
     # with nothing held out (--val-split 0) there is no epoch to choose: in the real-hands recipe's
     # held-out runs the best validation epoch beat the last (cosine-decayed) one by 0-1.4 points
     validating = len(datasets.val_targets()) > 0
@@ -285,8 +304,10 @@ def train(config: TrainConfig) -> TrainResult:
     fit = model.fit(
         datasets.train, validation_data=datasets.val if validating else None, epochs=recipe.epochs, verbose=2,
         steps_per_epoch=datasets.steps_per_epoch,
-        callbacks=[*([best] if validating else []), keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))])
+        callbacks=[*([best] if validating else []), *([budget] if budget else []),
+                   keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))])
     history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
+    log.info("trained %d epochs; %.0fs since the job started", len(history["accuracy"]), time.monotonic() - started)
     exported_epoch = best.best_epoch if validating else len(history["accuracy"])
 
     matrix = confusion_matrix(model, datasets) if validating else None
@@ -309,7 +330,8 @@ def train(config: TrainConfig) -> TrainResult:
                     "train_per_class": datasets.train_counts(),
                     "validation_per_class": datasets.val_counts()},
         "validation": datasets.validation_note,
-        "epochs": recipe.epochs,
+        "epochs": len(history["accuracy"]),
+        **({"time_budget": budget.plan.card()} if budget and budget.plan else {}),
         "best_epoch": exported_epoch,
         "batch_size": recipe.batch_size,
         "learning_rate": recipe.learning_rate,

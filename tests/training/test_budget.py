@@ -1,0 +1,109 @@
+"""The time budget: the plan's arithmetic, the adjustable schedule, and the callback in real fits."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from training.budget import EPOCH_SLOWDOWN, AdjustableCosineDecay, TimeBudget, plan_epochs
+from training.data import DataError
+from training.export import CARD_FILE
+from training.model import make_model
+from training.recipes import RECIPES, resolve
+from training.train import TrainConfig, learning_rate, train
+
+
+def test_the_plan_keeps_every_epoch_that_fits():
+    # 100 s spent, 10 s an epoch, 20 s after training: 840 - 100 - 20 leaves 72 epochs of room
+    assert plan_epochs(budget_s=840, spent_s=100, done_epochs=2, epoch_s=10, max_epochs=55) == 55
+
+
+def test_the_plan_cuts_the_epochs_to_the_budget():
+    # 840 - 200 spent - 2 x 20 after = 600 s: 30 more epochs of 20 s after the 2 done
+    assert plan_epochs(budget_s=840, spent_s=200, done_epochs=2, epoch_s=20, max_epochs=55) == 32
+
+
+def test_the_plan_trains_one_more_epoch_when_nothing_fits():
+    assert plan_epochs(budget_s=60, spent_s=100, done_epochs=2, epoch_s=20, max_epochs=55) == 3
+
+
+def test_the_adjustable_schedule_is_kerass_cosine_decay():
+    args = {"initial_learning_rate": 2e-4, "decay_steps": 530, "alpha": 0.05, "warmup_target": 2e-3,
+            "warmup_steps": 20}
+    ours, keras_own = AdjustableCosineDecay(**args), keras.optimizers.schedules.CosineDecay(**args)
+    for step in (0, 10, 20, 100, 300, 549, 600):
+        assert float(ours(step)) == pytest.approx(float(keras_own(step)), rel=1e-6)
+    ours.set_decay_steps(280)  # the run now ends at step 300: the floor comes there, the warm-up is as it was
+    assert float(ours(300)) == pytest.approx(2e-3 * 0.05, rel=1e-5)
+    assert float(ours(10)) == pytest.approx(float(keras_own(10)), rel=1e-6)
+    assert float(ours(160)) < float(keras_own(160))  # halfway along the shorter decay, a quarter along the long one
+    assert AdjustableCosineDecay.from_config(ours.get_config()).get_config() == ours.get_config()
+
+
+@pytest.mark.parametrize(("budget_s", "trained"), [(1.0, 3), (3600.0, 6)])
+def test_a_real_fit_stops_where_the_budget_says(budget_s, trained, caplog):
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 150, 150, 3), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(32) % 3]
+    steps = 4  # batches of 8
+    rate = AdjustableCosineDecay(2e-4, steps * 6 - steps * 2, alpha=0.05, warmup_target=2e-3, warmup_steps=steps * 2)
+    model = make_model(num_classes=3, arch="compact", learning_rate=rate)
+    budget = TimeBudget(budget_s=budget_s, started=time.monotonic(), max_epochs=6, schedule=rate, steps_per_epoch=steps)
+    with caplog.at_level("INFO", logger="training.budget"):
+        history = model.fit(x, y, batch_size=8, epochs=6, verbose=0, callbacks=[budget]).history
+    assert budget.plan is not None and budget.plan.epochs == trained
+    assert len(history["loss"]) == trained
+    assert budget.plan.epoch_seconds == pytest.approx(budget.plan.warmup_epoch_seconds * EPOCH_SLOWDOWN)
+    assert budget.plan.spent_seconds >= budget.plan.warmup_epoch_seconds > 0
+    # the cosine reaches its floor at the last planned step, however many epochs were cut
+    assert float(rate(steps * trained)) == pytest.approx(2e-3 * 0.05, rel=1e-4)
+    assert ("too small" in caplog.text) == (trained == 3)
+
+
+def test_explicit_epochs_are_exact_unless_a_budget_is_asked_for_too():
+    assert RECIPES["real-hands"].time_budget_minutes == 14.0
+    assert resolve("auto", "photos").time_budget_minutes == 14.0
+    assert resolve("auto", "photos", epochs=30).time_budget_minutes is None
+    assert resolve("auto", "photos", epochs=30, time_budget_minutes=10).time_budget_minutes == 10.0
+    assert resolve("auto", "photos", time_budget_minutes=0).time_budget_minutes is None
+
+
+def test_a_recipe_without_a_warm_up_takes_no_budget(tmp_path):
+    assert resolve("talk", "rps").time_budget_minutes is None
+    with pytest.raises(ValueError, match="warm-up and cosine"):
+        resolve("talk", "rps", time_budget_minutes=10)
+    config = TrainConfig(data=str(tmp_path), recipe="talk", time_budget_minutes=10, model_root=tmp_path / "m")
+    with pytest.raises(DataError, match="pass --epochs instead"):
+        config.validate()
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("time_budget_minutes", -1.0, "--time-budget must be"),
+    ("strategy", "multi-worker", "does not work with --strategy multi-worker"),
+])
+def test_bad_budgets_fail_with_a_clear_error(tmp_path, field, value, message):
+    config = TrainConfig(data=str(tmp_path), time_budget_minutes=10, model_root=tmp_path / "m")
+    setattr(config, field, value)
+    with pytest.raises(DataError, match=message):
+        config.validate()
+
+
+def test_the_rate_a_budget_moves_is_the_recipes_rate():
+    rate = learning_rate(RECIPES["real-hands"], steps_per_epoch=10)
+    assert isinstance(rate, AdjustableCosineDecay)
+    assert int(rate.warmup_steps) == 20 and int(rate.decay_steps.numpy()) == 10 * 55 - 20
+
+
+@pytest.mark.slow
+def test_a_budgeted_run_records_its_plan_in_the_card(cgi_folder, tmp_path):
+    # a budget no machine meets: the warm-up's 2 epochs, then one more; the card says why it stopped at 3 of 4
+    result = train(TrainConfig(data=str(cgi_folder), epochs=4, time_budget_minutes=0.01, val_split=0.0,
+                               model_root=tmp_path / "models", reallike_per_class=0, int8=False))
+    card = json.loads((result.path / CARD_FILE).read_text())
+    assert len(result.history["accuracy"]) == 3 and card["epochs"] == 3
+    assert card["time_budget"]["epochs"] == 3 and card["time_budget"]["recipe_epochs"] == 4
+    assert card["time_budget"]["minutes"] == 0.0  # rounded to a tenth

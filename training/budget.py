@@ -1,0 +1,137 @@
+"""A wall-clock budget for a training run: the warm-up times this machine, then sets how many epochs fit."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+# What comes after the last epoch (the best epoch's confusion matrix, the real-like check, the int8
+# conversion and its accuracy beside fp32's, the export), in epochs of the same run: 1.6 measured for
+# the real-hands recipe on rps-train (31 s after 19.5 s epochs), rounded up.
+AFTER_TRAINING_EPOCHS = 2.0
+# The epochs after the warm-up ran slower than its last one: 19.5 s on average against 16.9 s in the
+# run that measured the figure above (a shared 2-core host), so the plan counts them 15% slower.
+EPOCH_SLOWDOWN = 1.15
+TRACING_STEPS = 3  # the first epoch's first steps build the graph: not counted as training speed
+
+
+class AdjustableCosineDecay(keras.optimizers.schedules.CosineDecay):
+    """Keras's CosineDecay (with its linear warm-up) whose decay length is a variable, so the number of
+    epochs can be settled after the warm-up without retracing: the warm-up does not depend on it."""
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int, **kwargs: Any) -> None:
+        super().__init__(initial_learning_rate, decay_steps, **kwargs)
+        self.decay_steps = tf.Variable(float(decay_steps), trainable=False, dtype=tf.float32,
+                                       name="cosine_decay_steps")
+
+    def set_decay_steps(self, steps: int) -> None:
+        self.decay_steps.assign(float(steps))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "decay_steps": int(self.decay_steps.numpy())}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the budget was spent, for the log and the model card."""
+
+    minutes: float
+    recipe_epochs: int  # the most the run may train
+    epochs: int  # what fits
+    warmup_epoch_seconds: float  # an epoch at the warm-up's mean step time, plus its last validation
+    epoch_seconds: float  # what the plan counts an epoch as: that, times EPOCH_SLOWDOWN
+    spent_seconds: float  # since the job started (data included) when the plan was made
+    after_seconds: float  # estimated: reports, int8 and export
+
+    def card(self) -> dict[str, Any]:
+        return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def plan_epochs(*, budget_s: float, spent_s: float, done_epochs: int, epoch_s: float, max_epochs: int,
+                after_epochs: float = AFTER_TRAINING_EPOCHS) -> int:
+    """The most epochs (at least one past those done, at most max_epochs) whose training and what
+    follows it end within the budget."""
+    left = budget_s - spent_s - after_epochs * epoch_s
+    more = math.floor(left / epoch_s) if epoch_s > 0 else max_epochs
+    return max(done_epochs + 1, min(max_epochs, done_epochs + more))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """At the end of the warm-up, time its steps and plan the run to end within the budget:
+    end the cosine decay at the planned epoch and stop training there.
+
+    Planned once, so the learning rate never jumps; a reproduction passes the planned count as
+    --epochs, which gives the same schedule and the same data order.
+    """
+
+    def __init__(self, *, budget_s: float, started: float, max_epochs: int, schedule: AdjustableCosineDecay,
+                 steps_per_epoch: int) -> None:
+        super().__init__()
+        self.budget_s, self.started, self.max_epochs = budget_s, started, max_epochs
+        self.schedule, self.steps_per_epoch = schedule, steps_per_epoch
+        self.warmup_steps = int(schedule.warmup_steps)
+        self.plan_after = max(1, self.warmup_steps // steps_per_epoch)  # the warm-up's last epoch
+        self.plan: Plan | None = None
+        self._epoch = 0
+        self._last_step = 0.0
+        self._steps: list[float] = []  # every warm-up step's duration but the first epoch's tracing ones
+        self._validation = 0.0  # the last validation pass
+        self._validation_started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self._epoch, self._last_step = epoch, time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        if self.plan is not None:
+            return
+        now = time.monotonic()
+        if self._epoch > 0 or batch >= TRACING_STEPS:
+            self._steps.append(now - self._last_step)
+        self._last_step = now
+
+    def on_test_begin(self, logs: dict[str, float] | None = None) -> None:
+        self._validation_started = time.monotonic()
+
+    def on_test_end(self, logs: dict[str, float] | None = None) -> None:
+        self._validation = time.monotonic() - self._validation_started
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        done = epoch + 1
+        if done == self.plan_after and self.plan is None:
+            self._make_plan(done)
+        if self.plan is not None and done >= self.plan.epochs:
+            self.model.stop_training = True
+
+    def _make_plan(self, done: int) -> None:
+        # the warm-up's steps, not one epoch's total: a single epoch on a shared host
+        # varied from 16.9 to 20.9 s between two runs whose epochs averaged 19.5 s
+        step = sum(self._steps) / max(1, len(self._steps))
+        measured = step * self.steps_per_epoch + self._validation
+        epoch_s = measured * EPOCH_SLOWDOWN
+        spent = time.monotonic() - self.started
+        epochs = plan_epochs(budget_s=self.budget_s, spent_s=spent, done_epochs=done, epoch_s=epoch_s,
+                             max_epochs=self.max_epochs)
+        self.plan = Plan(minutes=self.budget_s / 60, recipe_epochs=self.max_epochs, epochs=epochs,
+                         warmup_epoch_seconds=measured, epoch_seconds=epoch_s, spent_seconds=spent,
+                         after_seconds=AFTER_TRAINING_EPOCHS * epoch_s)
+        self.schedule.set_decay_steps(self.steps_per_epoch * epochs - self.warmup_steps)
+        fits = epochs >= self.max_epochs
+        log.info("time budget %s: %s (an epoch of the warm-up took %.1fs, planned as %.1fs; %s spent so far, "
+                 "about %s after training)", _clock(self.budget_s),
+                 f"all {epochs} epochs fit" if fits else f"{epochs} of the recipe's {self.max_epochs} epochs fit",
+                 measured, epoch_s, _clock(spent), _clock(self.plan.after_seconds))
+        if epochs == done + 1 and not fits:
+            log.warning("the budget is too small for this machine: training one more epoch and stopping")
+
+
+def _clock(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
