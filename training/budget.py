@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import keras
@@ -17,23 +18,53 @@ log = logging.getLogger(__name__)
 # conversion and its accuracy beside fp32's, the export), in epochs of the same run: 1.6 measured for
 # the real-hands recipe on rps-train (31 s after 19.5 s epochs), rounded up.
 AFTER_TRAINING_EPOCHS = 2.0
-# The epochs after the warm-up ran slower than its last one: 19.5 s on average against 16.9 s in the
-# run that measured the figure above (a shared 2-core host), so the plan counts them 15% slower.
+# A margin for a shared host's slower spells: in the run that measured the figure above, the epochs
+# after the warm-up averaged 19.5 s against 16.9 s for its last one. Planned on the warm-up's mean step,
+# the two runs since averaged 1.04 and 0.97 of that estimate.
 EPOCH_SLOWDOWN = 1.15
 TRACING_STEPS = 3  # the first epoch's first steps build the graph: not counted as training speed
+RECENT_EPOCHS = 3  # after the plan, the host's speed is the mean of the last few epochs
 
 
 class AdjustableCosineDecay(keras.optimizers.schedules.CosineDecay):
-    """Keras's CosineDecay (with its linear warm-up) whose decay length is a variable, so the number of
-    epochs can be settled after the warm-up without retracing: the warm-up does not depend on it."""
+    """Keras's CosineDecay (with its linear warm-up) whose length is held in variables, so a time budget
+    can settle it after the warm-up without retracing (the warm-up does not depend on it), and shorten
+    it later without a jump: from the step it is shortened at, the rest of the cosine runs faster."""
 
     def __init__(self, initial_learning_rate: float, decay_steps: int, **kwargs: Any) -> None:
         super().__init__(initial_learning_rate, decay_steps, **kwargs)
         self.decay_steps = tf.Variable(float(decay_steps), trainable=False, dtype=tf.float32,
                                        name="cosine_decay_steps")
+        # where the cosine's progress was when the run was last shortened (none yet: the warm-up's end, 0)
+        self.anchor_step = tf.Variable(float(self.warmup_steps), trainable=False, dtype=tf.float32,
+                                       name="cosine_anchor_step")
+        self.anchor_progress = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="cosine_anchor_progress")
+
+    def __call__(self, step: Any) -> Any:
+        step = tf.cast(step, tf.float32)
+        start = float(self.initial_learning_rate)
+        peak = start if self.warmup_target is None else float(self.warmup_target)
+        end = float(self.warmup_steps) + self.decay_steps
+        done = tf.clip_by_value((step - self.anchor_step) / tf.maximum(end - self.anchor_step, 1.0), 0.0, 1.0)
+        progress = self.anchor_progress + (1.0 - self.anchor_progress) * done
+        decayed = peak * ((1.0 - self.alpha) * 0.5 * (1.0 + tf.cos(math.pi * progress)) + self.alpha)
+        if not self.warmup_steps:
+            return decayed
+        warm = start + (peak - start) * step / float(self.warmup_steps)
+        return tf.where(step < float(self.warmup_steps), warm, decayed)
 
     def set_decay_steps(self, steps: int) -> None:
+        """Where the decay ends, counted from the warm-up's end: set before the decay starts."""
         self.decay_steps.assign(float(steps))
+
+    def shorten(self, at_step: int, decay_steps: int) -> None:
+        """End the decay sooner, going on from the rate it has at `at_step`."""
+        span = max(1.0, float(self.warmup_steps) + float(self.decay_steps.numpy()) - float(self.anchor_step.numpy()))
+        done = min(1.0, max(0.0, (at_step - float(self.anchor_step.numpy())) / span))
+        progress = float(self.anchor_progress.numpy()) + (1.0 - float(self.anchor_progress.numpy())) * done
+        self.anchor_progress.assign(progress)
+        self.anchor_step.assign(float(at_step))
+        self.decay_steps.assign(float(decay_steps))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "decay_steps": int(self.decay_steps.numpy())}
@@ -50,6 +81,8 @@ class Plan:
     epoch_seconds: float  # what the plan counts an epoch as: that, times EPOCH_SLOWDOWN
     spent_seconds: float  # since the job started (data included) when the plan was made
     after_seconds: float  # estimated: reports, int8 and export
+    # (after epoch, epochs from then on, the recent epoch time) each time a slower host shortened the run
+    shortened: tuple[tuple[int, int, float], ...] = ()
 
     def card(self) -> dict[str, Any]:
         return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -73,8 +106,9 @@ class TimeBudget(keras.callbacks.Callback):
     """
 
     def __init__(self, *, budget_s: float, started: float, max_epochs: int, schedule: AdjustableCosineDecay,
-                 steps_per_epoch: int) -> None:
+                 steps_per_epoch: int, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
+        self.clock = clock
         self.budget_s, self.started, self.max_epochs = budget_s, started, max_epochs
         self.schedule, self.steps_per_epoch = schedule, steps_per_epoch
         self.warmup_steps = int(schedule.warmup_steps)
@@ -85,30 +119,54 @@ class TimeBudget(keras.callbacks.Callback):
         self._steps: list[float] = []  # every warm-up step's duration but the first epoch's tracing ones
         self._validation = 0.0  # the last validation pass
         self._validation_started = 0.0
+        self._epoch_started = 0.0
+        self._epoch_times: list[float] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        self._epoch, self._last_step = epoch, time.monotonic()
+        self._epoch, self._last_step = epoch, self.clock()
+        self._epoch_started = self._last_step
 
     def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
         if self.plan is not None:
             return
-        now = time.monotonic()
+        now = self.clock()
         if self._epoch > 0 or batch >= TRACING_STEPS:
             self._steps.append(now - self._last_step)
         self._last_step = now
 
     def on_test_begin(self, logs: dict[str, float] | None = None) -> None:
-        self._validation_started = time.monotonic()
+        self._validation_started = self.clock()
 
     def on_test_end(self, logs: dict[str, float] | None = None) -> None:
-        self._validation = time.monotonic() - self._validation_started
+        self._validation = self.clock() - self._validation_started
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         done = epoch + 1
+        self._epoch_times.append(self.clock() - self._epoch_started)
         if done == self.plan_after and self.plan is None:
             self._make_plan(done)
+        elif self.plan is not None and done < self.plan.epochs:
+            self._keep_to_budget(done)
         if self.plan is not None and done >= self.plan.epochs:
             self.model.stop_training = True
+
+    def _keep_to_budget(self, done: int) -> None:
+        """A host that slows down after the plan shortens the run, so the budget holds; one that speeds
+        up does not lengthen it (the plan's margin is what it gains)."""
+        assert self.plan is not None
+        since_plan = self._epoch_times[self.plan_after:][-RECENT_EPOCHS:]  # not the first epoch's tracing
+        recent = sum(since_plan) / len(since_plan)
+        spent = self.clock() - self.started
+        if spent + (self.plan.epochs - done + AFTER_TRAINING_EPOCHS) * recent <= self.budget_s:
+            return
+        epochs = plan_epochs(budget_s=self.budget_s, spent_s=spent, done_epochs=done, epoch_s=recent,
+                             max_epochs=self.plan.epochs)
+        if epochs >= self.plan.epochs:
+            return
+        self.schedule.shorten(done * self.steps_per_epoch, self.steps_per_epoch * epochs - self.warmup_steps)
+        log.info("time budget %s: the last epochs took %.1fs, so %d epochs instead of %d (%s spent so far)",
+                 _clock(self.budget_s), recent, epochs, self.plan.epochs, _clock(spent))
+        self.plan = replace(self.plan, epochs=epochs, shortened=(*self.plan.shortened, (done, epochs, recent)))
 
     def _make_plan(self, done: int) -> None:
         # the warm-up's steps, not one epoch's total: a single epoch on a shared host
@@ -116,7 +174,7 @@ class TimeBudget(keras.callbacks.Callback):
         step = sum(self._steps) / max(1, len(self._steps))
         measured = step * self.steps_per_epoch + self._validation
         epoch_s = measured * EPOCH_SLOWDOWN
-        spent = time.monotonic() - self.started
+        spent = self.clock() - self.started
         epochs = plan_epochs(budget_s=self.budget_s, spent_s=spent, done_epochs=done, epoch_s=epoch_s,
                              max_epochs=self.max_epochs)
         self.plan = Plan(minutes=self.budget_s / 60, recipe_epochs=self.max_epochs, epochs=epochs,

@@ -107,3 +107,57 @@ def test_a_budgeted_run_records_its_plan_in_the_card(cgi_folder, tmp_path):
     assert len(result.history["accuracy"]) == 3 and card["epochs"] == 3
     assert card["time_budget"]["epochs"] == 3 and card["time_budget"]["recipe_epochs"] == 4
     assert card["time_budget"]["minutes"] == 0.0  # rounded to a tenth
+
+
+def test_shortening_the_decay_keeps_the_rate_and_ends_at_the_floor():
+    rate = AdjustableCosineDecay(2e-4, 80, alpha=0.05, warmup_target=2e-3, warmup_steps=20)
+    before = float(rate(40))
+    rate.shorten(40, 40)  # the run now ends at step 60 instead of 100
+    assert float(rate(40)) == pytest.approx(before, rel=1e-5)  # no jump
+    assert float(rate(41)) < before
+    assert float(rate(60)) == pytest.approx(2e-3 * 0.05, rel=1e-4)
+    assert float(rate(10)) == pytest.approx(1.1e-3, rel=1e-5)  # the warm-up is untouched
+
+
+class _Clock:
+    """Time that passes only as the fit's steps do: 1 s a step in the first 2 epochs, then 5 s."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Ticks(keras.callbacks.Callback):
+    def __init__(self, clock: _Clock) -> None:
+        super().__init__()
+        self.clock, self.epoch = clock, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.clock.now += 1.0 if self.epoch < 2 else 5.0
+
+
+def test_a_host_that_slows_down_shortens_the_run_within_the_budget(caplog):
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 150, 150, 3), dtype=np.float32)
+    y = np.eye(3, dtype=np.float32)[np.arange(32) % 3]
+    steps = 4
+    rate = AdjustableCosineDecay(2e-4, steps * 10 - steps * 2, alpha=0.05, warmup_target=2e-3, warmup_steps=steps * 2)
+    model = make_model(num_classes=3, arch="compact", learning_rate=rate)
+    clock = _Clock()
+    budget = TimeBudget(budget_s=100.0, started=0.0, max_epochs=10, schedule=rate, steps_per_epoch=steps,
+                        clock=clock)
+    with caplog.at_level("INFO", logger="training.budget"):
+        history = model.fit(x, y, batch_size=8, epochs=10, verbose=0, callbacks=[_Ticks(clock), budget]).history
+    assert budget.plan is not None
+    # planned on 4 s epochs (4.6 s with the margin): all 10 fit in 100 s. Then epochs took 20 s: after
+    # epoch 3 (28 s spent), 100 - 28 - 2 x 20 after training leaves room for one more
+    assert budget.plan.shortened == ((3, 4, 20.0),)
+    assert budget.plan.epochs == 4 and len(history["loss"]) == 4
+    assert clock.now + 2 * 20.0 <= 100.0
+    assert float(rate(steps * 4)) == pytest.approx(2e-3 * 0.05, rel=1e-4)
+    assert "10 epochs fit" in caplog.text and "4 epochs instead of 10" in caplog.text
