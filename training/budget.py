@@ -101,8 +101,8 @@ class TimeBudget(keras.callbacks.Callback):
     """At the end of the warm-up, time its steps and plan the run to end within the budget:
     end the cosine decay at the planned epoch and stop training there.
 
-    Planned once, so the learning rate never jumps; a reproduction passes the planned count as
-    --epochs, which gives the same schedule and the same data order.
+    A host that slows down later shortens the plan, without a jump in the rate. A run that was not
+    shortened is reproduced by passing its epochs as --epochs: the same schedule and data order.
     """
 
     def __init__(self, *, budget_s: float, started: float, max_epochs: int, schedule: AdjustableCosineDecay,
@@ -169,8 +169,8 @@ class TimeBudget(keras.callbacks.Callback):
         self.plan = replace(self.plan, epochs=epochs, shortened=(*self.plan.shortened, (done, epochs, recent)))
 
     def _make_plan(self, done: int) -> None:
-        # the warm-up's steps, not one epoch's total: a single epoch on a shared host
-        # varied from 16.9 to 20.9 s between two runs whose epochs averaged 19.5 s
+        # the warm-up's steps, not one epoch's total: the warm-up's last epoch on a shared host took
+        # 16.9 s in one run and 20.9 s in another, whose epochs both averaged about 19.5 s
         step = sum(self._steps) / max(1, len(self._steps))
         measured = step * self.steps_per_epoch + self._validation
         epoch_s = measured * EPOCH_SLOWDOWN
