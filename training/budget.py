@@ -44,14 +44,17 @@ class AdjustableCosineDecay(keras.optimizers.schedules.CosineDecay):
         step = tf.cast(step, tf.float32)
         start = float(self.initial_learning_rate)
         peak = start if self.warmup_target is None else float(self.warmup_target)
-        end = float(self.warmup_steps) + self.decay_steps
-        done = tf.clip_by_value((step - self.anchor_step) / tf.maximum(end - self.anchor_step, 1.0), 0.0, 1.0)
-        progress = self.anchor_progress + (1.0 - self.anchor_progress) * done
-        decayed = peak * ((1.0 - self.alpha) * 0.5 * (1.0 + tf.cos(math.pi * progress)) + self.alpha)
+        decayed = peak * ((1.0 - self.alpha) * 0.5 * (1.0 + tf.cos(math.pi * self._progress(step))) + self.alpha)
         if not self.warmup_steps:
             return decayed
         warm = start + (peak - start) * step / float(self.warmup_steps)
         return tf.where(step < float(self.warmup_steps), warm, decayed)
+
+    def _progress(self, step: Any) -> Any:
+        """How far along the cosine `step` is, 0 to 1."""
+        end = float(self.warmup_steps) + self.decay_steps
+        done = tf.clip_by_value((step - self.anchor_step) / tf.maximum(end - self.anchor_step, 1.0), 0.0, 1.0)
+        return self.anchor_progress + (1.0 - self.anchor_progress) * done
 
     def set_decay_steps(self, steps: int) -> None:
         """Where the decay ends, counted from the warm-up's end: set before the decay starts."""
@@ -59,9 +62,7 @@ class AdjustableCosineDecay(keras.optimizers.schedules.CosineDecay):
 
     def shorten(self, at_step: int, decay_steps: int) -> None:
         """End the decay sooner, going on from the rate it has at `at_step`."""
-        span = max(1.0, float(self.warmup_steps) + float(self.decay_steps.numpy()) - float(self.anchor_step.numpy()))
-        done = min(1.0, max(0.0, (at_step - float(self.anchor_step.numpy())) / span))
-        progress = float(self.anchor_progress.numpy()) + (1.0 - float(self.anchor_progress.numpy())) * done
+        progress = float(self._progress(tf.constant(float(at_step))))
         self.anchor_progress.assign(progress)
         self.anchor_step.assign(float(at_step))
         self.decay_steps.assign(float(decay_steps))
@@ -157,8 +158,6 @@ class TimeBudget(keras.callbacks.Callback):
         since_plan = self._epoch_times[self.plan_after:][-RECENT_EPOCHS:]  # not the first epoch's tracing
         recent = sum(since_plan) / len(since_plan)
         spent = self.clock() - self.started
-        if spent + (self.plan.epochs - done + AFTER_TRAINING_EPOCHS) * recent <= self.budget_s:
-            return
         epochs = plan_epochs(budget_s=self.budget_s, spent_s=spent, done_epochs=done, epoch_s=recent,
                              max_epochs=self.plan.epochs)
         if epochs >= self.plan.epochs:
