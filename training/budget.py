@@ -28,14 +28,14 @@ RECENT_EPOCHS = 3  # after the plan, the host's speed is the mean of the last fe
 
 class AdjustableCosineDecay(keras.optimizers.schedules.CosineDecay):
     """Keras's CosineDecay (with its linear warm-up) whose length is held in variables, so a time budget
-    can settle it after the warm-up without retracing (the warm-up does not depend on it), and shorten
-    it later without a jump: from the step it is shortened at, the rest of the cosine runs faster."""
+    can settle it after the warm-up without retracing (the warm-up does not depend on it), and move its
+    end later without a jump: from the step it is moved at, the rest of the cosine runs faster or slower."""
 
     def __init__(self, initial_learning_rate: float, decay_steps: int, **kwargs: Any) -> None:
         super().__init__(initial_learning_rate, decay_steps, **kwargs)
         self.decay_steps = tf.Variable(float(decay_steps), trainable=False, dtype=tf.float32,
                                        name="cosine_decay_steps")
-        # where the cosine's progress was when the run was last shortened (none yet: the warm-up's end, 0)
+        # where the cosine's progress was when its end last moved (not yet: the warm-up's end, 0)
         self.anchor_step = tf.Variable(float(self.warmup_steps), trainable=False, dtype=tf.float32,
                                        name="cosine_anchor_step")
         self.anchor_progress = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="cosine_anchor_progress")
@@ -60,8 +60,8 @@ class AdjustableCosineDecay(keras.optimizers.schedules.CosineDecay):
         """Where the decay ends, counted from the warm-up's end: set before the decay starts."""
         self.decay_steps.assign(float(steps))
 
-    def shorten(self, at_step: int, decay_steps: int) -> None:
-        """End the decay sooner, going on from the rate it has at `at_step`."""
+    def reschedule(self, at_step: int, decay_steps: int) -> None:
+        """Move the decay's end (counted from the warm-up's end), going on from the rate it has at `at_step`."""
         progress = float(self._progress(tf.constant(float(at_step))))
         self.anchor_progress.assign(progress)
         self.anchor_step.assign(float(at_step))
@@ -82,8 +82,8 @@ class Plan:
     epoch_seconds: float  # what the plan counts an epoch as: that, times EPOCH_SLOWDOWN
     spent_seconds: float  # since the job started (data included) when the plan was made
     after_seconds: float  # estimated: reports, int8 and export
-    # (after epoch, epochs from then on, the recent epoch time) each time a slower host shortened the run
-    shortened: tuple[tuple[int, int, float], ...] = ()
+    # (after epoch, epochs from then on, the recent epoch time) each time the host's speed moved the end
+    replanned: tuple[tuple[int, int, float], ...] = ()
 
     def card(self) -> dict[str, Any]:
         return {k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -102,8 +102,11 @@ class TimeBudget(keras.callbacks.Callback):
     """At the end of the warm-up, time its steps and plan the run to end within the budget:
     end the cosine decay at the planned epoch and stop training there.
 
-    A host that slows down later shortens the plan, without a jump in the rate. A run that was not
-    shortened is reproduced by passing its epochs as --epochs: the same schedule and data order.
+    After each epoch the plan is checked against the last epochs' speed: a host that slowed down
+    shortens the run so the budget holds, one that sped up lengthens it, keeping the plan's margin.
+    Between the two (within the margin) the plan stands, so a noisy host does not move it back and
+    forth. Either way the rate goes on without a jump. A run that was not replanned is reproduced by
+    passing its epochs as --epochs: the same schedule and data order.
     """
 
     def __init__(self, *, budget_s: float, started: float, max_epochs: int, schedule: AdjustableCosineDecay,
@@ -152,20 +155,26 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def _keep_to_budget(self, done: int) -> None:
-        """A host that slows down after the plan shortens the run, so the budget holds; one that speeds
-        up does not lengthen it (the plan's margin is what it gains)."""
+        """Shorten the run if the recent epochs would overrun the budget; lengthen it if, counted with the
+        plan's margin, more epochs fit (only once a few epochs have timed the host since the plan)."""
         assert self.plan is not None
         since_plan = self._epoch_times[self.plan_after:][-RECENT_EPOCHS:]  # not the first epoch's tracing
         recent = sum(since_plan) / len(since_plan)
         spent = self.clock() - self.started
-        epochs = plan_epochs(budget_s=self.budget_s, spent_s=spent, done_epochs=done, epoch_s=recent,
-                             max_epochs=self.plan.epochs)
-        if epochs >= self.plan.epochs:
+        fits = plan_epochs(budget_s=self.budget_s, spent_s=spent, done_epochs=done, epoch_s=recent,
+                           max_epochs=self.max_epochs)
+        epochs = self.plan.epochs
+        if fits < epochs:
+            epochs = fits
+        elif len(since_plan) >= RECENT_EPOCHS:
+            epochs = max(epochs, plan_epochs(budget_s=self.budget_s, spent_s=spent, done_epochs=done,
+                                             epoch_s=recent * EPOCH_SLOWDOWN, max_epochs=self.max_epochs))
+        if epochs == self.plan.epochs:
             return
-        self.schedule.shorten(done * self.steps_per_epoch, self.steps_per_epoch * epochs - self.warmup_steps)
+        self.schedule.reschedule(done * self.steps_per_epoch, self.steps_per_epoch * epochs - self.warmup_steps)
         log.info("time budget %s: the last epochs took %.1fs, so %d epochs instead of %d (%s spent so far)",
                  _clock(self.budget_s), recent, epochs, self.plan.epochs, _clock(spent))
-        self.plan = replace(self.plan, epochs=epochs, shortened=(*self.plan.shortened, (done, epochs, recent)))
+        self.plan = replace(self.plan, epochs=epochs, replanned=(*self.plan.replanned, (done, epochs, recent)))
 
     def _make_plan(self, done: int) -> None:
         # the warm-up's steps, not one epoch's total: the warm-up's last epoch on a shared host took

@@ -109,10 +109,10 @@ def test_a_budgeted_run_records_its_plan_in_the_card(cgi_folder, tmp_path):
     assert card["time_budget"]["minutes"] == 0.0  # rounded to a tenth
 
 
-def test_shortening_the_decay_keeps_the_rate_and_ends_at_the_floor():
+def test_moving_the_decays_end_keeps_the_rate_and_ends_at_the_floor():
     rate = AdjustableCosineDecay(2e-4, 80, alpha=0.05, warmup_target=2e-3, warmup_steps=20)
     before = float(rate(40))
-    rate.shorten(40, 40)  # the run now ends at step 60 instead of 100
+    rate.reschedule(40, 40)  # the run now ends at step 60 instead of 100
     assert float(rate(40)) == pytest.approx(before, rel=1e-5)  # no jump
     assert float(rate(41)) < before
     assert float(rate(60)) == pytest.approx(2e-3 * 0.05, rel=1e-4)
@@ -120,7 +120,7 @@ def test_shortening_the_decay_keeps_the_rate_and_ends_at_the_floor():
 
 
 class _Clock:
-    """Time that passes only as the fit's steps do: 1 s a step in the first 2 epochs, then 5 s."""
+    """Time that passes only as the fit's steps do."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -130,34 +130,64 @@ class _Clock:
 
 
 class _Ticks(keras.callbacks.Callback):
-    def __init__(self, clock: _Clock) -> None:
+    """Moves the clock by `warm_up` seconds a step in the first 2 epochs (the warm-up), `after` later."""
+
+    def __init__(self, clock: _Clock, warm_up: float, after: float) -> None:
         super().__init__()
-        self.clock, self.epoch = clock, 0
+        self.clock, self.epoch, self.warm_up, self.after = clock, 0, warm_up, after
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        self.clock.now += 1.0 if self.epoch < 2 else 5.0
+        self.clock.now += self.warm_up if self.epoch < 2 else self.after
 
 
-def test_a_host_that_slows_down_shortens_the_run_within_the_budget(caplog):
+def _timed_fit(*, budget_s, max_epochs, warm_up, after, caplog):
+    """A real fit of 4 steps an epoch (the first 2 the warm-up) on a simulated clock."""
     rng = np.random.default_rng(0)
     x = rng.random((32, 150, 150, 3), dtype=np.float32)
     y = np.eye(3, dtype=np.float32)[np.arange(32) % 3]
     steps = 4
-    rate = AdjustableCosineDecay(2e-4, steps * 10 - steps * 2, alpha=0.05, warmup_target=2e-3, warmup_steps=steps * 2)
+    rate = AdjustableCosineDecay(2e-4, steps * (max_epochs - 2), alpha=0.05, warmup_target=2e-3,
+                                 warmup_steps=steps * 2)
     model = make_model(num_classes=3, arch="compact", learning_rate=rate)
     clock = _Clock()
-    budget = TimeBudget(budget_s=100.0, started=0.0, max_epochs=10, schedule=rate, steps_per_epoch=steps,
-                        clock=clock)
+    budget = TimeBudget(budget_s=budget_s, started=0.0, max_epochs=max_epochs, schedule=rate,
+                        steps_per_epoch=steps, clock=clock)
     with caplog.at_level("INFO", logger="training.budget"):
-        history = model.fit(x, y, batch_size=8, epochs=10, verbose=0, callbacks=[_Ticks(clock), budget]).history
+        history = model.fit(x, y, batch_size=8, epochs=max_epochs, verbose=0,
+                            callbacks=[_Ticks(clock, warm_up, after), budget]).history
     assert budget.plan is not None
+    trained = len(history["loss"])
+    assert trained == budget.plan.epochs
+    assert float(rate(steps * trained)) == pytest.approx(2e-3 * 0.05, rel=1e-4)  # the floor at the last step
+    return budget.plan, clock.now
+
+
+def test_a_host_that_slows_down_shortens_the_run_within_the_budget(caplog):
+    plan, now = _timed_fit(budget_s=100.0, max_epochs=10, warm_up=1.0, after=5.0, caplog=caplog)
     # planned on 4 s epochs (4.6 s with the margin): all 10 fit in 100 s. Then epochs took 20 s: after
     # epoch 3 (28 s spent), 100 - 28 - 2 x 20 after training leaves room for one more
-    assert budget.plan.shortened == ((3, 4, 20.0),)
-    assert budget.plan.epochs == 4 and len(history["loss"]) == 4
-    assert clock.now + 2 * 20.0 <= 100.0
-    assert float(rate(steps * 4)) == pytest.approx(2e-3 * 0.05, rel=1e-4)
+    assert plan.replanned == ((3, 4, 20.0),)
+    assert plan.epochs == 4
+    assert now + 2 * 20.0 <= 100.0
     assert "10 epochs fit" in caplog.text and "4 epochs instead of 10" in caplog.text
+
+
+def test_a_host_that_speeds_up_lengthens_the_run_within_the_budget(caplog):
+    plan, now = _timed_fit(budget_s=200.0, max_epochs=12, warm_up=5.0, after=1.0, caplog=caplog)
+    # planned on 20 s epochs (23 s with the margin): 200 - 40 spent - 2 x 23 after leaves 4 more, so 6.
+    # Then epochs took 4 s; after 3 of them (epoch 5, 52 s spent) all 12 fit even at 4.6 s
+    assert plan.epochs == 12 and plan.replanned == ((5, 12, 4.0),)
+    assert now + 2 * 4.0 * EPOCH_SLOWDOWN <= 200.0
+    assert "6 of the recipe's 12 epochs fit" in caplog.text and "12 epochs instead of 6" in caplog.text
+
+
+def test_a_host_within_the_plans_margin_leaves_the_plan_alone(caplog):
+    # planned on 4 s epochs (4.6 s with the margin): 6 epochs in 40 s. Epochs then take 4.4 s: 7 would
+    # fit without the margin, 6 with it, and none overruns, so the plan stands
+    plan, now = _timed_fit(budget_s=40.0, max_epochs=12, warm_up=1.0, after=1.1, caplog=caplog)
+    assert plan.epochs == 6 and plan.replanned == ()
+    assert now + 2 * 4.4 <= 40.0
+    assert "instead of" not in caplog.text
