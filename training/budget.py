@@ -24,6 +24,10 @@ AFTER_TRAINING_EPOCHS = 2.0
 EPOCH_SLOWDOWN = 1.15
 TRACING_STEPS = 3  # the first epoch's first steps build the graph: not counted as training speed
 RECENT_EPOCHS = 3  # after the plan, the host's speed is the mean of the last few epochs
+# A plan lengthened late spends the margin it kept on its remaining epochs, so lengthening keeps this many
+# epochs in hand as well: from the last epoch to the card, 11 runs on rps-train took 31-39 s, except 4
+# that took 64-88 s (a stall at the end of Keras's fit, not explained yet).
+LENGTHEN_RESERVE_EPOCHS = 2.0
 
 
 class AdjustableCosineDecay(keras.optimizers.schedules.CosineDecay):
@@ -156,29 +160,35 @@ class TimeBudget(keras.callbacks.Callback):
 
     def _keep_to_budget(self, done: int) -> None:
         """Shorten the run if the last few epochs' pace would overrun the budget; lengthen it if more epochs
-        fit at the pace of every epoch since the plan, counted with the plan's margin (once a few have run)."""
+        fit at the slower of that pace and every epoch's since the plan, counted with the plan's margin
+        (once a few have run)."""
         assert self.plan is not None
         since_plan = self._epoch_times[self.plan_after:]
         recent = sum(since_plan[-RECENT_EPOCHS:]) / len(since_plan[-RECENT_EPOCHS:])
         spent = self.clock() - self.started
         fits = plan_epochs(budget_s=self.budget_s, spent_s=spent, done_epochs=done, epoch_s=recent,
                            max_epochs=self.max_epochs)
-        epochs, pace, over = self.plan.epochs, recent, f"the last {min(len(since_plan), RECENT_EPOCHS)} epochs"
+        last = len(since_plan[-RECENT_EPOCHS:])
+        epochs, pace, over = self.plan.epochs, recent, "the last epoch" if last == 1 else f"the mean of the last {last}"
         if fits < epochs:
             epochs = fits
         elif len(since_plan) >= RECENT_EPOCHS:
-            # lengthened on every epoch since the plan, not the last few: one run's epochs swung between
-            # 12.9 and 15.9 s, and on the last three its plan went 37, 39, 40, 39, 40 epochs
-            steady = sum(since_plan) / len(since_plan)
+            # lengthened only if more fit at the slower of two paces, every epoch since the plan and the
+            # last few, with the plan's margin. On the last few alone, a run whose epochs swung between
+            # 12.9 and 15.9 s went 37, 39, 40, 39, 40 epochs; on every epoch alone, a host slowed from
+            # 14 to 22 s an epoch went 30, 31, 30, 29, 30, 29, 30.
+            steady = max(sum(since_plan) / len(since_plan), recent)
             longer = plan_epochs(budget_s=self.budget_s, spent_s=spent, done_epochs=done,
-                                 epoch_s=steady * EPOCH_SLOWDOWN, max_epochs=self.max_epochs)
+                                 epoch_s=steady * EPOCH_SLOWDOWN, max_epochs=self.max_epochs,
+                                 after_epochs=AFTER_TRAINING_EPOCHS + LENGTHEN_RESERVE_EPOCHS)
             if longer > epochs:
-                epochs, pace, over = longer, steady, f"the {len(since_plan)} epochs since the plan"
+                epochs, pace, over = longer, steady, (f"the slower of the mean of the last {last} and of all "
+                                                      f"{len(since_plan)} since the plan")
         if epochs == self.plan.epochs:
             return
         self.schedule.reschedule(done * self.steps_per_epoch, self.steps_per_epoch * epochs - self.warmup_steps)
-        log.info("time budget %s: %s took %.1fs on average, so %d epochs instead of %d (%s spent so far)",
-                 _clock(self.budget_s), over, pace, epochs, self.plan.epochs, _clock(spent))
+        log.info("time budget %s: epochs take %.1fs (%s), so %d epochs instead of %d (%s spent so far)",
+                 _clock(self.budget_s), pace, over, epochs, self.plan.epochs, _clock(spent))
         self.plan = replace(self.plan, epochs=epochs, replanned=(*self.plan.replanned, (done, epochs, pace)))
 
     def _make_plan(self, done: int) -> None:

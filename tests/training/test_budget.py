@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import pairwise
 
 import keras
 import numpy as np
@@ -197,14 +198,28 @@ class _Model:
     stop_training = False
 
 
-def test_a_noisy_host_moves_the_plan_one_way(caplog):
-    # the epoch times (s) of a real run on rps-train (seed 1) on a shared 2-core host, swinging 12-17 s
-    times = [14, 13, 14, 14, 15, 16, 14, 14, 13, 13, 13, 16, 14, 16, 16, 14, 16, 16, 16, 16, 13, 14, 15, 15,
-             13, 15, 16, 15, 17, 14, 17, 17, 17, 15, 14, 12, 15, 14, 15, 13, 14, 15, 16, 15, 14]
+# epoch times (s, as Keras printed them) and the data's preparation of three real runs on rps-train on a
+# shared 2-core host: its speed swinging 13-17 s an epoch; the same; and slowed to 21-24 s by a busy
+# process from 6 to 10 minutes in, then faster than before
+RUNS = {
+    "swinging": (207.0, "22 13 14 14 15 16 14 14 13 13 13 16 14 16 16 14 16 16 16 16 13 14 15 15 13 15 16 15 17 "
+                        "14 17 17 17 15 14 12 15 14 15 13", 0),
+    "swinging, another seed": (215.0, "25 15 16 14 14 16 17 14 17 16 16 18 16 13 15 15 16 16 16 15 17 16 18 15 16 "
+                                      "17 15 14 13 16 16 14 13 14 14 13 14", 0),
+    "slowed, then faster": (183.0, "20 15 17 15 16 17 15 19 16 16 20 22 22 22 23 24 23 21 21 21 22 16 14 15 12 13 12 "
+                                   "12 12 12 12 13 13 13 13 15", 2),
+}
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_a_noisy_host_moves_the_plan_only_when_its_pace_changes(run, caplog):
+    prep, printed, turns = RUNS[run]
+    times = [float(t) for t in printed.split()]
+    times += [times[-1]] * (55 - len(times))
     steps = 78
     rate = AdjustableCosineDecay(2e-4, steps * 53, alpha=0.05, warmup_target=2e-3, warmup_steps=steps * 2)
     clock = _Clock()
-    clock.now = 207.0  # the data's preparation
+    clock.now = prep
     budget = TimeBudget(budget_s=840.0, started=0.0, max_epochs=55, schedule=rate, steps_per_epoch=steps,
                         clock=clock)
     budget.set_model(_Model())
@@ -223,5 +238,7 @@ def test_a_noisy_host_moves_the_plan_one_way(caplog):
     assert budget.plan is not None and epoch == budget.plan.epochs
     moves = [first, *(e for _, e, _ in budget.plan.replanned)]
     assert len(moves) > 1  # the host's pace did move it
-    assert moves == sorted(moves) or moves == sorted(moves, reverse=True)  # never back and forth
-    assert clock.now + 2 * 15.0 <= 840.0
+    steps_taken = [b - a for a, b in pairwise(moves)]
+    # the direction changes only where the host's speed did (the busy process starting, then stopping)
+    assert sum(1 for a, b in pairwise(steps_taken) if (a > 0) != (b > 0)) == turns
+    assert clock.now + 2 * times[epoch - 1] <= 840.0
