@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from training.cli import evaluate_command, quantize_command, train_command
+from training.cli import evaluate_command, quantize_command, train_command, use_onednn
 
 # TensorFlow's C++ start-up chatter hides the lines a user needs; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -54,7 +54,7 @@ def serve(
     = None,
 ) -> None:
     """Serve REST and gRPC from one process; every setting also reads IMGCLF_* variables."""
-
+    use_onednn()
     from pydantic import ValidationError
 
     from service.settings import ServeSettings, env_name

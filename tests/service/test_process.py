@@ -95,6 +95,34 @@ def test_bad_setting_stops_with_one_line(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+_ONEDNN = """
+import os, sys
+from typer.testing import CliRunner
+from service.cli import app
+result = CliRunner().invoke(app, sys.argv[1:])
+on = "-"  # TensorFlow not imported yet: it will read the variable when it is
+if "tensorflow" in sys.modules:
+    from tensorflow.python.util import _pywrap_util_port
+    on = str(int(_pywrap_util_port.IsMklEnabled()))
+print(result.exit_code, os.environ.get("TF_ENABLE_ONEDNN_OPTS"), on)
+"""
+
+
+@pytest.mark.parametrize("command", [["serve"], ["train", "--data", "no-such-folder"]])
+@pytest.mark.parametrize(("users", "expected"), [(None, "1"), ("0", "0")])
+def test_serve_and_train_turn_onednn_on_unless_the_user_chose(tmp_path, command, users, expected):
+    # TensorFlow reads the variable once, when it is imported: the command must set it before that.
+    # Both commands stop on a bad setting here; train has imported TensorFlow by then, so its kernels
+    # are checked too.
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env.update({"IMGCLF_MAX_BATCH_SIZE": "0", **({"TF_ENABLE_ONEDNN_OPTS": users} if users else {})})
+    r = subprocess.run([sys.executable, "-c", _ONEDNN, *command, "--model-root", str(tmp_path)], env=env,
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    code, value, on = r.stdout.split()
+    assert code == "2" and value == expected, r.stdout + r.stderr
+    assert on == ("-" if command == ["serve"] else expected), r.stdout + r.stderr
+
+
 def test_version_flag():
     r = subprocess.run([str(BIN / "imgclf"), "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and re.fullmatch(r"imgclf \d+\.\d+\.\d+\S*\n", r.stdout), r.stdout + r.stderr
