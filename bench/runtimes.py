@@ -341,6 +341,9 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.alone:
+        from training.cli import use_onednn
+
+        use_onednn()  # the model alone runs with the kernels `imgclf serve` turns on, or its limit is not the server's
         print(json.dumps(model_alone(args.alone[0], Path(args.alone[1]), args.image.read_bytes(), args.seconds,
                                      args.litert_threads)))
         return 0

@@ -260,6 +260,9 @@ def main() -> int:
     parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from training.cli import use_onednn
+
+    use_onednn()  # the kernels `imgclf serve` turns on, for the model alone and the naive server (children) too
     if args.prepare:  # child mode: TensorFlow stays out of the load generator's process
         prepare(args.prepare, args.image.read_bytes())
         return 0
