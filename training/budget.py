@@ -25,8 +25,8 @@ EPOCH_SLOWDOWN = 1.15
 TRACING_STEPS = 3  # the first epoch's first steps build the graph: not counted as training speed
 RECENT_EPOCHS = 3  # after the plan, the host's speed is the mean of the last few epochs
 # A plan lengthened late spends the margin it kept on its remaining epochs, so lengthening keeps this many
-# epochs in hand as well: from the last epoch to the card, 11 runs on rps-train took 31-39 s, except 4
-# that took 64-88 s (a stall at the end of Keras's fit, not explained yet).
+# epochs in hand as well: from the last epoch to the card, 12 runs on rps-train took 31-43 s, except 5
+# that took 57-88 s (where timed, most of it between the last epoch and the end of Keras's fit).
 LENGTHEN_RESERVE_EPOCHS = 2.0
 
 
