@@ -205,8 +205,13 @@ def train_dataset(pool: ScenePool, batch_size: int, epochs: int, seed: int = 0) 
         x = tf.ensure_shape(x, [None, size, size, 3])
         return light_augment(x, seed), tf.one_hot(tf.ensure_shape(y, [None]), num_classes)
 
-    ds = tf.data.Dataset.from_tensor_slices(order)
-    return ds.map(load, num_parallel_calls=2).prefetch(4)
+    ds = tf.data.Dataset.from_tensor_slices(order).map(load, num_parallel_calls=2).prefetch(4)
+    # Its parallelism and buffer are fixed, so autotuning has nothing to tune, and with it on, deleting the
+    # iterator at the end of fit() waited 9-10 s for its worker in 3 of 4 short fits (py-spy: the main thread
+    # in ~IteratorResource, waiting on a tf.data thread); in full runs 24-54 s, when a time budget is counting.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def steps_per_epoch(pool: ScenePool, batch_size: int) -> int:
