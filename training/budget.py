@@ -26,7 +26,8 @@ TRACING_STEPS = 3  # the first epoch's first steps build the graph: not counted 
 RECENT_EPOCHS = 3  # after the plan, the host's speed is the mean of the last few epochs
 # A plan lengthened late spends the margin it kept on its remaining epochs, so lengthening keeps this many
 # epochs in hand as well: from the last epoch to the card, 12 runs on rps-train took 31-43 s, except 5
-# that took 57-88 s (where timed, most of it between the last epoch and the end of Keras's fit).
+# that took 57-88 s (most of it tf.data's autotuning holding up the training iterator's deletion at the
+# end of fit, off since; the reserve stays for a host that slows down in the last epochs).
 LENGTHEN_RESERVE_EPOCHS = 2.0
 
 
