@@ -165,11 +165,11 @@ class TimeBudget(keras.callbacks.Callback):
         (once a few have run)."""
         assert self.plan is not None
         since_plan = self._epoch_times[self.plan_after:]
-        recent = sum(since_plan[-RECENT_EPOCHS:]) / len(since_plan[-RECENT_EPOCHS:])
+        last_few = since_plan[-RECENT_EPOCHS:]
+        last, recent = len(last_few), sum(last_few) / len(last_few)
         spent = self.clock() - self.started
         fits = plan_epochs(budget_s=self.budget_s, spent_s=spent, done_epochs=done, epoch_s=recent,
                            max_epochs=self.max_epochs)
-        last = len(since_plan[-RECENT_EPOCHS:])
         epochs, pace, over = self.plan.epochs, recent, "the last epoch" if last == 1 else f"the mean of the last {last}"
         if fits < epochs:
             epochs = fits
