@@ -52,12 +52,13 @@ def freeze() -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
-def collect_and_freeze() -> None:
+def collect_and_freeze(when: str = "after an unload") -> None:
     """After a version is unloaded: its objects were frozen, so cycles among them would never be
-    freed. One full collection (a single pause per unload), then freeze the survivors again."""
+    freed. One full collection (a single pause per unload), then freeze the survivors again.
+    Also once at start-up, before traffic (`when` says which, in the log)."""
     started = time.perf_counter()
     gc.unfreeze()
     freed = gc.collect()
     gc.freeze()
-    log.info("full collection after an unload: %d objects freed in %.0f ms", freed,
+    log.info("full collection %s: %d objects freed in %.0f ms", when, freed,
              1000 * (time.perf_counter() - started))

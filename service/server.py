@@ -121,7 +121,7 @@ class ImgclfServer:
         await self.core.start(specs)  # first scan and load; not ready until a version is warm
         # before traffic: start-up garbage collected, the long-lived heap frozen (see service.heap;
         # p99 at c=8 on the int8 runtime 121-166 ms without, 47-52 ms with)
-        heap.collect_and_freeze()
+        heap.collect_and_freeze("before serving")
         self._health_task = asyncio.get_running_loop().create_task(self._follow_readiness())
         log.info("serving %s: REST on %s:%d, gRPC on %s:%d", self.core.models(), s.host, self.rest_port,
                  s.host, self.grpc_port)
