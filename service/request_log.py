@@ -13,6 +13,10 @@ from typing import Any
 access = logging.getLogger("imgclf.access")
 _current: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("imgclf_request", default=None)
 _SAFE_ID = re.compile(r"^[\w.:@/+=-]{1,128}$")
+# Set by configure(), not as `access.disabled`: uvicorn's dictConfig (disable_existing_loggers=False)
+# sets `disabled = False` on every logger it finds, which turned text logs into a bare
+# "imgclf.access: request" line per request.
+_access_lines = False
 
 
 def request_id(given: str | None) -> str:
@@ -35,7 +39,7 @@ def note(**fields: Any) -> None:
 
 
 def end(entry: dict[str, Any], status: int | str) -> None:
-    if access.disabled or not access.isEnabledFor(logging.INFO):
+    if not _access_lines or not access.isEnabledFor(logging.INFO):
         return
     fields = {k: v for k, v in entry.items() if k != "started"}
     fields["status"] = status
@@ -58,6 +62,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str, fmt: str) -> None:
     """Root logging for `imgclf serve`: text as before, or JSON lines with one access line per request."""
+    global _access_lines
     handler = logging.StreamHandler()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -65,7 +70,7 @@ def configure(level: str, fmt: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    access.disabled = fmt != "json"  # text logs stay as they were: no line per request
+    _access_lines = fmt == "json"  # text logs stay as they were: no line per request
     for name in ("uvicorn", "uvicorn.error"):  # uvicorn's own lines in the same format
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True

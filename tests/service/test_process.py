@@ -84,6 +84,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(trained_model_root, samp
     output = "".join(lines)
     assert "Traceback" not in output, output
     assert "finishing in-flight requests" in output
+    assert "imgclf.access" not in output  # text logs: no line per request (JSON logs have one)
 
 
 def test_bad_setting_stops_with_one_line(tmp_path):
