@@ -11,10 +11,11 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from training.layout import CARD_FILE
+
 log = logging.getLogger(__name__)
 
 DEMO_ARCHIVE = "rps-demo.tar.gz"
-CARD_FILE = "assets.extra/model_card.json"
 
 
 class DemoError(RuntimeError):

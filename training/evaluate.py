@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.data import NO_VALIDATION, DataError, ImageSet, load_folder, load_synthetic
-from training.export import CARD_FILE, LABELS_FILE
+from training.layout import CARD_FILE, LABELS_FILE
 from training.metrics import confusion
 
 log = logging.getLogger(__name__)

@@ -14,32 +14,21 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from training.layout import (
+    CARD_FILE,
+    INT8_FILE,
+    LABELS_FILE,
+    TFLITE_FILE,
+    TMP_PREFIX,
+    WARMUP_FILE,
+    next_version,
+    scan_versions,
+)
 from training.preprocessing import IMAGE_SIZE, decode_and_resize
-
-LABELS_FILE = "assets/labels.txt"
-CARD_FILE = "assets.extra/model_card.json"
-WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
-TFLITE_FILE = "assets.extra/model.tflite"
-INT8_FILE = "assets.extra/model_int8.tflite"  # full-integer LiteRT model (training/quantize.py)
-TMP_PREFIX = ".tmp-"  # not an integer: TF Serving and our registry both ignore it
 
 
 class ExportError(RuntimeError):
     """The model could not be published under the requested version."""
-
-
-def scan_versions(base: str | Path) -> list[int]:
-    """Integer version folders under `<root>/<name>/`, ascending; anything else is ignored."""
-    path = Path(base)
-    if not path.is_dir():
-        return []
-    return sorted(int(p.name) for p in path.iterdir()
-                  if p.is_dir() and p.name.isdigit() and p.name == str(int(p.name)))
-
-
-def next_version(base: str | Path) -> int:
-    versions = scan_versions(base)
-    return versions[-1] + 1 if versions else 1
 
 
 class ServingModule(tf.Module):

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from training.layout import GATE_KEY
+
 if TYPE_CHECKING:
     from training.data import ImageSet
 
-# What a gate verdict is called in the card; service/teach/verdicts.py reads it.
-GATE_KEY = "gate"
 REFERENCE_SEED = 10_000  # the reference set's draw: the same for every job on the same base data
 Progress = Callable[[dict[str, Any]], None]
 
@@ -142,7 +142,8 @@ def run(config: FinetuneConfig, progress: Progress | None = None) -> dict[str, A
     import tensorflow as tf
 
     from training.data import load_source, make_augmenter
-    from training.export import CARD_FILE, LABELS_FILE, ServingModule, export
+    from training.export import ServingModule, export
+    from training.layout import CARD_FILE, LABELS_FILE
     from training.model import make_model
     from training.preprocessing import IMAGE_SIZE, decode_and_resize
     from training.scenes import light_augment

@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from training.budget import AdjustableCosineDecay, TimeBudget
 from training.data import DataError, Datasets, make_datasets
-from training.export import export, next_version
+from training.export import export
+from training.layout import next_version
 from training.metrics import confusion
 from training.model import ARCHS, make_model
 from training.reallike import PER_CLASS as REALLIKE_PER_CLASS

@@ -13,7 +13,7 @@ import numpy as np
 
 from service.backends.base import ModelInfo
 from service.images import decode_checked
-from training.export import CARD_FILE, INT8_FILE, LABELS_FILE
+from training.layout import CARD_FILE, INT8_FILE, LABELS_FILE
 from training.preprocessing import IMAGE_SIZE
 
 log = logging.getLogger(__name__)

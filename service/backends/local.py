@@ -15,7 +15,7 @@ import tensorflow as tf
 from service.backends.base import ModelInfo
 from service.backends.litert import LiteRTModel, Precision, int8_gate
 from service.errors import InvalidInputError
-from training.export import CARD_FILE, INT8_FILE, LABELS_FILE, WARMUP_FILE, scan_versions
+from training.layout import CARD_FILE, INT8_FILE, LABELS_FILE, WARMUP_FILE, scan_versions
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import ConflictError, NotFoundError
+from training.layout import TMP_PREFIX
 
 log = logging.getLogger(__name__)
 
 RUNNING, SUCCEEDED, REJECTED, FAILED, CANCELLED, INTERRUPTED = (
     "running", "succeeded", "rejected", "failed", "cancelled", "interrupted")
 FINAL = (SUCCEEDED, REJECTED, FAILED, CANCELLED, INTERRUPTED)
-TMP_PREFIX = ".tmp-"  # training/export.py's temporary folders beside the versions
 _PR_SET_PDEATHSIG = 1
 
 

@@ -9,10 +9,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-# training.export's CARD_FILE and training.finetune's GATE_KEY, without importing TensorFlow into
-# the registry (a TF Serving backend never needs it); a test checks they agree
-CARD_FILE = "assets.extra/model_card.json"
-GATE_KEY = "gate"
+from training.layout import CARD_FILE, GATE_KEY
+
 # Beside the versions; not an integer, so TF Serving and the registry never take it for a version.
 WITHDRAWN_FILE = "withdrawn.json"
 

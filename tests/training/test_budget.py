@@ -12,7 +12,7 @@ import pytest
 
 from training.budget import EPOCH_SLOWDOWN, AdjustableCosineDecay, TimeBudget, plan_epochs
 from training.data import DataError
-from training.export import CARD_FILE
+from training.layout import CARD_FILE
 from training.model import make_model
 from training.recipes import RECIPES, resolve
 from training.train import TrainConfig, learning_rate, train

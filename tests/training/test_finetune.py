@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from service.teach import verdicts
-from training import export, finetune
 from training.finetune import FinetuneError, decide, read_examples, split_holdout
+from training.layout import CARD_FILE
 
 
 @pytest.mark.parametrize(("held", "ref", "promoted"), [
@@ -48,10 +47,6 @@ def test_examples_folder_must_hold_model_labels(tmp_path):
         read_examples(tmp_path / "missing", ("paper",))
 
 
-def test_the_registry_reads_what_the_trainer_writes():
-    assert verdicts.CARD_FILE == export.CARD_FILE and verdicts.GATE_KEY == finetune.GATE_KEY
-
-
 def test_imgclf_train_init_from(tmp_path, trained_model_root):
     from tests.service.teach.conftest import hand_jpeg
 
@@ -67,7 +62,7 @@ def test_imgclf_train_init_from(tmp_path, trained_model_root):
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"wrote {root / 'rps' / '2'} (version 2, fine-tuned from {root / 'rps' / '1'}): gate " in proc.stdout
-    card = json.loads((root / "rps" / "2" / export.CARD_FILE).read_text())
+    card = json.loads((root / "rps" / "2" / CARD_FILE).read_text())
     assert card["finetuned_from"]["version"] == 1 and card["examples"] == {"paper": 5, "rock": 5}
     assert card["gate"]["holdout_count"] == 2 and card["reference_set"]["per_label"] == 30
     assert ("promoted" if card["gate"]["promoted"] else "rejected") in proc.stdout

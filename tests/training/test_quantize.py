@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from training.data import load_synthetic
-from training.export import CARD_FILE, INT8_FILE
+from training.layout import CARD_FILE, INT8_FILE
 from training.quantize import LiteRTScorer, pixels_of, quantize_version
 
 

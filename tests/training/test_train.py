@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from training.data import DataError, load_synthetic
-from training.export import CARD_FILE, LABELS_FILE, WARMUP_FILE, scan_versions
+from training.layout import CARD_FILE, LABELS_FILE, WARMUP_FILE, scan_versions
 from training.recipes import RECIPES
 from training.train import BestEpoch, TrainConfig, learning_rate, train
 
