@@ -221,7 +221,7 @@ def steps_per_epoch(pool: ScenePool, batch_size: int) -> int:
 def eval_dataset(images: np.ndarray, targets: np.ndarray, num_classes: int, batch_size: int) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((images, tf.one_hot(targets, num_classes))).batch(batch_size)
     # untuned as the training stream: with autotuning on, a pass over 960 validation scenes took 1.54-2.56 s
-    # (mean 2.19 s over 12, about half of them waiting a second longer), off 1.46-1.92 s (mean 1.67 s)
+    # (mean 2.19 s over 12, 7 of them about a second longer), off 1.46-1.92 s (mean 1.67 s)
     options = tf.data.Options()
     options.autotune.enabled = False
     ds = ds.map(lambda x, y: (tf.image.convert_image_dtype(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)
