@@ -71,14 +71,17 @@ class TrainConfig:
         if self.arch is not None and self.arch not in ARCHS:
             raise DataError(f"--arch must be one of {', '.join(ARCHS)}")
         try:
-            self.resolved()
+            self._recipe()
         except ValueError as exc:
             raise DataError(str(exc)) from None
 
+    def _recipe(self) -> Recipe:
+        return resolve(self.recipe, self.data, arch=self.arch, epochs=self.epochs, batch_size=self.batch_size,
+                       learning_rate=self.learning_rate, augment=self.augment, none_label=self.none_label,
+                       time_budget_minutes=self.time_budget_minutes)
+
     def resolved(self) -> Recipe:
-        recipe = resolve(self.recipe, self.data, arch=self.arch, epochs=self.epochs, batch_size=self.batch_size,
-                         learning_rate=self.learning_rate, augment=self.augment, none_label=self.none_label,
-                         time_budget_minutes=self.time_budget_minutes)
+        recipe = self._recipe()
         if self.strategy == "multi-worker" and recipe.time_budget_minutes is not None:
             log.info("no time budget under --strategy multi-worker: training all %d epochs", recipe.epochs)
             recipe = replace(recipe, time_budget_minutes=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from itertools import pairwise
 
@@ -91,6 +92,16 @@ def test_bad_budgets_fail_with_a_clear_error(tmp_path, field, value, message):
     setattr(config, field, value)
     with pytest.raises(DataError, match=message):
         config.validate()
+
+
+def test_multi_worker_drops_the_recipes_own_budget_and_says_so_once(tmp_path, caplog):
+    config = TrainConfig(data=str(tmp_path), strategy="multi-worker", model_root=tmp_path / "m")
+    with caplog.at_level(logging.INFO, logger="training.train"):
+        config.validate()
+        recipe = config.resolved()
+    assert recipe.time_budget_minutes is None and recipe.epochs == RECIPES["real-hands"].epochs
+    said = [r for r in caplog.records if "no time budget under --strategy multi-worker" in r.getMessage()]
+    assert len(said) == 1
 
 
 def test_the_rate_a_budget_moves_is_the_recipes_rate():
