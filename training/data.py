@@ -259,13 +259,21 @@ def to_dataset(images: ImageSet, batch_size: int, *, training: bool, seed: int =
         augmenter = make_augmenter(seed)
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y),
                     num_parallel_calls=tf.data.AUTOTUNE)
-    # AUTOTUNE above then means TensorFlow's defaults (parallelism = the cores) without the tuner: with it
-    # on, `fit` returned 29 s after the last epoch of the talk recipe in 2 of 2 timed runs on rps-train
-    # (py-spy in a third: the training iterator's deletion waiting on a tf.data thread, as in
-    # training/scenes.py); with it off, 0 s in 2 of 2, and epochs as fast
+    return untuned(ds.prefetch(tf.data.AUTOTUNE))
+
+
+def untuned(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds` with tf.data's autotuning off, as every training and validation pipeline here runs.
+
+    With it on, deleting the training iterator at the end of `fit` waited on a tf.data thread (py-spy: the
+    main thread in `~IteratorResource`): 9-10 s in 3 of 4 short fits of the real-hands stream, 24-54 s in
+    full runs, 29 s in 2 of 2 timed talk-recipe runs; 0 s with it off, epochs as fast. A validation pass over
+    960 scenes took a mean of 2.19 s with it (7 of 12 passes about a second longer), 1.67 s without.
+    `AUTOTUNE` in a pipeline then means TensorFlow's default (parallelism = the cores), untuned.
+    """
     options = tf.data.Options()
     options.autotune.enabled = False
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+    return ds.with_options(options)
 
 
 def load_source(data: str, *, samples_per_class: int = 1000, seed: int = 0) -> tuple[ImageSet, str]:

@@ -20,7 +20,7 @@ import tensorflow as tf
 from PIL import Image
 
 from training import composite
-from training.data import ImageSet
+from training.data import ImageSet, untuned
 
 log = logging.getLogger(__name__)
 
@@ -205,13 +205,8 @@ def train_dataset(pool: ScenePool, batch_size: int, epochs: int, seed: int = 0) 
         x = tf.ensure_shape(x, [None, size, size, 3])
         return light_augment(x, seed), tf.one_hot(tf.ensure_shape(y, [None]), num_classes)
 
-    ds = tf.data.Dataset.from_tensor_slices(order).map(load, num_parallel_calls=2).prefetch(4)
-    # Its parallelism and buffer are fixed, so autotuning has nothing to tune, and with it on, deleting the
-    # iterator at the end of fit() waited 9-10 s for its worker in 3 of 4 short fits (py-spy: the main thread
-    # in ~IteratorResource, waiting on a tf.data thread); in full runs 24-54 s, when a time budget is counting.
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.with_options(options)
+    # parallelism and buffer fixed: autotuning has nothing to tune here, and costs a pause (see untuned)
+    return untuned(tf.data.Dataset.from_tensor_slices(order).map(load, num_parallel_calls=2).prefetch(4))
 
 
 def steps_per_epoch(pool: ScenePool, batch_size: int) -> int:
@@ -220,12 +215,7 @@ def steps_per_epoch(pool: ScenePool, batch_size: int) -> int:
 
 def eval_dataset(images: np.ndarray, targets: np.ndarray, num_classes: int, batch_size: int) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((images, tf.one_hot(targets, num_classes))).batch(batch_size)
-    # untuned as the training stream: with autotuning on, a pass over 960 validation scenes took 1.54-2.56 s
-    # (mean 2.19 s over 12, 7 of them about a second longer), off 1.46-1.92 s (mean 1.67 s)
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    ds = ds.map(lambda x, y: (tf.image.convert_image_dtype(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)
-    return ds.with_options(options)
+    return untuned(ds.map(lambda x, y: (tf.image.convert_image_dtype(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE))
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:

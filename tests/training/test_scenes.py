@@ -5,10 +5,19 @@ import pytest
 
 from training import reallike
 from training.composite import Style
-from training.data import ImageSet, load_folder, split_by_group
+from training.data import ImageSet, load_folder, split_by_group, to_dataset
 from training.reallike import MAX_SIZE, MIN_SIZE, reallike_set, score
 from training.recipes import RECIPES, resolve
-from training.scenes import NONE_LABEL, Hands, ScenePool, decode_rgb, render, with_none
+from training.scenes import (
+    NONE_LABEL,
+    Hands,
+    ScenePool,
+    decode_rgb,
+    eval_dataset,
+    render,
+    train_dataset,
+    with_none,
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +59,15 @@ def test_pool_epochs_are_seeded_balanced_and_keep_labels(hands):
     # view k of hand i sits at i * 3 + k: a drawn index always carries its hand's label
     hand_idx = first[first < len(hands) * 3]
     assert np.array_equal(targets[hand_idx], pool.targets[hand_idx // 3])
+
+
+def test_every_training_and_validation_pipeline_runs_untuned(images, hands):
+    # with tf.data's autotuning on, the end of fit() waited on its threads (training.data.untuned)
+    pool = ScenePool(hands, with_none(hands.labels), variants=1, none_count=6, seed=0)
+    x, y = pool.flat()
+    pipelines = [train_dataset(pool, 8, 2), eval_dataset(x, y, 4, 8),
+                 to_dataset(images, 8, training=True), to_dataset(images, 8, training=False)]
+    assert [ds.options().autotune.enabled for ds in pipelines] == [False] * 4
 
 
 def test_a_training_style_is_seeded_and_changes_scenes_but_not_plain_renders(hands):
