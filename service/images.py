@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from service.errors import InvalidInputError
+from training.exif import UPRIGHT, orientation
 
 FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # what the graph's tf.io.decode_image reads
 # what Pillow's decoders raise on corrupt or cut-short data: beyond OSError, its GIF frame walker
@@ -60,12 +61,16 @@ def header_pixels(images: Sequence[bytes], *, max_pixels: int, min_side: int) ->
     return sizes
 
 
-def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) -> tuple[bytes, int]:
+def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0,
+                size: int = 150) -> tuple[bytes, int]:
     """Raise InvalidInputError with a reason a client can act on; return (bytes for the model, pixels).
 
     The header gives the size without decoding, so a 20000x20000 bomb costs nothing; a
     reduced-size decode (JPEG draft mode) then proves the data is complete. Only the first frame
-    of an animation is ever decoded, here and in the model.
+    of an animation is ever decoded, here and in the model. A picture with an EXIF orientation
+    (the graph's decoder ignores it) goes to the model upright, as the `size` x `size` PNG of
+    `decode_checked`'s pixels: the graph's resize of it is the identity, and a full-size PNG of a
+    12 MP photo would take over a second to write.
     """
     where = f"image {index}: " if index else ""
     img = _open_checked(data, max_pixels=max_pixels, min_side=min_side, where=where)
@@ -80,9 +85,15 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) 
         # TensorFlow reads palette BMPs as grey indices, fails on 1-bit BMPs and CMYK JPEGs, and
         # decodes every frame of a GIF before keeping the first (60 frames of 16 MP: 2.9 GB):
         # the model gets the first frame alone, as an RGB PNG
-        if ((img.format == "BMP" and img.mode in ("P", "1")) or img.mode == "CMYK"
-                or (img.format == "GIF" and _animated_or_broken(img))):
+        turned = orientation(img) != 1
+        if not turned and ((img.format == "BMP" and img.mode in ("P", "1")) or img.mode == "CMYK"
+                           or (img.format == "GIF" and _animated_or_broken(img))):
             return _first_frame_png(img, where), width * height
+    if turned:
+        pixels, _ = decode_checked(data, max_pixels=max_pixels, min_side=min_side, index=index, size=size)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
+        return buf.getvalue(), width * height
     return data, width * height
 
 
@@ -113,6 +124,8 @@ def decode_checked(data: bytes, *, max_pixels: int, min_side: int, index: int = 
 
     Like the graph: first frame, RGB, bilinear resize with antialiasing (Pillow's BILINEAR filter
     widens its kernel when shrinking, as TensorFlow's antialias=True does) and no draft decoding.
+    Unlike the graph's decoder, an EXIF orientation is applied (after the resize: the output is square,
+    so the turn commutes with it, and turning 150x150 pixels costs nothing).
     JPEG pixels differ by a few levels at most: Pillow's libjpeg-turbo runs the accurate integer
     DCT, TensorFlow's decoder the fast one (tests/service/test_images.py bounds the difference).
     """
@@ -120,6 +133,7 @@ def decode_checked(data: bytes, *, max_pixels: int, min_side: int, index: int = 
     img = _open_checked(data, max_pixels=max_pixels, min_side=min_side, where=where)
     with img:
         width, height = img.size
+        opened = img  # `img` may be replaced below; the EXIF block stays with the file
         try:
             img.seek(0)
             if img.mode.startswith("I"):  # 16-bit grey PNG: keep the high byte, as TF's rescale does
@@ -127,6 +141,9 @@ def decode_checked(data: bytes, *, max_pixels: int, min_side: int, index: int = 
             rgb = img if img.mode == "RGB" else img.convert("RGB")  # convert() copies even an RGB image
             if rgb.size != (size, size):
                 rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            turn = orientation(opened)  # after the decode: a PNG may keep its EXIF behind the pixels
+            if turn != 1:
+                rgb = rgb.transpose(UPRIGHT[turn])
             pixels = np.asarray(rgb)  # before the file closes: an image not resized is still `img`
         except CORRUPT as exc:
             raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None

@@ -239,3 +239,29 @@ def test_make_datasets_rejects_a_zero_batch(tmp_path):
 def test_make_datasets_missing_folder(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         make_datasets(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_cameras_orientation_turns_training_pictures_upright_as_serving_does(tmp_path, fmt):
+    """TensorFlow's decoder ignores EXIF orientation; serving applies it, so training must too, or a
+    folder of portrait phone photos would teach the model hands lying on their side."""
+    from PIL import ImageOps
+
+    upright = Image.fromarray(np.kron(np.arange(12, dtype=np.uint8).reshape(3, 4) * 20, np.ones((16, 16), np.uint8)))
+    upright = upright.convert("RGB")  # 64x48, every 16 px block its own grey: a turn cannot go unseen
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone held upright: the sensor's landscape pixels, and a quarter turn to apply
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    data = _encode(stored, fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {}))
+    assert ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size == upright.size  # Pillow's own reading agrees
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / f"x.{fmt.lower()}").write_bytes(data)
+    _folder(tmp_path, {"b": 1})
+    images = load_folder(tmp_path)
+    assert images.skipped == 0
+    got = np.asarray(Image.open(io.BytesIO(images.images[0])).convert("RGB"), dtype=np.float32)
+    assert got.shape == (48, 64, 3)
+    assert np.abs(got - np.asarray(upright, dtype=np.float32)).max() <= (1 if fmt == "PNG" else 12)
+    unchanged = _encode(upright, fmt)
+    (tmp_path / "a" / f"x.{fmt.lower()}").write_bytes(unchanged)
+    assert load_folder(tmp_path).images[0] == unchanged  # no orientation: the file's own bytes, as before
