@@ -13,7 +13,8 @@ from PIL import Image, UnidentifiedImageError
 from service.errors import InvalidInputError
 from training.exif import UPRIGHT, orientation
 
-FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # what the graph's tf.io.decode_image reads
+GRAPH_FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # what the graph's tf.io.decode_image reads
+FORMATS = (*GRAPH_FORMATS, "WEBP")  # accepted: WebP is what Android apps and browsers' canvases often send
 # what Pillow's decoders raise on corrupt or cut-short data: beyond OSError, its GIF frame walker
 # lets IndexError and struct.error through (found by the long fuzz run)
 CORRUPT = (OSError, SyntaxError, ValueError, IndexError, EOFError, struct.error)
@@ -31,7 +32,7 @@ def _open_checked(data: bytes, *, max_pixels: int, min_side: int, where: str) ->
         raise InvalidInputError(f"{where}image dimensions are above the limit of {max_pixels:,} "
                                 "pixels") from None
     except UnidentifiedImageError:
-        raise InvalidInputError(f"{where}not a readable image; send JPEG, PNG, GIF or BMP bytes") from None
+        raise InvalidInputError(f"{where}not a readable image; send JPEG, PNG, GIF, BMP or WEBP bytes") from None
     except OSError as exc:
         raise InvalidInputError(f"{where}not a readable image ({exc})") from None
     width, height = img.size
@@ -67,29 +68,32 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0,
 
     The header gives the size without decoding, so a 20000x20000 bomb costs nothing; a
     reduced-size decode (JPEG draft mode) then proves the data is complete. Only the first frame
-    of an animation is ever decoded, here and in the model. A picture with an EXIF orientation
-    (the graph's decoder ignores it) goes to the model upright, as the `size` x `size` PNG of
-    `decode_checked`'s pixels: the graph's resize of it is the identity, and a full-size PNG of a
-    12 MP photo would take over a second to write.
+    of an animation is ever decoded, here and in the model. What the graph would read wrongly or
+    not at all (a picture with an EXIF orientation, which its decoder ignores; WebP) goes to the model
+    as the `size` x `size` PNG of `decode_checked`'s pixels: the graph's resize of it is the identity,
+    and a full-size PNG of a 12 MP photo would take over a second to write.
     """
     where = f"image {index}: " if index else ""
     img = _open_checked(data, max_pixels=max_pixels, min_side=min_side, where=where)
     with img:
         width, height = img.size
-        try:
-            if img.format == "JPEG":
-                img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            img.load()
-        except CORRUPT as exc:
-            raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
-        # TensorFlow reads palette BMPs as grey indices, fails on 1-bit BMPs and CMYK JPEGs, and
-        # decodes every frame of a GIF before keeping the first (60 frames of 16 MP: 2.9 GB):
-        # the model gets the first frame alone, as an RGB PNG
-        turned = orientation(img) != 1
-        if not turned and ((img.format == "BMP" and img.mode in ("P", "1")) or img.mode == "CMYK"
-                           or (img.format == "GIF" and _animated_or_broken(img))):
-            return _first_frame_png(img, where), width * height
-    if turned:
+        if img.format not in GRAPH_FORMATS:  # decoded once, below, where its corruption is reported too
+            via_pillow = True
+        else:
+            try:
+                if img.format == "JPEG":
+                    img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                img.load()
+            except CORRUPT as exc:
+                raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
+            # TensorFlow reads palette BMPs as grey indices, fails on 1-bit BMPs and CMYK JPEGs, and
+            # decodes every frame of a GIF before keeping the first (60 frames of 16 MP: 2.9 GB):
+            # the model gets the first frame alone, as an RGB PNG
+            via_pillow = orientation(img) != 1
+            if not via_pillow and ((img.format == "BMP" and img.mode in ("P", "1")) or img.mode == "CMYK"
+                               or (img.format == "GIF" and _animated_or_broken(img))):
+                return _first_frame_png(img, where), width * height
+    if via_pillow:
         pixels, _ = decode_checked(data, max_pixels=max_pixels, min_side=min_side, index=index, size=size)
         buf = io.BytesIO()
         Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)

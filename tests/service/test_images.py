@@ -144,11 +144,35 @@ def test_a_damaged_exif_block_is_ignored():
     np.testing.assert_array_equal(pixels, decode_checked(plain.getvalue(), max_pixels=10**8, min_side=8)[0])
 
 
+def test_webp_is_read_by_both_decoders_first_frame_only():
+    """TensorFlow's decoder cannot read WebP (what Android apps and browsers' canvases often send):
+    Pillow decodes it, and the graph is given the pixels as a PNG."""
+    first, second = _photo("astronaut", (200, 160)), _photo("coffee", (200, 160))
+    lossless = io.BytesIO()
+    first.save(lossless, format="WEBP", lossless=True, save_all=True, append_images=[second])
+    data = lossless.getvalue()
+    want, _ = decode_checked(_encode(first, "PNG"), max_pixels=10**8, min_side=8)
+    pillow, pixels = decode_checked(data, max_pixels=10**8, min_side=8)
+    assert pixels == 200 * 160
+    np.testing.assert_array_equal(pillow, want)  # lossless: the first frame's very pixels
+    out, pixels = check_image(data, max_pixels=10**8, min_side=8)
+    assert pixels == 200 * 160 and out.startswith(b"\x89PNG")
+    assert np.abs(decode_and_resize(tf.constant(out)).numpy() * 255 - pillow).max() <= 0.51
+    lossy = _encode(first, "WEBP")
+    assert np.abs(decode_checked(lossy, max_pixels=10**8, min_side=8)[0].astype(np.float32) - want).max() <= 40
+    for check in (check_image, decode_checked):
+        with pytest.raises(InvalidInputError, match=r"not a readable image|corrupt or truncated"):
+            check(lossy[: len(lossy) // 2], max_pixels=10**8, min_side=8)
+        with pytest.raises(InvalidInputError, match="above the limit"):
+            check(lossy, max_pixels=200 * 160 - 1, min_side=8)
+
+
 @pytest.mark.parametrize("runtime", ["tensorflow", "litert"])
-def test_a_phone_photo_held_any_way_up_is_answered_as_its_taker_saw_it(runtime, start_server, tmp_path):
+def test_phone_photos_any_way_up_and_webp_are_answered_as_their_taker_saw_them(runtime, start_server, tmp_path):
     """The shipped demo version, a real server and real clients: the samples stored upside down (3)
     and sideways (6, 8) with the tag that turns them upright get the upright picture's answer.
-    Before orientations were read, the upside-down rock, paper and scissors were all answered 'none'."""
+    Before orientations were read, the upside-down rock, paper and scissors were all answered 'none';
+    before WebP was read, it was refused."""
     import grpc
     import httpx
 
@@ -170,3 +194,7 @@ def test_a_phone_photo_held_any_way_up_is_answered_as_its_taker_saw_it(runtime, 
                 assert r.json()["predictions"][0]["label"] == move, (move, tag, r.json()["predictions"][0])
                 reply = stub.Classify(pb.ClassifyRequest(images=[data]), timeout=30)
                 assert reply.predictions[0].label == move, (move, tag)
+            webp = _encode(upright, "WEBP")
+            r = httpx.post(f"{server.rest_url}/predict", files={"file": (f"{move}.webp", webp)}, timeout=30)
+            assert r.status_code == 200, r.text
+            assert r.json()["predictions"][0]["label"] == move, (move, "webp", r.json()["predictions"][0])
