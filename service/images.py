@@ -86,10 +86,10 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0,
                 img.load()
             except CORRUPT as exc:
                 raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
+            via_pillow = orientation(img) != 1
             # TensorFlow reads palette BMPs as grey indices, fails on 1-bit BMPs and CMYK JPEGs, and
             # decodes every frame of a GIF before keeping the first (60 frames of 16 MP: 2.9 GB):
             # the model gets the first frame alone, as an RGB PNG
-            via_pillow = orientation(img) != 1
             if not via_pillow and ((img.format == "BMP" and img.mode in ("P", "1")) or img.mode == "CMYK"
                                or (img.format == "GIF" and _animated_or_broken(img))):
                 return _first_frame_png(img, where), width * height
