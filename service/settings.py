@@ -42,7 +42,7 @@ class ServeSettings(BaseSettings):
         "decoding in Pillow: the SavedModel's accuracy, and model calls faster than int8's on CPUs without "
         "VNNI), or auto "
         "(litert where the int8 model's measured accuracy drop in the card is within "
-        "IMGCLF_INT8_MAX_DROP_POINTS, else tensorflow)")
+        "IMGCLF_INT8_MAX_DROP_POINTS, else litert-float, or tensorflow for a SavedModel LiteRT cannot take)")
     int8_max_drop_points: float = Field(
         0.5, ge=0, le=100, description="auto: the largest top-1 drop (percentage points, worst measured "
         "set in the card) that still serves the int8 model")

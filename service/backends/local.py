@@ -125,8 +125,19 @@ class LocalBackend:
         card = json.loads(card_file.read_text()) if card_file.exists() else {}
         ok, why = int8_gate(card, (path / INT8_FILE).exists(), self.int8_max_drop_points)
         if self.runtime == "auto" and not ok:
-            return LocalModel(name, version, path, f"IMGCLF_RUNTIME=auto: {why}")
+            return self._auto_float(name, version, path, why)
         return self._litert(name, version, path, "int8", why)
+
+    def _auto_float(self, name: str, version: int, path: Path, why: str) -> LocalModel | LiteRTModel:
+        """`auto` without an int8 model it may serve: the SavedModel in float on LiteRT (its own accuracy,
+        with LiteRT's calls and decoding beside the model), or on TensorFlow when it cannot be converted."""
+        try:
+            return self._litert(name, version, path, "float", f"{why}; the SavedModel converted to float at load")
+        except Exception as exc:  # no serving_pixels signature, an op LiteRT lacks: TensorFlow still can
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.info("version %d of %s: not served on LiteRT (%s); TensorFlow answers", version, name, reason)
+            return LocalModel(name, version, path, f"IMGCLF_RUNTIME=auto: {why}; not convertible to LiteRT "
+                                                   f"({reason})")
 
     def _litert(self, name: str, version: int, path: Path, precision: Precision, why: str) -> LiteRTModel:
         if not (path / "saved_model.pb").exists():  # the same version layout, whichever runtime answers

@@ -36,8 +36,8 @@ def _copy(trained_result, root: Path, *, drop: float | None = None, int8: bool =
 
 @pytest.mark.parametrize(("runtime", "drop", "int8", "expected"), [
     ("auto", 0.0, True, "litert"),
-    ("auto", 3.0, True, "tensorflow"),  # measured drop above the 0.5-point tolerance
-    ("auto", 0.0, False, "tensorflow"),  # no int8 file: the SavedModel answers
+    ("auto", 3.0, True, "litert-float"),  # measured drop above the 0.5-point tolerance: float on LiteRT
+    ("auto", 0.0, False, "litert-float"),  # no int8 file: the SavedModel, converted at load
     ("litert", 3.0, True, "litert"),  # asked for explicitly: the gate does not apply
     ("litert-float", 3.0, False, "litert-float"),  # converted at load: no int8 file, no gate
     ("tensorflow", 0.0, True, "tensorflow"),
@@ -115,6 +115,14 @@ def test_litert_float_needs_the_pixels_signature(trained_result, tmp_path):
     shutil.copytree(trained_result.path / "assets", version / "assets", dirs_exist_ok=True)
     with pytest.raises(ValueError, match=r"no serving_pixels signature.*IMGCLF_RUNTIME=tensorflow"):
         LocalBackend(root, runtime="litert-float").load("rps", 1)
+    # auto, with no int8 model to serve (this copy has none), falls back to TensorFlow for it, and says why
+    model = LocalBackend(root, runtime="auto").load("rps", 1)
+    try:
+        assert isinstance(model, LocalModel) and model.info.runtime == "tensorflow"
+        note = model.info.runtime_note
+        assert "imgclf quantize" in note and "not convertible to LiteRT (" in note and "serving_pixels" in note
+    finally:
+        model.close()
 
 
 @pytest.fixture(scope="module")
