@@ -77,28 +77,24 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0,
     img = _open_checked(data, max_pixels=max_pixels, min_side=min_side, where=where)
     with img:
         width, height = img.size
-        if img.format not in GRAPH_FORMATS:  # decoded once, below, where its corruption is reported too
-            via_pillow = True
-        else:
+        # known from the header, before any decode (a JPEG's EXIF block comes before its pixels)
+        via_pillow = img.format not in GRAPH_FORMATS or (img.format == "JPEG" and orientation(img) != 1)
+        if not via_pillow:
             try:
-                if img.format == "JPEG":
+                if img.format == "JPEG":  # drafted: from here on, the JPEG is never decoded here again
                     img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                 img.load()
             except CORRUPT as exc:
                 raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
-            via_pillow = orientation(img) != 1
-            # TensorFlow reads palette BMPs as grey indices, fails on 1-bit BMPs and CMYK JPEGs, and
-            # decodes every frame of a GIF before keeping the first (60 frames of 16 MP: 2.9 GB):
-            # the model gets the first frame alone, as an RGB PNG
-            if not via_pillow and ((img.format == "BMP" and img.mode in ("P", "1")) or img.mode == "CMYK"
-                               or (img.format == "GIF" and _animated_or_broken(img))):
-                return _first_frame_png(img, where), width * height
-    if via_pillow:
-        pixels, _ = decode_checked(data, max_pixels=max_pixels, min_side=min_side, index=index, size=size)
-        buf = io.BytesIO()
-        Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
-        return buf.getvalue(), width * height
-    return data, width * height
+            if orientation(img) == 1:  # a PNG's EXIF block may come behind its pixels: known once read
+                if ((img.format == "BMP" and img.mode in ("P", "1")) or img.mode == "CMYK"
+                        or (img.format == "GIF" and _animated_or_broken(img))):
+                    return _first_frame_png(img, where), width * height
+                return data, width * height
+        pixels = _pixels(img, size, where)  # the image opened above, read once
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue(), width * height
 
 
 def _animated_or_broken(gif: Image.Image) -> bool:
@@ -112,6 +108,9 @@ def _animated_or_broken(gif: Image.Image) -> bool:
 
 
 def _first_frame_png(img: Image.Image, where: str) -> bytes:
+    # TensorFlow reads palette BMPs as grey indices, fails on 1-bit BMPs and CMYK JPEGs, and decodes
+    # every frame of a GIF before keeping the first (60 frames of 16 MP: 2.9 GB): the model gets the
+    # first frame alone, as an RGB PNG
     buf = io.BytesIO()
     try:
         img.seek(0)
@@ -137,18 +136,23 @@ def decode_checked(data: bytes, *, max_pixels: int, min_side: int, index: int = 
     img = _open_checked(data, max_pixels=max_pixels, min_side=min_side, where=where)
     with img:
         width, height = img.size
-        opened = img  # `img` may be replaced below; the EXIF block stays with the file
-        try:
-            img.seek(0)
-            if img.mode.startswith("I"):  # 16-bit grey PNG: keep the high byte, as TF's rescale does
-                img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8))
-            rgb = img if img.mode == "RGB" else img.convert("RGB")  # convert() copies even an RGB image
-            if rgb.size != (size, size):
-                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-            turn = orientation(opened)  # after the decode: a PNG may keep its EXIF behind the pixels
-            if turn != 1:
-                rgb = rgb.transpose(UPRIGHT[turn])
-            pixels = np.asarray(rgb)  # before the file closes: an image not resized is still `img`
-        except CORRUPT as exc:
-            raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
+        pixels = _pixels(img, size, where)
     return pixels, width * height
+
+
+def _pixels(source: Image.Image, size: int, where: str) -> np.ndarray:
+    """`decode_checked`'s preprocessing on an open, undrafted image."""
+    try:
+        source.seek(0)
+        img = source
+        if img.mode.startswith("I"):  # 16-bit grey PNG: keep the high byte, as TF's rescale does
+            img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8))
+        rgb = img if img.mode == "RGB" else img.convert("RGB")  # convert() copies even an RGB image
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        turn = orientation(source)  # after the decode: a PNG may keep its EXIF block behind the pixels
+        if turn != 1:
+            rgb = rgb.transpose(UPRIGHT[turn])
+        return np.asarray(rgb)  # before the file closes: an image not resized is still `source`
+    except CORRUPT as exc:
+        raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
