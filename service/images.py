@@ -69,7 +69,7 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0,
     The header gives the size without decoding, so a 20000x20000 bomb costs nothing; a
     reduced-size decode (JPEG draft mode) then proves the data is complete. Only the first frame
     of an animation is ever decoded, here and in the model. What the graph would read wrongly or
-    not at all (a picture with an EXIF orientation, which its decoder ignores; WebP) goes to the model
+    not at all (a picture with an EXIF orientation, which its decoder ignores; WebP; CMYK JPEGs) goes to the model
     as the `size` x `size` PNG of `decode_checked`'s pixels: the graph's resize of it is the identity,
     and a full-size PNG of a 12 MP photo would take over a second to write.
     """
@@ -77,8 +77,10 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0,
     img = _open_checked(data, max_pixels=max_pixels, min_side=min_side, where=where)
     with img:
         width, height = img.size
-        # known from the header, before any decode (a JPEG's EXIF block comes before its pixels)
-        via_pillow = img.format not in GRAPH_FORMATS or (img.format == "JPEG" and orientation(img) != 1)
+        # known from the header, before any decode (a JPEG's EXIF block comes before its pixels); a CMYK
+        # JPEG, which TensorFlow cannot read, must not be drafted either: 300x300 would reach it as 38x38
+        via_pillow = (img.format not in GRAPH_FORMATS or img.mode == "CMYK"
+                      or (img.format == "JPEG" and orientation(img) != 1))
         if not via_pillow:
             try:
                 if img.format == "JPEG":  # drafted: from here on, the JPEG is never decoded here again
@@ -87,7 +89,7 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0,
             except CORRUPT as exc:
                 raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
             if orientation(img) == 1:  # a PNG's EXIF block may come behind its pixels: known once read
-                if ((img.format == "BMP" and img.mode in ("P", "1")) or img.mode == "CMYK"
+                if ((img.format == "BMP" and img.mode in ("P", "1"))
                         or (img.format == "GIF" and _animated_or_broken(img))):
                     return _first_frame_png(img, where), width * height
                 return data, width * height
@@ -108,9 +110,9 @@ def _animated_or_broken(gif: Image.Image) -> bool:
 
 
 def _first_frame_png(img: Image.Image, where: str) -> bytes:
-    # TensorFlow reads palette BMPs as grey indices, fails on 1-bit BMPs and CMYK JPEGs, and decodes
-    # every frame of a GIF before keeping the first (60 frames of 16 MP: 2.9 GB): the model gets the
-    # first frame alone, as an RGB PNG
+    # TensorFlow reads palette BMPs as grey indices, fails on 1-bit BMPs, and decodes every frame of a
+    # GIF before keeping the first (60 frames of 16 MP: 2.9 GB): the model gets the first frame alone,
+    # as an RGB PNG
     buf = io.BytesIO()
     try:
         img.seek(0)

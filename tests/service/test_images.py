@@ -198,3 +198,17 @@ def test_phone_photos_any_way_up_and_webp_are_answered_as_their_taker_saw_them(r
             r = httpx.post(f"{server.rest_url}/predict", files={"file": (f"{move}.webp", webp)}, timeout=30)
             assert r.status_code == 200, r.text
             assert r.json()["predictions"][0]["label"] == move, (move, "webp", r.json()["predictions"][0])
+
+
+@pytest.mark.parametrize("side", [300, 1200])
+def test_a_cmyk_jpeg_reaches_the_graph_at_full_resolution(side):
+    """TensorFlow cannot read CMYK JPEGs, so the server converts them; it used to convert the draft
+    decoded at an eighth of the size (a 300x300 photo reached the graph as 38x38: pixels off by up to
+    180 levels). Now the graph's pixels are those of the whole picture."""
+    cmyk = _photo("astronaut", (side, side)).convert("CMYK")
+    data = _encode(cmyk, "JPEG")
+    out, pixels = check_image(data, max_pixels=10**8, min_side=8)
+    assert pixels == side * side and out.startswith(b"\x89PNG")
+    whole = _encode(Image.open(io.BytesIO(data)).convert("RGB"), "PNG")  # Pillow's full decode, converted
+    graph = decode_and_resize(tf.constant(out)).numpy() * 255
+    assert np.abs(graph - decode_and_resize(tf.constant(whole)).numpy() * 255).max() <= 1.01
