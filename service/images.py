@@ -20,6 +20,12 @@ FORMATS = (*GRAPH_FORMATS, "WEBP")  # accepted: WebP is what Android apps and br
 CORRUPT = (OSError, SyntaxError, ValueError, IndexError, EOFError, struct.error)
 
 
+def _format(img: Image.Image) -> str | None:
+    """The image's format as a decoder sees it. Pillow calls a JPEG that carries more pictures (a phone's
+    preview or depth map: the MPF extension) MPO; every JPEG decoder, TensorFlow's too, reads its first."""
+    return "JPEG" if img.format == "MPO" else img.format
+
+
 def _open_checked(data: bytes, *, max_pixels: int, min_side: int, where: str) -> Image.Image:
     """Open from the header alone and refuse what must never be decoded (format, bombs, tiny)."""
     if not data:
@@ -37,7 +43,7 @@ def _open_checked(data: bytes, *, max_pixels: int, min_side: int, where: str) ->
         raise InvalidInputError(f"{where}not a readable image ({exc})") from None
     width, height = img.size
     try:
-        if img.format not in FORMATS:
+        if _format(img) not in FORMATS:
             raise InvalidInputError(f"{where}{img.format} images are not supported; "
                                     f"send {', '.join(FORMATS)}")
         if width * height > max_pixels:
@@ -79,18 +85,17 @@ def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0,
         width, height = img.size
         # known from the header, before any decode (a JPEG's EXIF block comes before its pixels); a CMYK
         # JPEG, which TensorFlow cannot read, must not be drafted either: 300x300 would reach it as 38x38
-        via_pillow = (img.format not in GRAPH_FORMATS or img.mode == "CMYK"
-                      or (img.format == "JPEG" and orientation(img) != 1))
+        kind = _format(img)
+        via_pillow = kind not in GRAPH_FORMATS or img.mode == "CMYK" or (kind == "JPEG" and orientation(img) != 1)
         if not via_pillow:
             try:
-                if img.format == "JPEG":  # drafted: from here on, the JPEG is never decoded here again
+                if kind == "JPEG":  # drafted: from here on, the JPEG is never decoded here again
                     img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                 img.load()
             except CORRUPT as exc:
                 raise InvalidInputError(f"{where}image data is corrupt or truncated ({exc})") from None
             if orientation(img) == 1:  # a PNG's EXIF block may come behind its pixels: known once read
-                if ((img.format == "BMP" and img.mode in ("P", "1"))
-                        or (img.format == "GIF" and _animated_or_broken(img))):
+                if (kind == "BMP" and img.mode in ("P", "1")) or (kind == "GIF" and _animated_or_broken(img)):
                     return _first_frame_png(img, where), width * height
                 return data, width * height
         pixels = _pixels(img, size, where)  # the image opened above, read once

@@ -126,7 +126,7 @@ def _readable(data: bytes) -> bytes | None:
     (a full-size PNG of a 12 MP photo takes over a second), anything else as a PNG."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format
+            fmt = "JPEG" if img.format == "MPO" else img.format  # MPO: a JPEG carrying more pictures
             img.load()  # a full decode: truncated files fail here, not mid-training
             turn = orientation(img)
             if fmt in _TF_FORMATS and turn == 1:

@@ -13,7 +13,8 @@ from PIL import Image
 
 # (format, modes Pillow can write in it); TIFF is a valid image the server must refuse
 _FORMATS = {"JPEG": ["RGB", "L", "CMYK"], "PNG": ["RGB", "RGBA", "L", "LA", "P", "1", "I;16"],
-            "GIF": ["P", "L", "RGB"], "BMP": ["RGB", "L", "P", "1"], "TIFF": ["RGB"], "WEBP": ["RGB", "RGBA"]}
+            "GIF": ["P", "L", "RGB"], "BMP": ["RGB", "L", "P", "1"], "TIFF": ["RGB"], "WEBP": ["RGB", "RGBA"],
+            "MPO": ["RGB"]}
 
 
 def _render(fmt: str, mode: str, width: int, height: int, frames: int, orientation: int, seed: int) -> bytes:
@@ -23,11 +24,11 @@ def _render(fmt: str, mode: str, width: int, height: int, frames: int, orientati
     img = img.convert(mode) if mode != "I;16" else img.convert("L").convert("I;16")
     buf = io.BytesIO()
     kwargs: dict[str, Any] = {}
-    if fmt in ("JPEG", "WEBP") and orientation > 1:
+    if fmt in ("JPEG", "MPO", "WEBP") and orientation > 1:
         exif = Image.Exif()
         exif[0x0112] = orientation  # EXIF orientation
         kwargs["exif"] = exif
-    if fmt in ("GIF", "WEBP") and frames > 1:
+    if fmt in ("GIF", "WEBP", "MPO") and frames > 1:
         extra = [img.rotate(90 * i) for i in range(1, frames)]
         kwargs.update(save_all=True, append_images=extra, optimize=False)
     img.save(buf, format=fmt, **kwargs)
@@ -69,7 +70,7 @@ def _mutated(draw: st.DrawFn, base: st.SearchStrategy[bytes]) -> bytes:
 
 
 def hostile_images() -> st.SearchStrategy[bytes]:
-    """Valid images of every format and mode (animated GIF and WebP, CMYK, 16-bit, EXIF-rotated), broken ones,
+    """Valid images of every format and mode (animated GIF and WebP, MPO, CMYK, 16-bit, EXIF-rotated), broken ones,
     huge dimensions in the header, and noise."""
     valid = _valid_images()
     return st.one_of(valid, _mutated(valid),

@@ -212,3 +212,25 @@ def test_a_cmyk_jpeg_reaches_the_graph_at_full_resolution(side):
     whole = _encode(Image.open(io.BytesIO(data)).convert("RGB"), "PNG")  # Pillow's full decode, converted
     graph = decode_and_resize(tf.constant(out)).numpy() * 255
     assert np.abs(graph - decode_and_resize(tf.constant(whole)).numpy() * 255).max() <= 1.01
+
+
+def test_a_jpeg_carrying_more_pictures_is_read_as_the_jpeg_it_is():
+    """Phones add a preview or depth map to their JPEGs (the MPF extension), which Pillow calls MPO; such
+    photos got a 400 ('MPO images are not supported') though TensorFlow reads their first picture."""
+    main, extra = _photo("chelsea", (240, 160)), _photo("coffee", (64, 48))
+    buf = io.BytesIO()
+    main.save(buf, format="MPO", save_all=True, append_images=[extra], quality=95)
+    data = buf.getvalue()
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    out, pixels = check_image(data, max_pixels=10**8, min_side=8)
+    assert out is data and pixels == 240 * 160  # the graph reads it as sent
+    pillow, _ = decode_checked(data, max_pixels=10**8, min_side=8)
+    graph = decode_and_resize(tf.constant(data)).numpy() * 255
+    assert np.abs(pillow.astype(np.float32) - graph).max() <= 8.0  # the first picture, on both runtimes
+    tagged = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    main.transpose(Image.Transpose.ROTATE_180).save(tagged, format="MPO", save_all=True, append_images=[extra],
+                                                    quality=95, exif=exif)
+    out, _ = check_image(tagged.getvalue(), max_pixels=10**8, min_side=8)
+    assert np.abs(decode_and_resize(tf.constant(out)).numpy() * 255 - pillow).max() <= 8.0  # turned upright

@@ -265,3 +265,14 @@ def test_a_cameras_orientation_turns_training_pictures_upright_as_serving_does(t
     unchanged = _encode(upright, fmt)
     (tmp_path / "a" / f"x.{fmt.lower()}").write_bytes(unchanged)
     assert load_folder(tmp_path).images[0] == unchanged  # no orientation: the file's own bytes, as before
+
+
+def test_a_jpeg_carrying_more_pictures_is_kept_as_a_jpeg(tmp_path):
+    """Pillow calls a phone's JPEG with a preview or depth map (MPF) MPO; it is a JPEG TensorFlow reads."""
+    buf = io.BytesIO()
+    _picture(5, 48).save(buf, format="MPO", save_all=True, append_images=[_picture(6, 16)], quality=95)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.jpg").write_bytes(buf.getvalue())
+    _folder(tmp_path, {"b": 1})
+    images = load_folder(tmp_path)
+    assert images.skipped == 0 and images.images[0] == buf.getvalue()
