@@ -25,14 +25,14 @@ STORED = {1: None, 3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 
 
 def as_phone_stores(data: bytes, tag: int) -> bytes:
     """The JPEG a camera would write for this upright picture with orientation `tag`."""
-    from training.exif import UPRIGHT
+    from training.exif import ORIENTATION_TAG, UPRIGHT
 
     img = Image.open(io.BytesIO(data)).convert("RGB")
     turn = STORED[tag]
     stored = img if turn is None else img.transpose(turn)
     assert turn is None or stored.transpose(UPRIGHT[tag]).tobytes() == img.tobytes()
     exif = Image.Exif()
-    exif[0x0112] = tag
+    exif[ORIENTATION_TAG] = tag
     buf = io.BytesIO()
     stored.save(buf, format="JPEG", quality=92, exif=exif)
     return buf.getvalue()

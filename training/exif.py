@@ -11,7 +11,7 @@ from PIL import Image
 UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
            8: Image.Transpose.ROTATE_90}
-_ORIENTATION = 0x0112
+ORIENTATION_TAG = 0x0112
 # what Pillow's EXIF reader raises on a damaged block
 _BROKEN = (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, EOFError, struct.error)
 
@@ -22,7 +22,7 @@ def orientation(img: Image.Image) -> int:
     if "exif" not in img.info:  # no EXIF block, nothing to parse: a webcam frame's case
         return 1
     try:
-        value = img.getexif().get(_ORIENTATION, 1)
+        value = img.getexif().get(ORIENTATION_TAG, 1)
     except _BROKEN:  # a damaged EXIF block is no reason to refuse a picture that decodes
         return 1
     return value if value in UPRIGHT else 1
