@@ -9,9 +9,10 @@
 #
 # The two install steps, which also work outside Docker from the repo root
 # (tests/deploy/test_static_config.py checks that the RUN lines below match these
-# and re-runs them):
-#   deps:    python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt && pip install -r /tmp/requirements.txt
-#   package: pip install --no-deps .
+# and re-runs them). requirements.txt is uv.lock exported with every wheel's hash
+# (`make requirements`), so the image holds exactly the locked versions:
+#   deps:    pip install --require-hashes --no-deps -r requirements.txt
+#   package: pip install --no-deps --no-build-isolation .
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
@@ -24,13 +25,14 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# Dependencies in their own layer: rebuilt only when pyproject.toml changes.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt && pip install -r /tmp/requirements.txt
+# Dependencies in their own layer, as locked: rebuilt only when the lock changes.
+COPY requirements.txt ./
+RUN pip install --require-hashes --no-deps -r requirements.txt
 
-# The package itself (.dockerignore keeps the context to the sources).
+# The package itself (.dockerignore keeps the context to the sources), built with the
+# locked setuptools already in the venv rather than an unpinned one fetched for it.
 COPY . .
-RUN pip install --no-deps .
+RUN pip install --no-deps --no-build-isolation .
 
 
 FROM ${PYTHON_IMAGE} AS runtime

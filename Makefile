@@ -1,24 +1,34 @@
 # imgclf: `make run` installs and serves (installing the shipped demo version if none exists); `make test` runs every test.
+# Every install comes from uv.lock (docs/dependencies.md): `make lock` refreshes it.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
-# The standard inference clients the tests drive. Both pin protobuf<7, while grpcio-tools 1.85 (our
-# generated code) needs protobuf>=7; their generated code runs on protobuf 7 (a newer runtime accepts
-# older generated code), so they are installed without their pins; their other needs are dev extras.
-STANDARD_CLIENTS := tritonclient==2.73.0 kserve==0.21.0
+# uv itself, at the version uv.lock names, installed beside the project by scripts/bootstrap_uv.py
+TOOLS ?= .tools
+UV := $(TOOLS)/bin/uv
+# uv uses the interpreter given here (never one it would download) and syncs into $(VENV)
+UV_ENV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON=$(PYTHON) UV_PYTHON_DOWNLOADS=never
+.PHONY: install install-dev run train test lint protos lock requirements bench system-deps clean
 
-.PHONY: install run serve train test lint typecheck protos bench system-deps clean
-
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m pip install --quiet --no-deps $(STANDARD_CLIENTS)
+$(UV): uv.lock scripts/bootstrap_uv.py
+	$(PYTHON) scripts/bootstrap_uv.py $(TOOLS)
 	touch $@
+
+# What serving and training need (no test tools); --inexact keeps the test extras of an earlier `make test`.
+$(VENV)/.installed: pyproject.toml uv.lock $(UV)
+	$(UV_ENV) $(UV) sync --frozen --inexact
+	touch $@
+
+# The same plus the dev extra (test tools, linters, the standard inference clients), exactly as locked.
+$(VENV)/.installed-dev: pyproject.toml uv.lock $(UV)
+	$(UV_ENV) $(UV) sync --frozen --extra dev
+	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 
-# Locally the teach endpoints and the page's Teach tab are on (examples under ./data).
+install-dev: $(VENV)/.installed-dev
+
+# Locally the teach endpoints and the page's Teach tab are on (examples under ./data), on loopback.
 run: install
 	IMGCLF_TEACH=true $(VENV)/bin/imgclf serve --bootstrap
 
@@ -29,19 +39,30 @@ train: install
 system-deps:
 	bash scripts/setup-system.sh
 
-test: install system-deps
+test: install-dev system-deps
 	bash scripts/test.sh
 
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy service training scripts bench
 
-protos: install
+protos: install-dev
 	$(PY) scripts/gen_protos.py
 
-bench: install
+# Resolve every dependency again at its newest allowed version, then re-export the pip files and
+# regenerate the gRPC code with the new generator. Run `make test` after it, and commit all four.
+lock: $(UV)
+	$(UV_ENV) $(UV) lock --upgrade
+	$(MAKE) requirements protos
+
+# requirements*.txt: the lock for pip users and the image (hashes, every supported platform).
+requirements: $(UV)
+	$(UV_ENV) $(UV) export --frozen --no-emit-project --quiet --output-file requirements.txt
+	$(UV_ENV) $(UV) export --frozen --no-emit-project --quiet --extra dev --output-file requirements-dev.txt
+
+bench: install-dev
 	BENCH=1 bash scripts/setup-system.sh
 	$(PY) bench/runtimes.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache test-artifacts

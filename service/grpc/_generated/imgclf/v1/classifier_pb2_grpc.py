@@ -5,7 +5,7 @@ import warnings
 
 from service.grpc._generated.imgclf.v1 import classifier_pb2 as imgclf_dot_v1_dot_classifier__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

@@ -1,0 +1,29 @@
+"""Read uv.lock, the one record of every dependency's version, with the standard library alone."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+LOCK = Path(__file__).resolve().parent.parent / "uv.lock"
+
+
+def locked_packages(lock: Path = LOCK) -> list[dict[str, Any]]:
+    """Every package entry of the lock (a name may appear once per fork, e.g. per Python version)."""
+    packages: list[dict[str, Any]] = tomllib.loads(lock.read_text())["package"]
+    return packages
+
+
+def locked_package(name: str, lock: Path = LOCK) -> dict[str, Any]:
+    """The one entry of `name`; a package the lock forks (two versions) or lacks is an error."""
+    entries = [p for p in locked_packages(lock) if p["name"] == name]
+    if len(entries) != 1:
+        found = ", ".join(p["version"] for p in entries) or "none"
+        raise SystemExit(f"{lock.name} should lock one version of {name} (found: {found}); run `make lock`")
+    return entries[0]
+
+
+def locked_version(name: str, lock: Path = LOCK) -> str:
+    version: str = locked_package(name, lock)["version"]
+    return version
