@@ -27,3 +27,19 @@ def locked_package(name: str, lock: Path = LOCK) -> dict[str, Any]:
 def locked_version(name: str, lock: Path = LOCK) -> str:
     version: str = locked_package(name, lock)["version"]
     return version
+
+
+def pinned(requirements: Path, environment: dict[str, str] | None = None) -> dict[str, str]:
+    """{package: version} of an exported requirements file's pins whose markers hold in `environment`
+    (this interpreter's when None). Needs `packaging`, which the bootstrap never calls for."""
+    import re
+
+    from packaging.markers import Marker
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in requirements.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9._-]+)==([^ ;]+)(?: ; (.*?))?(?: \\)?$", line)
+        if m and (m.group(3) is None or Marker(m.group(3)).evaluate(environment)):
+            pins[str(canonicalize_name(m.group(1)))] = m.group(2)
+    return pins

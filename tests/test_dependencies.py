@@ -7,18 +7,19 @@ Nothing here reaches a package index: uv runs with --offline and an empty cache.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from packaging.markers import Marker
 from packaging.tags import Tag
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import parse_wheel_filename
 
 REPO = Path(__file__).resolve().parents[1]
 UV = Path(sys.executable).parent / "uv"
@@ -26,6 +27,14 @@ PYTHONS = ("3.11", "3.12")
 MACHINES = ("x86_64", "aarch64")
 # (file, the extra it adds): what `make requirements` writes
 PIP_FILES = [("requirements.txt", None), ("requirements-dev.txt", "dev")]
+
+
+def lockfile() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("lockfile", REPO / "scripts" / "lockfile.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def uv(*args: str, cwd: Path, cache: Path) -> subprocess.CompletedProcess[str]:
@@ -73,13 +82,8 @@ def test_pip_files_are_the_lock_exported(tmp_path: Path, name: str, extra: str |
 
 
 def pinned(name: str) -> dict[str, str]:
-    """{package: version} of a pip file's lines whose markers hold on this interpreter."""
-    pins = {}
-    for line in (REPO / name).read_text().splitlines():
-        m = re.match(r"^([A-Za-z0-9._-]+)==([^ ;]+)(?: ; (.*?))?(?: \\)?$", line)
-        if m and (m.group(3) is None or Marker(m.group(3)).evaluate()):
-            pins[str(canonicalize_name(m.group(1)))] = m.group(2)
-    return pins
+    """{package: version} of a pip file's pins for this interpreter."""
+    return lockfile().pinned(REPO / name)
 
 
 def test_runtime_file_leaves_out_the_test_tools() -> None:

@@ -154,3 +154,33 @@ def test_image_train_into_a_volume_then_serve(image, sample_jpeg):
     finally:
         run("podman", "rm", "-f", container, check=False)
         run("podman", "volume", "rm", "-f", volume, check=False)
+
+
+_DISTRIBUTIONS = """
+import importlib.metadata, json, platform, sys
+env = {"python_full_version": platform.python_version(), "python_version": "%d.%d" % sys.version_info[:2],
+       "platform_machine": platform.machine(), "sys_platform": sys.platform}
+dists = {d.metadata["Name"]: d.version for d in importlib.metadata.distributions()}
+print(json.dumps({"env": env, "dists": dists}))
+"""
+
+
+def test_image_holds_exactly_the_locked_versions(image):
+    """Every distribution in the image is the one requirements.txt (uv.lock) pins for its Python and machine,
+    and nothing else is there but pip (the venv's own) and imgclf itself."""
+    import importlib.util
+    import json
+
+    from packaging.utils import canonicalize_name
+
+    spec = importlib.util.spec_from_file_location("lockfile", REPO / "scripts" / "lockfile.py")
+    assert spec and spec.loader
+    lockfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lockfile)
+    found = json.loads(run("podman", "run", "--rm", "--entrypoint", "python", image, "-c", _DISTRIBUTIONS).stdout)
+    expected = lockfile.pinned(REPO / "requirements.txt", found["env"])
+    installed = {str(canonicalize_name(k)): v for k, v in found["dists"].items()}
+    assert installed.pop("imgclf", None), "the package itself is not installed"
+    installed.pop("pip", None)
+    assert installed == expected, {k: (installed.get(k), expected.get(k)) for k in installed.keys() | expected.keys()
+                                   if installed.get(k) != expected.get(k)}
