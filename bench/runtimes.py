@@ -86,13 +86,13 @@ def model_alone(runtime: str, version: Path, image: bytes, seconds: float, threa
             out[f"batch{batch}_ms"] = timed(lambda: fn(image_bytes=x))  # noqa: B023 (called at once)
         out["limit_images_per_s"] = max(1000 / out["batch1_ms"], 32_000 / out["batch32_ms"])
         return out
-    from service.backends.litert import LiteRTModel
+    from service.backends.litert import LiteRTRuntime
     from service.backends.local import LocalBackend
 
     # loaded as the server loads it: the runtime's name picks the int8 file or the float conversion
     model = LocalBackend(version.parent.parent, runtime=runtime, litert_threads=threads).load(
         version.parent.name, int(version.name))
-    assert isinstance(model, LiteRTModel)
+    assert isinstance(model, LiteRTRuntime)
     pixels = model.decode(image, max_pixels=16_000_000, min_side=8)[0]
     out["decode_ms"] = timed(lambda: model.decode(image, max_pixels=16_000_000, min_side=8))
     out["invoke_ms"] = timed(lambda: model.predict([pixels]))

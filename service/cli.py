@@ -75,7 +75,7 @@ def serve(
     request_log.configure(settings.log_level, settings.log_format)
     if settings.bootstrap and settings.backend == "local" and settings.model_config_file is None:
         _bootstrap(settings.model_root, settings.model_name)
-    from service.model_config import ConfigError
+    from service.registry.model_config import ConfigError
     from service.server import ImgclfServer
 
     try:

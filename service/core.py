@@ -5,25 +5,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from service import request_log
-from service.backends.base import Backend, ModelInfo
+from service.backends.base import Backend, Decoder, ModelInfo
 from service.errors import DeadlineError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from service.images import check_image, header_pixels
 from service.metrics import Metrics
-from service.model_config import ModelSpec
-from service.model_set import ModelSet
 from service.priority import lower_this_thread
-from service.registry import ModelRegistry
+from service.registry.model_config import ModelSpec
+from service.registry.model_registry import STATES, ModelRegistry
+from service.registry.model_set import ModelSet
 from service.settings import ServeSettings
 
-Decode = Callable[..., tuple[Any, int]]  # bytes -> (model input, pixels), raising InvalidInputError
+Decode = Decoder  # bytes -> (model input, pixels held), raising InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,20 @@ class ClassifyResult:
         return out
 
 
+VERSION_STATES = STATES  # TF Serving's ModelVersionStatus states, as the transports report them
+
+
 @dataclass(frozen=True)
 class VersionStatus:
+    """One version as the transports show it: TF Serving's state, and what answers it once loaded."""
+
     version: int
     state: str
     error: str | None
+    labels: tuple[str, ...] = ()
+    runtime: str | None = None  # None until loaded
+    runtime_note: str | None = None
+    card: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,9 +108,7 @@ class ServingCore:
         self.executor.shutdown(wait=True)
         self.checker.shutdown(wait=False, cancel_futures=True)
         self.decoder.shutdown(wait=False, cancel_futures=True)
-        close = getattr(self.backend, "close", None)
-        if close is not None:  # e.g. the TF Serving channel
-            close()
+        self.backend.close()  # e.g. the TF Serving channel
 
     # -- health ----------------------------------------------------------------------------
     def live(self) -> bool:
@@ -158,7 +165,22 @@ class ServingCore:
                 where = (f"on TF Serving at {self.settings.tfserving_target}" if self.settings.backend == "tfserving"
                          else "in its model folder")  # no server paths to clients
                 raise NotFoundError(f"model {name!r} has no versions {where}")
-        return [VersionStatus(s.version, s.state, s.error) for s in picks]
+        return [VersionStatus(s.version, s.state, s.error, s.labels,
+                              *((s.model.info.runtime, s.model.info.runtime_note, s.model.info.card) if s.model
+                                else ()))
+                for s in picks]
+
+    def version_labels(self, name: str) -> dict[str, int]:
+        """The model's version labels (models.config's version_labels), e.g. {"stable": 3}."""
+        return dict(self.registry_for(name).spec.labels)
+
+    def check_model(self, name: str) -> None:
+        """Raises NotFoundError for a model this server does not serve."""
+        self.registry_for(name)
+
+    def has_seen(self, name: str, version: int) -> bool:
+        """Whether the version was ever found (loaded, loading, failed or refused)."""
+        return version in self.registry_for(name).versions
 
     # -- inference -------------------------------------------------------------------------
     async def classify(self, name: str, images: Sequence[bytes], *, version: int | None = None,
@@ -184,7 +206,7 @@ class ServingCore:
         stats: InferStats | None = None
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                decode = getattr(first.model, "decode", None)
+                decode = first.model.decoder if first.model else None
                 scores = None
                 if decode is not None and len(images) == 1 and first.batcher.idle:
                     # a lone image on an idle model: decoded and scored in one thread hop
@@ -195,8 +217,9 @@ class ServingCore:
                 if scores is None:
                     checked = await self._check_all(images, decode)
                     served = registry.resolve(version, label)  # again: a swap may have happened
-                    if getattr(served.model, "decode", None) is not decode:  # ... to another runtime
-                        checked = await self._check_all(images, getattr(served.model, "decode", None))
+                    now = served.model.decoder if served.model else None
+                    if now is not decode:  # ... to another runtime
+                        checked = await self._check_all(images, now)
                     assert served.batcher is not None
                     stats = self._counting(name, served.version)
                     scores = await served.batcher.submit([c[0] for c in checked], deadline - time.monotonic(),

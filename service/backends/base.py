@@ -1,9 +1,23 @@
-"""The backend protocol the registry drives: discover versions, load one, predict on image bytes."""
+"""The contract between the registry and what answers a version: backends and their runtimes.
+
+Two roles, each a protocol that mypy checks (strict) against every implementation:
+
+- A **Backend** finds a model's versions and loads one: `local` (version folders on disk, each loaded on a
+  runtime of its own: `tensorflow.py`, `litert.py`) and `tfserving` (a TensorFlow Serving it talks to).
+- A **Runtime** is one loaded version: it scores images off the event loop and is closed after its last
+  in-flight call. A runtime that decodes images itself (LiteRT, with Pillow) names its `decoder`; the
+  core then checks and decodes each image in the decode pool, before the batcher, and `predict` gets pixels.
+  One without a decoder (TensorFlow's graph, TF Serving) gets the encoded bytes.
+
+A new runtime is one module with a class that satisfies `Runtime`, and one branch in the backend that
+chooses it; nothing above the registry changes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -27,12 +41,28 @@ class ModelInfo:
     max_batch_size: int | None = None
 
 
-class LoadedModel(Protocol):
+class Decoder(Protocol):
+    """Checks and decodes one encoded image into the pixels the runtime's `predict` takes; raises
+    InvalidInputError (or PayloadTooLargeError) for a bad image. Returns (pixels, bytes of pixels held)."""
+
+    def __call__(self, data: bytes, *, max_pixels: int, min_side: int, index: int = 0) -> tuple[np.ndarray, int]:
+        ...
+
+
+class Runtime(Protocol):
+    """One loaded version."""
+
     info: ModelInfo
 
+    @property
+    def decoder(self) -> Decoder | None:
+        """The runtime's own image decoder, or None when `predict` takes encoded bytes. The same object on
+        every access (the core compares it to notice a swap to another runtime)."""
+        ...
+
     def predict(self, images: Sequence[Any]) -> np.ndarray:
-        """Blocking: encoded images (or what the model's optional `decode` made of them) ->
-        float32 scores [len(images), len(labels)]."""
+        """Blocking: encoded images, or what `decoder` made of them -> float32 scores
+        [len(images), len(labels)]. Warm-up images always come encoded."""
         ...
 
     def close(self) -> None:
@@ -41,12 +71,32 @@ class LoadedModel(Protocol):
 
 
 class Backend(Protocol):
+    """Where a model's versions come from."""
+
     kind: str
+
+    @property
+    def unreachable(self) -> str | None:
+        """Why the backend cannot be reached right now (shown while no version is loaded), or None."""
+        ...
+
+    def base_path(self, name: str) -> Path | None:
+        """The folder holding the model's `<version>/` folders, or None when the backend keeps its own list
+        (TF Serving): only a backend with a folder can take new versions written by teaching."""
+        ...
+
+    def set_base_path(self, name: str, path: Path) -> None:
+        """Where models.config says the model lives (a backend without folders ignores it)."""
+        ...
 
     def discover(self, name: str) -> dict[int, str]:
         """Blocking: versions that exist now, each with a fingerprint that changes when rewritten."""
         ...
 
-    def load(self, name: str, version: int) -> LoadedModel:
+    def load(self, name: str, version: int) -> Runtime:
         """Blocking: load one version; raises on a broken one."""
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds (a channel); called once at shutdown."""
         ...

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from service.backends.base import ModelInfo
+from service.backends.base import Decoder, ModelInfo
 from service.images import decode_checked
 from training.layout import CARD_FILE, INT8_FILE, LABELS_FILE
 from training.preprocessing import IMAGE_SIZE
@@ -49,7 +49,7 @@ def float_model(path: Path) -> bytes:
     return convert_float(loaded.signatures["serving_pixels"])
 
 
-class LiteRTModel:
+class LiteRTRuntime:
     """One loaded version on LiteRT. `decode` (bytes -> uint8 pixels) may run in any thread; `predict`
     takes decoded pixels (or bytes, e.g. warm-up images) and must run off the event loop.
 
@@ -90,6 +90,10 @@ class LiteRTModel:
     @staticmethod
     def decode(data: bytes, *, max_pixels: int, min_side: int, index: int = 0) -> tuple[np.ndarray, int]:
         return decode_checked(data, max_pixels=max_pixels, min_side=min_side, index=index, size=IMAGE_SIZE)
+
+    @property
+    def decoder(self) -> Decoder:
+        return LiteRTRuntime.decode  # one function object for every version on LiteRT
 
     def predict(self, images: Sequence[bytes | np.ndarray]) -> np.ndarray:
         pixels = [self.decode(x, max_pixels=_WARMUP_MAX_PIXELS, min_side=1)[0] if isinstance(x, bytes) else x

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,7 +22,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from service.backends.base import ModelInfo
+from service.backends.base import Decoder, ModelInfo
 from service.errors import (
     DeadlineError,
     InternalError,
@@ -31,7 +32,7 @@ from service.errors import (
     ServiceError,
     UnavailableError,
 )
-from service.grpc.server import channel_options
+from service.grpc_options import channel_options
 from service.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,12 @@ class TFServingBackend:
             self.retry_later(name, version)
             raise
 
+    def base_path(self, name: str) -> Path | None:
+        return None  # TF Serving reads its own model folders
+
+    def set_base_path(self, name: str, path: Path) -> None:
+        """TF Serving's own config says where its models live."""
+
     def close(self) -> None:
         """Close the shared channel (the server's end of life, not a version's)."""
         self._channel.close()
@@ -175,6 +182,8 @@ class TFServingBackend:
 
 class RemoteModel:
     """One version on TF Serving: `predict` is a blocking, thread-safe gRPC call."""
+
+    decoder: Decoder | None = None  # TF Serving decodes: predict sends the encoded bytes
 
     def __init__(self, backend: TFServingBackend, info: ModelInfo):
         self.backend = backend

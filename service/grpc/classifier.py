@@ -52,10 +52,7 @@ class ImageClassifierServicer(classifier_pb2_grpc.ImageClassifierServicer):
     async def GetModelStatus(self, request: pb.ModelStatusRequest,
                              context: grpc.aio.ServicerContext) -> pb.ModelStatusResponse:
         name = request.model_name or self.core.default_model
-        statuses = self.core.statuses(name)
-        seen = self.core.registry_for(name).versions
         return pb.ModelStatusResponse(
             model_name=name, ready=self.core.model_ready(name),
-            versions=[pb.VersionStatus(version=s.version, state=s.state, error=s.error or "",
-                                       labels=list(seen[s.version].labels) if s.version in seen else [])
-                      for s in statuses])
+            versions=[pb.VersionStatus(version=s.version, state=s.state, error=s.error or "", labels=list(s.labels))
+                      for s in self.core.statuses(name)])

@@ -23,6 +23,7 @@ from service.grpc.classifier import ImageClassifierServicer
 from service.grpc.decode import DecodeErrorInterceptor
 from service.grpc.kserve import InferenceServicer
 from service.grpc.tfserving import ModelServicer, PredictionServicer
+from service.grpc_options import channel_options
 from service.settings import ServeSettings
 
 # The *_pb2 modules, not just *_pb2_grpc, so the service descriptors are in the pool reflection reads.
@@ -32,12 +33,6 @@ SERVICE_NAMES = (
     model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
 )
-
-
-def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    """Both ends need these: gRPC's 4 MiB default is too small for a batch of photos."""
-    return [("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes)]
 
 
 def server_credentials(settings: ServeSettings) -> grpc.ServerCredentials | None:

@@ -16,14 +16,13 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from service.core import ServingCore
+from service.core import VERSION_STATES, ServingCore
 from service.errors import InvalidInputError
 from service.grpc.errors import deadline_of, grpc_errors
-from service.registry import STATES
 
 _INPUT = "image_bytes"
 _STATE_CODES = {"LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
-assert set(_STATE_CODES) == set(STATES)
+assert set(_STATE_CODES) == set(VERSION_STATES)
 
 
 def _version_choice(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:

@@ -51,18 +51,15 @@ def make_router(core: ServingCore) -> APIRouter:
     async def models(model: str | None = Query(None, description="Model name (default: IMGCLF_MODEL_NAME)")
                      ) -> ModelsResponse:
         name = model or core.default_model
-        reg = core.registry_for(name)
         versions = []
-        for v in sorted(reg.versions.values(), key=lambda s: s.version, reverse=True):
-            card = v.model.info.card if v.model else {}
-            runtime: dict[str, Any] = ({"runtime": v.model.info.runtime, "runtime_note": v.model.info.runtime_note}
-                                       if v.model else {})
-            versions.append(VersionOut(version=v.version, state=v.state, error=v.error,
-                                       labels=list(v.labels), **card_summary(card), **runtime))
-        available = reg.available_versions()
+        for v in core.statuses(name, allow_empty=True):
+            runtime: dict[str, Any] = {"runtime": v.runtime, "runtime_note": v.runtime_note} if v.runtime else {}
+            versions.append(VersionOut(version=v.version, state=v.state, error=v.error, labels=list(v.labels),
+                                       **card_summary(v.card), **runtime))
+        available = core.available_versions(name)
         return ModelsResponse(name=name, ready=core.model_ready(name),
                               default_version=available[-1] if available else None,
-                              version_labels=reg.spec.labels, versions=versions, models=core.models(),
+                              version_labels=core.version_labels(name), versions=versions, models=core.models(),
                               teach=core.settings.teach)
 
     @router.get("/healthz", tags=["health"], summary="Liveness: 200 while the process runs")
@@ -73,7 +70,7 @@ def make_router(core: ServingCore) -> APIRouter:
                 summary="Readiness: 200 once a version is loaded and warm, else 503")
     async def readyz() -> JSONResponse:
         ready = core.ready()
-        return JSONResponse({"ready": ready, "versions": core.registry.available_versions()},
+        return JSONResponse({"ready": ready, "versions": core.available_versions(core.default_model)},
                             status_code=200 if ready else 503)
 
     @router.get("/metrics", tags=["health"], summary="Prometheus metrics")

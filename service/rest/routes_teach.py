@@ -62,7 +62,7 @@ def make_router(teach: TeachCore) -> APIRouter:
 
     @router.get("/v1/models/{name}/finetunes", summary="Fine-tune jobs, newest first")
     async def list_finetunes(name: str) -> dict[str, Any]:
-        teach.core.registry_for(name)
+        teach.core.check_model(name)
         return {"jobs": [j.public() for j in teach.runner.of_model(name)]}
 
     @router.get("/v1/models/{name}/finetunes/{job_id}", summary="A job's state, progress and result")

@@ -166,7 +166,7 @@ def make_router(core: ServingCore) -> APIRouter:
 
     @router.get("/models/{model}/versions/{ver}/ready")
     async def version_ready(model: str, ver: int) -> Response:
-        if ver not in core.registry_for(model).versions:  # never seen: 404, like an unknown model
+        if not core.has_seen(model, ver):  # never seen: 404, like an unknown model
             raise NotFoundError(f"version {ver} of model {model!r} not found")
         ok = core.model_ready(model, ver)
         return JSONResponse({"name": model, "ready": ok}, status_code=200 if ok else 503)

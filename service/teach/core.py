@@ -9,8 +9,8 @@ from typing import Any
 
 from service.core import ServingCore
 from service.errors import ConflictError, InvalidInputError, NotFoundError
+from service.registry import verdicts
 from service.settings import ServeSettings
-from service.teach import verdicts
 from service.teach.examples import ExampleStore
 from service.teach.jobs import Job, JobRunner
 
@@ -41,13 +41,11 @@ class TeachCore:
 
     # -- helpers ---------------------------------------------------------------------------
     def _base(self, name: str, *, required: bool = True) -> Path | None:
-        base_path = getattr(self.core.backend, "base_path", None)
-        if base_path is None:
-            if required:
-                raise InvalidInputError("teaching needs the local backend (IMGCLF_BACKEND=local): the versions "
-                                        "are written to the model's folder")
-            return None
-        return Path(base_path(name))
+        base_path = self.core.backend.base_path(name)
+        if base_path is None and required:
+            raise InvalidInputError("teaching needs the local backend (IMGCLF_BACKEND=local): the versions "
+                                    "are written to the model's folder")
+        return base_path
 
     def labels(self, name: str) -> tuple[str, ...]:
         return self.core.registry_for(name).resolve().labels

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.backends.litert import LiteRTModel
-from service.backends.local import LocalBackend, LocalModel
+from service.backends.litert import LiteRTRuntime
+from service.backends.local import LocalBackend
+from service.backends.tensorflow_runtime import TensorFlowRuntime
 from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
 from service.grpc._generated.imgclf.v1 import classifier_pb2_grpc
 from tests.service.conftest import metric_value
@@ -47,7 +48,7 @@ def test_runtime_is_chosen_per_version(trained_result, tmp_path, runtime, drop, 
     model = backend.load("rps", 1)
     try:
         assert model.info.runtime == expected
-        assert isinstance(model, LiteRTModel if expected.startswith("litert") else LocalModel)
+        assert isinstance(model, LiteRTRuntime if expected.startswith("litert") else TensorFlowRuntime)
         assert f"IMGCLF_RUNTIME={runtime}" in model.info.runtime_note
         if expected.startswith("litert"):
             assert model.xnnpack and "XNNPACK on" in model.info.runtime_note
@@ -118,7 +119,7 @@ def test_litert_float_needs_the_pixels_signature(trained_result, tmp_path):
     # auto, with no int8 model to serve (this copy has none), falls back to TensorFlow for it, and says why
     model = LocalBackend(root, runtime="auto").load("rps", 1)
     try:
-        assert isinstance(model, LocalModel) and model.info.runtime == "tensorflow"
+        assert isinstance(model, TensorFlowRuntime) and model.info.runtime == "tensorflow"
         note = model.info.runtime_note
         assert "imgclf quantize" in note and "not convertible to LiteRT (" in note and "serving_pixels" in note
     finally:

@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service import heap
-from service.backends.base import Backend, LoadedModel
-from service.batching import Batcher, BatchStats
+from service.backends.base import Backend, Runtime
 from service.errors import InvalidInputError, NotFoundError, UnavailableError
 from service.metrics import Metrics
-from service.model_config import ModelSpec
 from service.priority import lower_compute_threads, lower_this_thread
+from service.registry import verdicts
+from service.registry.batching import Batcher, BatchStats
+from service.registry.gate import GateRejected, ReferenceGate
+from service.registry.model_config import ModelSpec
 from service.settings import ServeSettings
-from service.teach import verdicts
-from service.teach.gate import GateRejected, ReferenceGate
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class ServedVersion:
     fingerprint: str
     state: str = LOADING
     error: str | None = None
-    model: LoadedModel | None = None
+    model: Runtime | None = None
     batcher: Batcher | None = None
     updated: float = field(default_factory=time.time)
 
@@ -104,7 +104,7 @@ class ModelRegistry:
                 raise NotFoundError(f"version {version} of model {self.name!r} is not available{detail}")
             return served
         if not self._serving:
-            reason = getattr(self.backend, "unreachable", None)  # e.g. TF Serving is down
+            reason = self.backend.unreachable  # e.g. TF Serving is down
             raise UnavailableError(f"model {self.name!r} has no version loaded yet"
                                    + (f" ({reason})" if reason else ""), retry_after=2)
         return self._serving[max(self._serving)]
@@ -168,8 +168,8 @@ class ModelRegistry:
                     await self._unload(served)
 
     def _read_refusals(self, found: dict[int, str]) -> dict[int, str]:
-        base_path = getattr(self.backend, "base_path", None)  # local files; TF Serving keeps its own list
-        return verdicts.refusals(base_path(self.name), found) if base_path else {}
+        base_path = self.backend.base_path(self.name)  # local files; TF Serving keeps its own list
+        return verdicts.refusals(base_path, found) if base_path is not None else {}
 
     def _admit(self, found: dict[int, str], refused: dict[int, str]) -> dict[int, str]:
         """Refused versions show in the status with their reason and are never loaded; a serving one
@@ -247,7 +247,7 @@ class ModelRegistry:
         log.info("version %d of %s is AVAILABLE (loaded and warmed in %.1f s)", version, self.name,
                  time.monotonic() - started)
 
-    def _warm_up(self, model: LoadedModel) -> None:
+    def _warm_up(self, model: Runtime) -> None:
         """A few real calls before traffic: pays graph tracing and checks the outputs."""
         images = model.info.warmup_images or [_fallback_image()]
         for i in range(self.settings.warmup_requests):

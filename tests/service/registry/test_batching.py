@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from service.batching import Batcher, BatchStats
 from service.errors import DeadlineError, InternalError, InvalidInputError, OverloadedError, UnavailableError
+from service.registry.batching import Batcher, BatchStats
 
 
 class FakeModel:

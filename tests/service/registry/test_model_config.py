@@ -19,7 +19,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
 from service.grpc._generated.inference import grpc_predict_v2_pb2 as v2_pb
 from service.grpc._generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
-from service.model_config import ConfigError, parse
+from service.registry.model_config import ConfigError, parse
 from service.v2 import pack_bytes
 from training.train import TrainConfig, train
 
@@ -175,7 +175,7 @@ def test_bad_config_at_start_is_one_line(tmp_path):
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", "from service.cli import main; main()", "serve", "--rest-port", "0",
                            "--grpc-port", "0"], env={**os.environ, "IMGCLF_MODEL_CONFIG": str(config)},
-                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[3])
     assert proc.returncode != 0 and time.monotonic() - started < 120
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and str(config) in last and "Traceback" not in proc.stderr

@@ -7,12 +7,12 @@ import contextlib
 import logging
 from concurrent.futures import Executor
 
-from service import model_config
 from service.backends.base import Backend
 from service.errors import NotFoundError
 from service.metrics import Metrics
-from service.model_config import ConfigError, ModelSpec
-from service.registry import ModelRegistry
+from service.registry import model_config
+from service.registry.model_config import ConfigError, ModelSpec
+from service.registry.model_registry import ModelRegistry
 from service.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,7 @@ class ModelSet:
             self._gating.discard(name)
             await registry.stop()
         for spec in specs:
-            base_paths = getattr(self.backend, "base_paths", None)
-            if base_paths is not None:
-                base_paths[spec.name] = spec.base_path
+            self.backend.set_base_path(spec.name, spec.base_path)
             current = self.registries.get(spec.name)
             if current is None:
                 log.info("serving model %s from %s", spec.name, spec.base_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.backends.base import LoadedModel
+from service.backends.base import Runtime
 
 
 class GateRejected(Exception):
@@ -37,7 +37,7 @@ class ReferenceGate:
                 self._images = found
             return self._images
 
-    def accuracy(self, model: LoadedModel) -> float:
+    def accuracy(self, model: Runtime) -> float:
         images = self.images()
         labels = model.info.labels
         right = 0
@@ -48,7 +48,7 @@ class ReferenceGate:
                                                                           strict=True))
         return right / len(images)
 
-    def check(self, candidate: LoadedModel, serving: LoadedModel) -> str:
+    def check(self, candidate: Runtime, serving: Runtime) -> str:
         """Blocking (model calls): raises GateRejected, or returns the figures that let it through."""
         before, after = self.accuracy(serving), self.accuracy(candidate)
         figures = (f"reference set {before:.1%} (version {serving.info.version}) -> {after:.1%} "

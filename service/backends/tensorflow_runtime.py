@@ -1,0 +1,74 @@
+"""The TensorFlow runtime: a version's SavedModel, its `serving_default` signature on encoded image bytes
+(decoding and preprocessing run inside the graph). Also reads what every local runtime shows of a version
+folder: its TF signature defs and its warm-up images."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from service.backends.base import Decoder, ModelInfo
+from service.errors import InvalidInputError
+from training.layout import CARD_FILE, LABELS_FILE, WARMUP_FILE
+
+
+def read_signature_defs(path: Path) -> dict[str, Any]:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    defs = proto.meta_graphs[0].signature_def
+    return {k: defs[k] for k in defs if not k.startswith("__")}
+
+
+def read_warmup_images(path: Path, limit: int = 8) -> list[bytes]:
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    file = path / WARMUP_FILE
+    images: list[bytes] = []
+    if not file.exists():
+        return images
+    for record in tf.data.TFRecordDataset(str(file)).take(limit):
+        entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        images.extend(entry.predict_log.request.inputs["image_bytes"].string_val)
+    return images
+
+
+class TensorFlowRuntime:
+    """One loaded version; `predict` runs TensorFlow and must be called off the event loop."""
+
+    runtime = "tensorflow"
+    decoder: Decoder | None = None  # the graph decodes: predict takes the encoded bytes
+
+    def __init__(self, name: str, version: int, path: Path, reason: str = ""):
+        self.path = path
+        labels_file = path / LABELS_FILE
+        if not labels_file.exists():
+            raise ValueError(f"{labels_file} is missing")
+        labels = tuple(x for x in labels_file.read_text().splitlines() if x)
+        card_file = path / CARD_FILE
+        card = json.loads(card_file.read_text()) if card_file.exists() else {}
+        self._loaded = tf.saved_model.load(str(path))
+        if "serving_default" not in self._loaded.signatures:
+            raise ValueError(f"{path} has no serving_default signature")
+        self._fn = self._loaded.signatures["serving_default"]
+        self.info = ModelInfo(name=name, version=version, labels=labels, card=card,
+                              signature_defs=read_signature_defs(path),
+                              warmup_images=read_warmup_images(path), runtime=self.runtime,
+                              runtime_note=reason)
+
+    def predict(self, images: Sequence[bytes]) -> np.ndarray:
+        try:
+            out = self._fn(image_bytes=tf.constant(list(images), dtype=tf.string))
+        except tf.errors.InvalidArgumentError as exc:
+            # a bad image the header checks let through (e.g. corrupt data mid-file)
+            raise InvalidInputError(f"image could not be decoded: {exc.message.splitlines()[0]}") from None
+        return out["scores"].numpy()
+
+    def close(self) -> None:
+        self._fn = None
+        self._loaded = None
