@@ -11,7 +11,7 @@ from service.core import ServingCore
 from service.errors import ServiceError
 from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
 from service.grpc._generated.imgclf.v1 import classifier_pb2_grpc
-from service.grpc.errors import deadline_of, grpc_errors
+from service.grpc.errors import deadline_of, grpc_errors, grpc_stream_errors
 
 
 class ImageClassifierServicer(classifier_pb2_grpc.ImageClassifierServicer):
@@ -38,6 +38,7 @@ class ImageClassifierServicer(classifier_pb2_grpc.ImageClassifierServicer):
                        context: grpc.aio.ServicerContext) -> pb.ClassifyResponse:
         return await self._classify(request, deadline_of(context, self.core.settings.request_timeout_s))
 
+    @grpc_stream_errors
     async def ClassifyStream(self, request_iterator: AsyncIterator[pb.ClassifyRequest],
                              context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ClassifyResponse]:
         timeout = self.core.settings.request_timeout_s
@@ -46,7 +47,8 @@ class ImageClassifierServicer(classifier_pb2_grpc.ImageClassifierServicer):
                 yield await self._classify(request, time.monotonic() + timeout)
             except ServiceError as exc:
                 # one bad frame ends the stream with its status, like a unary call would
-                await context.abort(exc.grpc_code, f"request {request.request_id!r}: {exc.message}")
+                exc.message = f"request {request.request_id!r}: {exc.message}"
+                raise
 
     @grpc_errors
     async def GetModelStatus(self, request: pb.ModelStatusRequest,

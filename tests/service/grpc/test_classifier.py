@@ -164,3 +164,25 @@ def test_client_receive_limit_applies_to_replies(serving, sample_jpeg):
         stub = classifier_pb2_grpc.ImageClassifierStub(channel)
         code, _ = _code(stub.Classify, pb.ClassifyRequest(images=[sample_jpeg]), timeout=30)
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_stream_has_a_request_id_metrics_and_a_status_like_unary_calls(stub, serving, sample_jpeg):
+    # a stream is observed as one call: its request id comes back, and /metrics counts it with its status
+    import httpx
+
+    from tests.service.conftest import metric_value
+
+    route = "ImageClassifierServicer.ClassifyStream"
+
+    def count(code: str) -> float:
+        text = httpx.get(f"{serving.rest_url}/metrics", timeout=10).text
+        return metric_value(text, "imgclf_requests_total", route=route, protocol="grpc", status=code)
+
+    ok, bad = count("OK"), count("INVALID_ARGUMENT")
+    call = stub.ClassifyStream(iter([pb.ClassifyRequest(images=[sample_jpeg])]), timeout=60,
+                               metadata=(("x-request-id", "stream-1"),))
+    assert len(list(call)) == 1
+    assert ("x-request-id", "stream-1") in call.trailing_metadata()
+    with pytest.raises(grpc.RpcError):
+        list(stub.ClassifyStream(iter([pb.ClassifyRequest(images=[b"junk"])]), timeout=60))
+    assert (count("OK"), count("INVALID_ARGUMENT")) == (ok + 1, bad + 1)
