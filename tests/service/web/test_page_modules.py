@@ -112,3 +112,26 @@ def test_the_page_defines_no_globals(browse, start_server, trained_model_root, t
     assert session.send("Runtime.globalLexicalScopeNames")["names"] == []
     assert page.locator("script").count() == page.locator('script[type="module"]').count() > 0
     b.assert_clean_console()
+
+
+# A page served over plain http to another host: the browser gives it no navigator.mediaDevices at all.
+NO_CAMERA_API = "Object.defineProperty(Navigator.prototype, 'mediaDevices', {get: () => undefined});"
+
+
+@pytest.mark.browser
+def test_play_and_teach_say_the_browser_gives_no_camera(browse, start_server, trained_model_root, tmp_path):
+    server = start_server(trained_model_root, teach=True, data_root=tmp_path / "data")
+    b = browse(server=server, camera=True, init_script=NO_CAMERA_API)
+    page = b.page
+    page.get_by_test_id("tab-play").click()
+    page.get_by_test_id("camera-start").click()
+    page.locator('[data-testid="camera-message"]', has_text="needs https or localhost").wait_for()
+    assert page.get_by_test_id("camera-start").is_enabled() and page.get_by_test_id("play-round").is_disabled()
+    page.wait_for_selector('[data-testid="tab-teach"]:not([hidden])')
+    page.get_by_test_id("tab-teach").click()
+    page.get_by_test_id("teach-camera-start").click()
+    message = page.locator('[data-testid="teach-message"][data-error="true"]')
+    message.wait_for()
+    assert "needs https or localhost" in message.inner_text()
+    assert page.locator('[data-testid="teach-class"]').first.is_disabled()
+    b.assert_clean_console()
