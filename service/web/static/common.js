@@ -1,37 +1,21 @@
-// imgclf page, shared by every tab: state, helpers, the API call, the tab bar. Loaded first.
-"use strict";
+// imgclf page, shared by every tab: helpers, the API call and the choice of version it applies to.
 
-const MOVES = ["rock", "paper", "scissors"];
-const NO_HAND = "none"; // the label of models that can say no hand is in view
-const BEATS = { rock: "scissors", paper: "rock", scissors: "paper" };
-const BEAT_MS = 600; // one countdown word
-const UPLOAD_CONCURRENCY = 4;
+export const NO_HAND = "none"; // the label of models that can say no hand is in view
 
-const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const state = {
+export const $ = (id) => document.getElementById(id);
+export const state = {
   target: "", // "" (latest), "label:NAME" or "version:N": applies to every request
-  score: { player: 0, computer: 0, draws: 0 },
-  stream: null,
-  playing: false,
-  minConfidence: parseThreshold(params.get("min_confidence"), 0.6),
 };
 
-function parseThreshold(raw, fallback) {
-  if (raw === null || raw.trim() === "") return fallback;
-  const value = Number(raw);
-  return Number.isFinite(value) && value >= 0 && value <= 1 ? value : fallback;
-}
-
-function el(tag, className, text) {
+export function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;
   return node;
 }
 
-const pct = (p) => `${(p * 100).toFixed(1)}%`;
-const title = (s) => s.charAt(0).toUpperCase() + s.slice(1);
+export const pct = (p) => `${(p * 100).toFixed(1)}%`;
+export const title = (s) => s.charAt(0).toUpperCase() + s.slice(1);
 
 // ---- API -----------------------------------------------------------------------------------
 
@@ -49,8 +33,11 @@ function apiKey() {
 
 let pageKey = apiKey();
 
+// Whether calls carry a key: then a plain URL (an <img>'s) is refused and the page fetches through api().
+export const hasApiKey = () => Boolean(pageKey);
+
 // Every call to the server's API goes through here.
-async function api(url, init = {}) {
+export async function api(url, init = {}) {
   const headers = new Headers(init.headers || {});
   if (pageKey) headers.set("X-API-Key", pageKey);
   const response = await fetch(url, { ...init, headers });
@@ -85,7 +72,7 @@ function predictUrl() {
   return "/predict";
 }
 
-async function errorText(response) {
+export async function errorText(response) {
   let message = `${response.status} ${response.statusText}`.trim();
   try {
     const body = await response.json();
@@ -101,7 +88,7 @@ async function errorText(response) {
 }
 
 // One image per request, so one bad file gets its own error and does not sink the others.
-async function classify(blob, filename) {
+export async function classify(blob, filename) {
   const form = new FormData();
   form.append("file", blob, filename);
   let response;
@@ -114,31 +101,3 @@ async function classify(blob, filename) {
   const body = await response.json();
   return { model: body.model_name, version: body.model_version, prediction: body.predictions[0] };
 }
-
-// ---- tabs ----------------------------------------------------------------------------------
-
-const tabs = Array.from(document.querySelectorAll('[role="tab"]'));
-
-function selectTab(tab, focus) {
-  for (const other of tabs) {
-    const selected = other === tab;
-    other.setAttribute("aria-selected", String(selected));
-    other.tabIndex = selected ? 0 : -1;
-    $(other.getAttribute("aria-controls")).hidden = !selected;
-  }
-  if (focus) tab.focus();
-  if (tab.id === "tab-model") loadModels();
-}
-
-for (const tab of tabs) {
-  tab.addEventListener("click", () => selectTab(tab, false));
-  tab.addEventListener("keydown", (event) => {
-    const shown = tabs.filter((t) => !t.hidden); // the Teach tab only when the server has it on
-    const i = shown.indexOf(tab);
-    const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: shown.length - 1 }[event.key];
-    if (next === undefined) return;
-    event.preventDefault();
-    selectTab(shown[(next + shown.length) % shown.length], true);
-  });
-}
-

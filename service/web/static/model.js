@@ -1,7 +1,6 @@
-// imgclf page, "Model" tab: versions, labels, the serving version's model card; loaded last.
-"use strict";
+// imgclf page, "Model" tab: versions, labels, the serving version's model card.
 
-// ---- Model ---------------------------------------------------------------------------------
+import { $, api, el, errorText, pct, state } from "./common.js";
 
 function fillSelect(models) {
   const select = $("model-select");
@@ -91,7 +90,8 @@ function fillModelCard(models) {
   box.hidden = false;
 }
 
-async function loadModels() {
+// The version list, the status pill and the card; again on the Model tab, after a key, after training.
+export async function loadModels() {
   const status = $("model-status");
   try {
     const response = await api("/models");

@@ -1,42 +1,35 @@
 // imgclf page, "Play" tab: rock-paper-scissors against the camera, with a committed computer move.
-"use strict";
 
-// ---- Play ----------------------------------------------------------------------------------
+import { cameraError, cameraMissing, grabFrame, startCamera, stopCamera } from "./camera.js";
+import { $, NO_HAND, classify, pct, title } from "./common.js";
 
+const MOVES = ["rock", "paper", "scissors"];
+const BEATS = { rock: "scissors", paper: "rock", scissors: "paper" };
+const BEAT_MS = 600; // one countdown word
+
+const game = {
+  score: { player: 0, computer: 0, draws: 0 },
+  stream: null,
+  playing: false,
+  minConfidence: parseThreshold(new URLSearchParams(location.search).get("min_confidence"), 0.6),
+};
 const video = $("camera-video");
 
-function cameraError(err) {
-  switch (err && err.name) {
-    case "NotAllowedError":
-    case "PermissionDeniedError":
-    case "SecurityError":
-      return "Camera permission was refused. Allow the camera for this site in your browser's "
-        + "settings, then press Start camera again.";
-    case "NotFoundError":
-    case "DevicesNotFoundError":
-    case "OverconstrainedError":
-      return "No camera was found. Connect one and press Start camera again, or upload photos in Try it.";
-    case "NotReadableError":
-    case "TrackStartError":
-      return "The camera is busy in another application. Close it there and press Start camera again.";
-    default:
-      return `The camera could not start: ${(err && err.message) || err}`;
-  }
+function parseThreshold(raw, fallback) {
+  if (raw === null || raw.trim() === "") return fallback;
+  const value = Number(raw);
+  return Number.isFinite(value) && value >= 0 && value <= 1 ? value : fallback;
 }
 
-async function startCamera() {
+async function startPlayCamera() {
   const message = $("camera-message");
-  message.textContent = "";
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    message.textContent = "This browser gives no camera to this page (it needs https or localhost).";
-    return;
-  }
+  const missing = cameraMissing();
+  message.textContent = missing;
+  if (missing) return;
   $("camera-start").disabled = true;
   message.textContent = "Asking for the camera…";
   try {
-    state.stream = await navigator.mediaDevices.getUserMedia({
-      video: { facingMode: "user", width: { ideal: 640 }, height: { ideal: 480 } }, audio: false,
-    });
+    game.stream = await startCamera(video, { facingMode: "user", width: { ideal: 640 }, height: { ideal: 480 } });
   } catch (err) {
     message.textContent = cameraError(err);
     message.dataset.error = (err && err.name) || "Error";
@@ -44,15 +37,6 @@ async function startCamera() {
     return;
   }
   delete message.dataset.error;
-  video.srcObject = state.stream;
-  const firstFrame = new Promise((resolve) => video.addEventListener("loadeddata", resolve, { once: true }));
-  try {
-    await video.play();
-  } catch {
-    // autoplay of a muted stream is allowed; a refusal here only delays the first frame
-  }
-  if (!video.videoWidth) await firstFrame; // no round before there is a picture to send
-  video.dataset.live = "true";
   message.textContent = "Camera on. Show your hand and press the button.";
   $("camera-placeholder").hidden = true;
   $("camera-start").hidden = true;
@@ -61,11 +45,9 @@ async function startCamera() {
   $("play-round").disabled = false;
 }
 
-function stopCamera() {
-  if (state.stream) state.stream.getTracks().forEach((track) => track.stop());
-  state.stream = null;
-  video.srcObject = null;
-  delete video.dataset.live;
+function stopPlayCamera() {
+  stopCamera(video);
+  game.stream = null;
   $("camera-placeholder").hidden = false;
   $("camera-start").hidden = false;
   $("camera-stop").hidden = true;
@@ -91,19 +73,10 @@ async function sha256(text) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function captureFrame() {
-  if (!video.videoWidth) return Promise.resolve(null);
-  const canvas = document.createElement("canvas");
-  canvas.width = video.videoWidth;
-  canvas.height = video.videoHeight;
-  canvas.getContext("2d").drawImage(video, 0, 0);
-  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
-}
-
 function renderScore() {
-  $("score-player").textContent = String(state.score.player);
-  $("score-computer").textContent = String(state.score.computer);
-  $("score-draws").textContent = String(state.score.draws);
+  $("score-player").textContent = String(game.score.player);
+  $("score-computer").textContent = String(game.score.computer);
+  $("score-draws").textContent = String(game.score.draws);
 }
 
 function resetRound() {
@@ -121,8 +94,8 @@ function resetRound() {
 }
 
 async function playRound() {
-  if (state.playing || !state.stream) return;
-  state.playing = true;
+  if (game.playing || !game.stream) return;
+  game.playing = true;
   $("play-round").disabled = true;
   const round = $("round");
   const sequence = [];
@@ -150,7 +123,7 @@ async function playRound() {
     countdown.textContent = word;
     await sleep(BEAT_MS);
   }
-  const frame = await captureFrame();
+  const frame = await grabFrame(video);
   countdown.textContent = "";
   mark("capture");
 
@@ -195,31 +168,31 @@ async function playRound() {
       player.textContent = "No hand";
       verdict.textContent = "No hand seen: show your hand to the camera. This round does not count.";
       verdict.dataset.outcome = "retry";
-    } else if (confidence < state.minConfidence) {
-      verdict.textContent = `Not sure that was ${label} (${pct(confidence)}, need ${pct(state.minConfidence)}): `
+    } else if (confidence < game.minConfidence) {
+      verdict.textContent = `Not sure that was ${label} (${pct(confidence)}, need ${pct(game.minConfidence)}): `
         + "show your hand again, closer and in good light. This round does not count.";
       verdict.dataset.outcome = "retry";
     } else if (label === computer) {
-      state.score.draws++;
+      game.score.draws++;
       verdict.textContent = `Draw: both chose ${label}.`;
       verdict.dataset.outcome = "draw";
     } else if (BEATS[label] === computer) {
-      state.score.player++;
+      game.score.player++;
       verdict.textContent = `You win: ${label} beats ${computer}.`;
       verdict.dataset.outcome = "player";
     } else {
-      state.score.computer++;
+      game.score.computer++;
       verdict.textContent = `Computer wins: ${computer} beats ${label}.`;
       verdict.dataset.outcome = "computer";
     }
     renderScore();
   }
-  state.playing = false;
-  $("play-round").disabled = !state.stream;
+  game.playing = false;
+  $("play-round").disabled = !game.stream;
 }
 
-$("camera-start").addEventListener("click", startCamera);
-$("camera-stop").addEventListener("click", stopCamera);
+$("camera-start").addEventListener("click", startPlayCamera);
+$("camera-stop").addEventListener("click", stopPlayCamera);
 $("play-round").addEventListener("click", playRound);
-$("threshold-note").textContent = `A move counts when the model is at least ${pct(state.minConfidence)} sure.`;
+$("threshold-note").textContent = `A move counts when the model is at least ${pct(game.minConfidence)} sure.`;
 

@@ -1,7 +1,8 @@
 // imgclf page, "Teach" tab: capture labelled frames, fine-tune a new version, see the gate, roll back.
-"use strict";
 
-// ---- Teach ---------------------------------------------------------------------------------
+import { cameraError, cameraMissing, grabFrame, startCamera } from "./camera.js";
+import { $, NO_HAND, api, el, errorText, hasApiKey, pct, title } from "./common.js";
+import { loadModels } from "./model.js";
 
 const CAPTURE_MS = 150; // one frame per 150 ms while a class's button is held
 const teach = { model: null, labels: [], counts: {}, stream: null, holding: null, job: null, events: null };
@@ -67,37 +68,21 @@ function applyCounts(counts) {
 }
 
 async function startTeachCamera() {
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    teachMessage("This browser gives no camera to this page (it needs https or localhost).", true);
+  const missing = cameraMissing();
+  if (missing) {
+    teachMessage(missing, true);
     return;
   }
   try {
-    teach.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 320 } }, audio: false });
+    teach.stream = await startCamera(teachVideo, { width: { ideal: 320 } });
   } catch (err) {
     teachMessage(cameraError(err), true);
     return;
   }
-  teachVideo.srcObject = teach.stream;
-  const firstFrame = new Promise((resolve) => teachVideo.addEventListener("loadeddata", resolve, { once: true }));
-  try {
-    await teachVideo.play();
-  } catch {
-    // a muted stream may autoplay; the first frame still arrives
-  }
-  if (!teachVideo.videoWidth) await firstFrame;
-  teachVideo.dataset.live = "true";
   $("teach-placeholder").hidden = true;
   $("teach-camera-start").hidden = true;
   document.querySelectorAll('[data-testid="teach-class"]').forEach((b) => { b.disabled = false; });
   teachMessage("Hold a button while you show that move.");
-}
-
-function grabFrame() {
-  const canvas = document.createElement("canvas");
-  canvas.width = teachVideo.videoWidth;
-  canvas.height = teachVideo.videoHeight;
-  canvas.getContext("2d").drawImage(teachVideo, 0, 0);
-  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
 }
 
 function startHolding(label, button) {
@@ -126,7 +111,8 @@ function stopHolding() {
 }
 
 async function captureOne(label) {
-  const blob = await grabFrame();
+  const blob = await grabFrame(teachVideo);
+  if (!blob) return; // the video has no picture this moment: the next tick tries again
   const form = new FormData();
   form.append("file", blob, "frame.jpg");
   form.append("label", label);
@@ -143,7 +129,7 @@ async function captureOne(label) {
 
 // A stored example's image: by URL, or through api() when a key is needed (an <img> cannot send it).
 async function exampleImage(id) {
-  if (!pageKey) return teachApi(`/examples/${id}`);
+  if (!hasApiKey()) return teachApi(`/examples/${id}`);
   const response = await api(teachApi(`/examples/${id}`));
   return response.ok ? URL.createObjectURL(await response.blob()) : "";
 }

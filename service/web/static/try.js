@@ -1,7 +1,9 @@
 // imgclf page, "Try it" tab: classify uploads, pastes, drops and the sample images.
-"use strict";
 
-// ---- Try it --------------------------------------------------------------------------------
+import { $, NO_HAND, classify, el, pct, title } from "./common.js";
+import { selectTab } from "./tabs.js";
+
+const UPLOAD_CONCURRENCY = 4;
 
 const results = $("results");
 const objectUrls = [];
