@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/service, where schemathesis.toml is
 LONG = os.environ.get("IMGCLF_FUZZ_LONG") == "1"
 
 
