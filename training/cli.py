@@ -46,7 +46,7 @@ def quantize_command(
         min=1, help="Real-like scenes per label for the accuracy check (default: as in training)")] = None,
 ) -> None:
     """Add the int8 LiteRT model to an existing version; its accuracy drop goes into the card."""
-    from training.data import DataError
+    from training.errors import DataError
     from training.quantize import quantize_version
 
     try:
@@ -132,8 +132,7 @@ def train_command(
     if if_missing and (found := scan_versions(model_root / name)):
         console.print(f"{model_root / name} already has version(s) {found}; nothing to train")
         return
-    from training.data import DataError
-    from training.export import ExportError
+    from training.errors import DataError, ExportError
     from training.train import TrainConfig, train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -173,9 +172,8 @@ def train_command(
 def finetune_command(init_from: Path, data: Path, model_root: Path, name: str, *, base_data: str,
                      epochs: int | None, seed: int, tolerance_points: float, version: int | None) -> None:
     """`imgclf train --init-from VERSION --data EXAMPLES`: what the server's fine-tune jobs run."""
-    from training.data import DataError
-    from training.export import ExportError
-    from training.finetune import FinetuneConfig, FinetuneError, run
+    from training.errors import DataError, ExportError, FinetuneError
+    from training.finetune import FinetuneConfig, run
 
     config = FinetuneConfig(init_from=init_from, data=data, model_root=model_root, name=name, base_data=base_data,
                             epochs=epochs or FinetuneConfig.epochs, seed=seed, tolerance_points=tolerance_points,
@@ -202,7 +200,7 @@ def evaluate_command(
                                                    "folder the version was trained on)")] = None,
 ) -> None:
     """Accuracy and confusion matrix of an exported version on held-out images."""
-    from training.data import DataError
+    from training.errors import DataError
     from training.evaluate import evaluate
 
     try:

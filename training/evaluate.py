@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from training.data import NO_VALIDATION, DataError, ImageSet, load_folder, load_synthetic
+from training.data import NO_VALIDATION, ImageSet, load_folder, load_synthetic
+from training.errors import DataError
 from training.layout import CARD_FILE, LABELS_FILE
 from training.metrics import confusion
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from training.errors import FinetuneError
 from training.layout import GATE_KEY
 
 if TYPE_CHECKING:
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
 
 REFERENCE_SEED = 10_000  # the reference set's draw: the same for every job on the same base data
 Progress = Callable[[dict[str, Any]], None]
-
-
-class FinetuneError(ValueError):
-    """The fine-tune cannot run on these inputs; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from training.data import DataError, ImageSet, load_folder, load_synthetic
+from training.data import ImageSet, load_folder, load_synthetic
+from training.errors import DataError
 from training.layout import CARD_FILE, INT8_FILE, LABELS_FILE
 from training.metrics import confusion
 from training.preprocessing import IMAGE_SIZE, decode_and_resize

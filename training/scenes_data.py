@@ -8,7 +8,8 @@ import numpy as np
 
 from training import backgrounds
 from training.composite import Style
-from training.data import NO_VALIDATION, DataError, Datasets, ImageSet, load_source, train_and_validation
+from training.data import NO_VALIDATION, Datasets, ImageSet, load_source, train_and_validation
+from training.errors import DataError
 from training.reallike import PER_CLASS as REALLIKE_PER_CLASS
 from training.recipes import Recipe
 from training.scenes import (

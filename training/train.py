@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from training.budget import AdjustableCosineDecay, TimeBudget
-from training.data import DataError, Datasets, make_datasets
+from training.data import Datasets, make_datasets
+from training.errors import DataError
 from training.export import export
 from training.layout import next_version
 from training.metrics import confusion

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from training.finetune import FinetuneError, decide, read_examples, split_holdout
+from training.errors import FinetuneError
+from training.finetune import decide, read_examples, split_holdout
 from training.layout import CARD_FILE
 
 
