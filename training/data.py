@@ -78,7 +78,7 @@ class Datasets:
     source: str
     source_hash: str
     augmented: bool = True
-    # set by builders whose pipelines are not one image per ImageSet entry (training/scenes_data.py)
+    # set by builders whose pipelines are not one image per ImageSet entry (training/realhands/scenes_data.py)
     train_targets: np.ndarray | None = None
     val_pipeline_targets: np.ndarray | None = None
     warmup: tuple[bytes, ...] = ()

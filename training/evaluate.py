@@ -32,8 +32,8 @@ def reallike_images(model_dir: Path, labels: tuple[str, ...], hands_dir: str | N
     """The real-like check for an exported version: its card's validation hands (never trained on)
     from `hands_dir` (default: the folder it was trained on), in held-out scenes. A folder without
     any of those hands is taken as hands the version never saw, and all of them are used."""
-    from training.reallike import reallike_set
-    from training.scenes import Hands
+    from training.realhands.reallike import reallike_set
+    from training.realhands.scenes import Hands
 
     card_path = model_dir / CARD_FILE
     card = json.loads(card_path.read_text()) if card_path.exists() else {}

@@ -107,8 +107,8 @@ def base_images(images: ImageSet, source: str, labels: tuple[str, ...], per_labe
                 exclude: frozenset[bytes] = frozenset()) -> list[tuple[bytes, str]]:
     """`per_label` images for each label from the base data (synthetic renders or class folders),
     none of `exclude`; `none` (no hand) comes from the empty scenes the real-hands recipe trains on."""
-    from training.composite import empty_scene
-    from training.scenes import NONE_LABEL, encode_jpeg
+    from training.realhands.composite import empty_scene
+    from training.realhands.scenes import NONE_LABEL, encode_jpeg
 
     hand_labels = [x for x in labels if x != NONE_LABEL]
     rng = np.random.default_rng(seed)
@@ -143,7 +143,7 @@ def run(config: FinetuneConfig, progress: Progress | None = None) -> dict[str, A
     from training.layout import CARD_FILE, LABELS_FILE
     from training.model import make_model
     from training.preprocessing import IMAGE_SIZE, decode_and_resize
-    from training.scenes import light_augment
+    from training.realhands.scenes import light_augment
 
     started = time.monotonic()
     emit = progress or (lambda event: None)

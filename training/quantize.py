@@ -165,7 +165,7 @@ def quantize_version(version_dir: str | Path, *, data: str | None = None, per_cl
     (synthetic versions: a fresh synthetic set; default: as many as training's check). Returns the
     card's new `int8` entry.
     """
-    from training.reallike import PER_CLASS
+    from training.realhands.reallike import PER_CLASS
 
     per_class = per_class or PER_CLASS
     version_dir = Path(version_dir)

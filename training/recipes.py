@@ -16,7 +16,7 @@ class Recipe:
     cosine: bool  # cosine-decay the learning rate over the run
     epochs: int
     batch_size: int
-    augment: str  # talk (Keras layers) | none | scenes (composited, training/scenes.py)
+    augment: str  # talk (Keras layers) | none | scenes (composited, training/realhands/scenes.py)
     split: str  # random | by-hand (whole rendered hands held out)
     none_label: bool  # add the `none` class (scenes without a hand)
     label_smoothing: float = 0.0

@@ -21,7 +21,7 @@ from training.export import export
 from training.layout import next_version
 from training.metrics import confusion
 from training.model import ARCHS, make_model
-from training.reallike import PER_CLASS as REALLIKE_PER_CLASS
+from training.realhands.reallike import PER_CLASS as REALLIKE_PER_CLASS
 from training.recipes import Recipe, resolve
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ def _int8(model: keras.Model, datasets: Datasets) -> tuple[bytes, dict[str, Any]
 
 def _datasets(config: TrainConfig, recipe: Recipe) -> Datasets:
     if recipe.augment == "scenes":
-        from training.scenes_data import make_scene_datasets
+        from training.realhands.scenes_data import make_scene_datasets
 
         return make_scene_datasets(config.data, recipe, val_split=config.val_split, val_dir=config.val_dir,
                                    seed=config.seed, reallike_per_class=config.reallike_per_class)
@@ -320,7 +320,7 @@ def train(config: TrainConfig) -> TrainResult:
     train_accuracy = float(best.best_logs.get("accuracy", history["accuracy"][-1]))
     reallike_acc, reallike_matrix = None, None
     if datasets.reallike is not None and len(datasets.reallike):
-        from training.reallike import score
+        from training.realhands.reallike import score
 
         reallike_acc, reallike_matrix = score(lambda x: model(x, training=False), datasets.reallike)
         log.info("real-like check%s: accuracy %.4f on %d images", "" if validating else " (hands seen in training)",

@@ -3,12 +3,11 @@ import functools
 import numpy as np
 import pytest
 
-from training import reallike
-from training.composite import Style
 from training.data import ImageSet, load_folder, split_by_group, to_dataset
-from training.reallike import MAX_SIZE, MIN_SIZE, reallike_set, score
-from training.recipes import RECIPES, resolve
-from training.scenes import (
+from training.realhands import reallike
+from training.realhands.composite import Style
+from training.realhands.reallike import MAX_SIZE, MIN_SIZE, reallike_set, score
+from training.realhands.scenes import (
     NONE_LABEL,
     Hands,
     ScenePool,
@@ -18,6 +17,7 @@ from training.scenes import (
     train_dataset,
     with_none,
 )
+from training.recipes import RECIPES, resolve
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,12 @@ import logging
 
 import numpy as np
 
-from training import backgrounds
-from training.composite import Style
 from training.data import NO_VALIDATION, Datasets, ImageSet, load_source, train_and_validation
 from training.errors import DataError
-from training.reallike import PER_CLASS as REALLIKE_PER_CLASS
-from training.recipes import Recipe
-from training.scenes import (
+from training.realhands import backgrounds
+from training.realhands.composite import Style
+from training.realhands.reallike import PER_CLASS as REALLIKE_PER_CLASS
+from training.realhands.scenes import (
     NONE_LABEL,
     Hands,
     ScenePool,
@@ -22,6 +21,7 @@ from training.scenes import (
     train_dataset,
     with_none,
 )
+from training.recipes import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
         val_x, val_y = val_pool.flat()
     reallike = None
     if reallike_per_class > 0:
-        from training.reallike import reallike_set
+        from training.realhands.reallike import reallike_set
 
         # with no hand held out, the check's scenes (backgrounds never trained on) show trained hands:
         # the card files it apart from the unseen-hands figure
@@ -90,7 +90,7 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
                 "train": [f"{p.name} ({p.package}, {p.licence})" for p in backgrounds.TRAIN_PHOTOS],
                 "held_out_for_reallike_check": [f"{p.name} ({p.package}, {p.licence})"
                                                 for p in backgrounds.HELD_OUT_PHOTOS],
-                "procedural": "rooms, windows, clutter and people drawn by training/backgrounds.py",
+                "procedural": "rooms, windows, clutter and people drawn by training/realhands/backgrounds.py",
             },
         },
     )
