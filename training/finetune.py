@@ -144,6 +144,7 @@ def run(config: FinetuneConfig, progress: Progress | None = None) -> dict[str, A
     from training.model import make_model
     from training.preprocessing import IMAGE_SIZE, decode_and_resize
     from training.realhands.scenes import light_augment
+    from training.recipes import RECIPES
 
     started = time.monotonic()
     emit = progress or (lambda event: None)
@@ -180,7 +181,10 @@ def run(config: FinetuneConfig, progress: Progress | None = None) -> dict[str, A
     def pixels(items: list[tuple[bytes, str]]) -> tf.Tensor:
         return tf.stack([decode_and_resize(tf.constant(data), IMAGE_SIZE) for data, _ in items])
 
-    augmenter = make_augmenter(config.seed) if card.get("recipe") in ("talk",) else None
+    # the taught examples vary as the base recipe's training images did (a fine-tuned base: lightly)
+    base_recipe = RECIPES.get(str(card.get("recipe")))
+    talk_views = base_recipe is not None and base_recipe.finetune_augment == "talk"
+    augmenter = make_augmenter(config.seed) if talk_views else None
 
     def augment(x: tf.Tensor, view: int) -> tf.Tensor:
         if augmenter is not None:

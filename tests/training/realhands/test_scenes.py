@@ -17,7 +17,6 @@ from training.realhands.scenes import (
     train_dataset,
     with_none,
 )
-from training.recipes import RECIPES, resolve
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +102,3 @@ def test_score_counts_through_the_serving_preprocessing(hands):
     assert accuracy == pytest.approx(0.25)
     assert [row[labels.index("rock")] for row in matrix] == [3, 3, 3, 3]
 
-
-def test_recipes_resolve_by_data_and_flags():
-    assert resolve("auto", "synthetic").name == "rendered"
-    assert resolve("auto", "/data/rps").name == "real-hands"
-    talk = resolve("talk", "rps")
-    assert (talk.arch, talk.optimizer, talk.epochs, talk.augment) == ("talk", "rmsprop", 15, "talk")
-    tuned = resolve("real-hands", "rps", epochs=2, arch="talk", augment=False)
-    assert (tuned.epochs, tuned.arch, tuned.augment) == (2, "talk", "none")
-    assert RECIPES["real-hands"].none_label and not RECIPES["talk"].none_label
-    with pytest.raises(ValueError, match="unknown recipe"):
-        resolve("best", "rps")
