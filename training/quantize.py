@@ -51,6 +51,18 @@ def _converter(fn: Callable[..., Any]) -> Any:
     return tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(concrete)])
 
 
+def xnnpack_took(interpreter: Any) -> bool:
+    """Whether XNNPACK runs the graph of an allocated LiteRT `interpreter`: it adds delegate nodes for
+    the operations it takes.
+
+    Checked against ai-edge-litert 2.3.0: its Interpreter lists nodes only through the private
+    `_get_ops_details()` (the public methods give tensors, inputs, outputs and signatures, and the public
+    `CompiledModel.is_fully_accelerated()` answers for another runtime, not this interpreter), so this is
+    the one place that calls it; tests/training/test_quantize.py fails when it is gone or stops
+    naming the delegate, instead of XNNPACK silently reading as off."""
+    return any("DELEGATE" in str(op.get("op_name", "")) for op in interpreter._get_ops_details())
+
+
 class LiteRTScorer:
     """One LiteRT interpreter per calling thread (an interpreter is not thread-safe), batch 1 each:
     on a CPU, XNNPACK's int8 kernels run a batch of 32 no faster per image than 32 single calls,
@@ -60,7 +72,7 @@ class LiteRTScorer:
         self.model = model
         self.threads = threads
         self._local = threading.local()
-        self.xnnpack = self._interpreter()[0].xnnpack
+        self.xnnpack = xnnpack_took(self._interpreter()[0])
 
     def _interpreter(self) -> tuple[Any, int, int]:
         found = getattr(self._local, "interpreter", None)
@@ -69,9 +81,6 @@ class LiteRTScorer:
 
             interp = Interpreter(model_content=self.model, num_threads=self.threads)
             interp.allocate_tensors()
-            # XNNPACK replaces the graph's operations by delegate nodes when it takes them
-            ops = interp._get_ops_details()
-            interp.xnnpack = any("DELEGATE" in str(op.get("op_name", "")) for op in ops)
             found = (interp, interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"])
             self._local.interpreter = found
         return found
