@@ -2,7 +2,7 @@
 
     python scripts/orientation_check.py VERSION_DIR [--hands ../shared/data/rps-train] [--per-class 300]
 
-Each real-like scene (training/reallike.py) is stored the way a camera stores it: pixels turned by the
+Each real-like scene (training/realhands/reallike.py) is stored the way a camera stores it: pixels turned by the
 inverse of orientation 3 (upside down), 6 or 8 (a phone held upright, either way), and that EXIF tag.
 Scored through the version's own graph twice: on the bytes alone (the tag ignored, as TensorFlow's
 decoder does) and on what the server hands the graph (service/images.check_image turns it upright).

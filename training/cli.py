@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from training.finetune import FinetuneConfig
+
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
@@ -46,7 +48,7 @@ def quantize_command(
         min=1, help="Real-like scenes per label for the accuracy check (default: as in training)")] = None,
 ) -> None:
     """Add the int8 LiteRT model to an existing version; its accuracy drop goes into the card."""
-    from training.data import DataError
+    from training.errors import DataError
     from training.quantize import quantize_version
 
     try:
@@ -116,10 +118,12 @@ def train_command(
     init_from: Annotated[Path | None, typer.Option(
         help="Fine-tune this version (e.g. models/rps/3) on --data (a folder of label folders, e.g. taught "
              "examples) instead of training from scratch; the quality gate's verdict goes in the card")] = None,
-    base_data: Annotated[str, typer.Option(help="With --init-from: base data mixed in and sliced for the "
-                                                "reference set (synthetic or class folders)")] = "synthetic",
-    tolerance_points: Annotated[float, typer.Option(help="With --init-from: reference accuracy may drop by at "
-                                                         "most this many points")] = 1.0,
+    base_data: Annotated[str | None, typer.Option(
+        help="With --init-from: base data mixed in and sliced for the reference set (synthetic or class folders; "
+             f"default: {FinetuneConfig.base_data})")] = None,
+    tolerance_points: Annotated[float | None, typer.Option(
+        help="With --init-from: reference accuracy may drop by at most this many points "
+             f"(default: {FinetuneConfig.tolerance_points:g})")] = None,
 ) -> None:
     """Train a model and export it as the next version of MODEL_ROOT/NAME."""
     use_onednn()
@@ -132,8 +136,7 @@ def train_command(
     if if_missing and (found := scan_versions(model_root / name)):
         console.print(f"{model_root / name} already has version(s) {found}; nothing to train")
         return
-    from training.data import DataError
-    from training.export import ExportError
+    from training.errors import DataError, ExportError
     from training.train import TrainConfig, train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -170,16 +173,14 @@ def train_command(
           f"{len(result.history.get('accuracy', [])) or '?'} wall_time={result.seconds:.1f}s", flush=True)
 
 
-def finetune_command(init_from: Path, data: Path, model_root: Path, name: str, *, base_data: str,
-                     epochs: int | None, seed: int, tolerance_points: float, version: int | None) -> None:
+def finetune_command(init_from: Path, data: Path, model_root: Path, name: str, *, base_data: str | None,
+                     epochs: int | None, seed: int, tolerance_points: float | None, version: int | None) -> None:
     """`imgclf train --init-from VERSION --data EXAMPLES`: what the server's fine-tune jobs run."""
-    from training.data import DataError
-    from training.export import ExportError
-    from training.finetune import FinetuneConfig, FinetuneError, run
+    from training.errors import DataError, ExportError, FinetuneError
+    from training.finetune import finetune_config, run
 
-    config = FinetuneConfig(init_from=init_from, data=data, model_root=model_root, name=name, base_data=base_data,
-                            epochs=epochs or FinetuneConfig.epochs, seed=seed, tolerance_points=tolerance_points,
-                            version=version)
+    config = finetune_config(init_from, data, model_root, name, base_data=base_data, epochs=epochs, seed=seed,
+                             tolerance_points=tolerance_points, version=version)
     try:
         result = run(config)
     except (FinetuneError, DataError, ExportError) as exc:
@@ -202,7 +203,7 @@ def evaluate_command(
                                                    "folder the version was trained on)")] = None,
 ) -> None:
     """Accuracy and confusion matrix of an exported version on held-out images."""
-    from training.data import DataError
+    from training.errors import DataError
     from training.evaluate import evaluate
 
     try:

@@ -15,6 +15,7 @@ import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
 from training import synthetic
+from training.errors import DataError
 from training.exif import UPRIGHT, orientation
 from training.preprocessing import IMAGE_SIZE, decode_and_resize
 
@@ -26,10 +27,6 @@ _TF_FORMATS = {"JPEG", "PNG", "GIF"}
 
 
 NO_VALIDATION = "none: every image trained on (--val-split 0), and the last epoch exported"
-
-
-class DataError(ValueError):
-    """The training data cannot be used; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ class Datasets:
     source: str
     source_hash: str
     augmented: bool = True
-    # set by builders whose pipelines are not one image per ImageSet entry (training/scenes_data.py)
+    # set by builders whose pipelines are not one image per ImageSet entry (training/realhands/scenes_data.py)
     train_targets: np.ndarray | None = None
     val_pipeline_targets: np.ndarray | None = None
     warmup: tuple[bytes, ...] = ()

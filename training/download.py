@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from training.data import DataError
+from training.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from training.data import NO_VALIDATION, DataError, ImageSet, load_folder, load_synthetic
+from training.data import NO_VALIDATION, ImageSet, load_folder, load_synthetic
+from training.errors import DataError
 from training.layout import CARD_FILE, LABELS_FILE
 from training.metrics import confusion
 
@@ -31,8 +32,8 @@ def reallike_images(model_dir: Path, labels: tuple[str, ...], hands_dir: str | N
     """The real-like check for an exported version: its card's validation hands (never trained on)
     from `hands_dir` (default: the folder it was trained on), in held-out scenes. A folder without
     any of those hands is taken as hands the version never saw, and all of them are used."""
-    from training.reallike import reallike_set
-    from training.scenes import Hands
+    from training.realhands.reallike import reallike_set
+    from training.realhands.scenes import Hands
 
     card_path = model_dir / CARD_FILE
     card = json.loads(card_path.read_text()) if card_path.exists() else {}

@@ -14,6 +14,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from training.errors import ExportError
 from training.layout import (
     CARD_FILE,
     INT8_FILE,
@@ -25,10 +26,6 @@ from training.layout import (
     scan_versions,
 )
 from training.preprocessing import IMAGE_SIZE, decode_and_resize
-
-
-class ExportError(RuntimeError):
-    """The model could not be published under the requested version."""
 
 
 class ServingModule(tf.Module):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from training.errors import FinetuneError
 from training.layout import GATE_KEY
 
 if TYPE_CHECKING:
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
 
 REFERENCE_SEED = 10_000  # the reference set's draw: the same for every job on the same base data
 Progress = Callable[[dict[str, Any]], None]
-
-
-class FinetuneError(ValueError):
-    """The fine-tune cannot run on these inputs; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +41,22 @@ class FinetuneConfig:
     seed: int = 0
     tolerance_points: float = 1.0  # reference accuracy may drop by at most this much
     version: int | None = None
+
+
+def finetune_config(init_from: Path | str, data: Path | str, model_root: Path | str, name: str, *,
+                    base_data: str | None = None, base_per_label: int | None = None,
+                    reference_per_label: int | None = None, views: int | None = None, epochs: int | None = None,
+                    seed: int | None = None, tolerance_points: float | None = None, version: int | None = None,
+                    ) -> FinetuneConfig:
+    """A fine-tune's settings, FinetuneConfig's own default for every option left None.
+
+    `imgclf train --init-from` and `python -m training.finetune` (what the server's jobs run) both
+    build their settings here, so each default is written once, in FinetuneConfig."""
+    given: dict[str, Any] = {"base_data": base_data, "base_per_label": base_per_label,
+                             "reference_per_label": reference_per_label, "views": views, "epochs": epochs,
+                             "seed": seed, "tolerance_points": tolerance_points, "version": version}
+    return FinetuneConfig(init_from=Path(init_from), data=Path(data), model_root=Path(model_root), name=name,
+                          **{key: value for key, value in given.items() if value is not None})
 
 
 @dataclass
@@ -110,8 +123,8 @@ def base_images(images: ImageSet, source: str, labels: tuple[str, ...], per_labe
                 exclude: frozenset[bytes] = frozenset()) -> list[tuple[bytes, str]]:
     """`per_label` images for each label from the base data (synthetic renders or class folders),
     none of `exclude`; `none` (no hand) comes from the empty scenes the real-hands recipe trains on."""
-    from training.composite import empty_scene
-    from training.scenes import NONE_LABEL, encode_jpeg
+    from training.realhands.composite import empty_scene
+    from training.realhands.scenes import NONE_LABEL, encode_jpeg
 
     hand_labels = [x for x in labels if x != NONE_LABEL]
     rng = np.random.default_rng(seed)
@@ -146,7 +159,8 @@ def run(config: FinetuneConfig, progress: Progress | None = None) -> dict[str, A
     from training.layout import CARD_FILE, LABELS_FILE
     from training.model import make_model
     from training.preprocessing import IMAGE_SIZE, decode_and_resize
-    from training.scenes import light_augment
+    from training.realhands.scenes import light_augment
+    from training.recipes import RECIPES
 
     started = time.monotonic()
     emit = progress or (lambda event: None)
@@ -183,7 +197,10 @@ def run(config: FinetuneConfig, progress: Progress | None = None) -> dict[str, A
     def pixels(items: list[tuple[bytes, str]]) -> tf.Tensor:
         return tf.stack([decode_and_resize(tf.constant(data), IMAGE_SIZE) for data, _ in items])
 
-    augmenter = make_augmenter(config.seed) if card.get("recipe") in ("talk",) else None
+    # the taught examples vary as the base recipe's training images did (a fine-tuned base: lightly)
+    base_recipe = RECIPES.get(str(card.get("recipe")))
+    talk_views = base_recipe is not None and base_recipe.finetune_augment == "talk"
+    augmenter = make_augmenter(config.seed) if talk_views else None
 
     def augment(x: tf.Tensor, view: int) -> tf.Tensor:
         if augmenter is not None:
@@ -286,13 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--model-root", type=Path, required=True)
     parser.add_argument("--name", required=True)
-    parser.add_argument("--base-data", default="synthetic")
-    parser.add_argument("--base-per-label", type=int, default=40)
-    parser.add_argument("--reference-per-label", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--views", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tolerance-points", type=float, default=1.0)
+    # defaults: FinetuneConfig's, applied by finetune_config
+    default = FinetuneConfig
+    parser.add_argument("--base-data", help=f"default: {default.base_data}")
+    parser.add_argument("--base-per-label", type=int, help=f"default: {default.base_per_label}")
+    parser.add_argument("--reference-per-label", type=int, help=f"default: {default.reference_per_label}")
+    parser.add_argument("--epochs", type=int, help=f"default: {default.epochs}")
+    parser.add_argument("--views", type=int, help=f"default: {default.views}")
+    parser.add_argument("--seed", type=int, help=f"default: {default.seed}")
+    parser.add_argument("--tolerance-points", type=float, help=f"default: {default.tolerance_points:g}")
     parser.add_argument("--nice", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: one per core)")
     args = parser.parse_args(argv)
@@ -309,10 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     def emit(event: dict[str, Any]) -> None:
         print(json.dumps(event), flush=True)
 
-    config = FinetuneConfig(init_from=args.init_from, data=args.data, model_root=args.model_root, name=args.name,
-                            base_data=args.base_data, base_per_label=args.base_per_label,
-                            reference_per_label=args.reference_per_label, epochs=args.epochs, views=args.views,
-                            seed=args.seed, tolerance_points=args.tolerance_points)
+    config = finetune_config(args.init_from, args.data, args.model_root, args.name, base_data=args.base_data,
+                             base_per_label=args.base_per_label, reference_per_label=args.reference_per_label,
+                             epochs=args.epochs, views=args.views, seed=args.seed,
+                             tolerance_points=args.tolerance_points)
     try:
         run(config, emit)
     except FinetuneError as exc:

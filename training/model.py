@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import keras
 
 from training.preprocessing import INPUT_SHAPE
 
-ARCHS = ("talk", "compact")
+Arch = Literal["talk", "compact"]
+Optimizer = Literal["adam", "adamw", "rmsprop"]
+ARCHS: tuple[str, ...] = get_args(Arch)
 COMPACT_WORK_SIZE = 112
 
 

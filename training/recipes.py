@@ -1,38 +1,89 @@
-"""Named training recipes: the talk's exact one, the rendered-data one, and real-hands (the default for photos)."""
+"""Named training recipes: the talk's exact one, the rendered-data one, and real-hands (the default for photos).
+
+A recipe names the builder of its data pipelines, so a new recipe is one entry in RECIPES; fixed
+choices are `Literal` types, which mypy checks where a recipe is written.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
-RECIPE_NAMES = ("auto", "talk", "rendered", "real-hands")
+from training.data import Datasets, make_datasets
+from training.model import Arch, Optimizer
+from training.realhands.scenes_data import make_scene_datasets
+
+RecipeName = Literal["talk", "rendered", "real-hands"]
+RECIPE_NAMES: tuple[str, ...] = ("auto", *get_args(RecipeName))
+# what varies the training images: the talk's Keras layers | nothing | scenes (composited, training/realhands/)
+Augment = Literal["talk", "none", "scenes"]
+Split = Literal["random", "by-hand"]  # by-hand: whole rendered hands held out
+# what a fine-tune of a version trained this way does to the taught examples: the talk's Keras layers,
+# or the light per-epoch variation of the scenes (training/realhands/scenes.py light_augment)
+FinetuneAugment = Literal["talk", "light"]
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """What a run asks of its data besides the recipe: the data options of `imgclf train` (TrainConfig)."""
+
+    data: str
+    val_split: float
+    val_dir: str | None
+    seed: int
+    samples_per_class: int  # synthetic images per class
+    reallike_per_class: int  # scenes per label of the real-like check (0: none)
+
+
+DatasetBuilder = Callable[["Recipe", DataRequest], Datasets]
+
+
+def image_datasets(recipe: Recipe, request: DataRequest) -> Datasets:
+    """The images as they are, each augmented the talk's way or not at all (training/data.py)."""
+    return make_datasets(request.data, batch_size=recipe.batch_size, val_split=request.val_split,
+                         val_dir=request.val_dir, seed=request.seed, samples_per_class=request.samples_per_class,
+                         augment=recipe.augment != "none", by_hand=recipe.split == "by-hand")
+
+
+def scene_datasets(recipe: Recipe, request: DataRequest) -> Datasets:
+    """The hands cut out and composited into scenes, with the real-like check (training/realhands/)."""
+    return make_scene_datasets(request.data, batch_size=recipe.batch_size, epochs=recipe.epochs,
+                               by_hand=recipe.split == "by-hand", none_label=recipe.none_label,
+                               variants=recipe.variants, retone_share=recipe.retone_share,
+                               val_split=request.val_split, val_dir=request.val_dir, seed=request.seed,
+                               reallike_per_class=request.reallike_per_class)
 
 
 @dataclass(frozen=True)
 class Recipe:
-    name: str
-    arch: str  # training.model.ARCHS
-    optimizer: str  # adam | adamw | rmsprop
+    name: RecipeName
+    arch: Arch
+    optimizer: Optimizer
     learning_rate: float
     cosine: bool  # cosine-decay the learning rate over the run
     epochs: int
     batch_size: int
-    augment: str  # talk (Keras layers) | none | scenes (composited, training/scenes.py)
-    split: str  # random | by-hand (whole rendered hands held out)
+    augment: Augment
+    split: Split
     none_label: bool  # add the `none` class (scenes without a hand)
     label_smoothing: float = 0.0
-    variants: int = 0  # scenes rendered per hand (augment=scenes)
+    variants: int = 0  # scenes rendered per hand (scene_datasets)
     warmup_epochs: int = 0  # rise linearly to learning_rate first (with cosine)
-    retone_share: float = 0.0  # of training scenes whose hand gets another skin tone (augment=scenes)
+    retone_share: float = 0.0  # of training scenes whose hand gets another skin tone (scene_datasets)
     # wall-clock minutes for the whole job: after the warm-up, `epochs` becomes the most that fit
     # (training/budget.py); needs cosine and a warm-up. None: exactly `epochs`
     time_budget_minutes: float | None = None
+    finetune_augment: FinetuneAugment = "light"
+    # builds the training and validation pipelines (left out of the repr the log prints)
+    datasets: DatasetBuilder = field(default=image_datasets, repr=False)
 
 
-RECIPES = {
+RECIPES: dict[str, Recipe] = {
     # The talk's notebook: RMSprop at its default rate, ImageDataGenerator-style augmentation,
     # batch 126, 15 epochs, a random split.
     "talk": Recipe("talk", arch="talk", optimizer="rmsprop", learning_rate=1e-3, cosine=False, epochs=15,
-                   batch_size=126, augment="talk", split="random", none_label=False),
+                   batch_size=126, augment="talk", split="random", none_label=False, finetune_augment="talk"),
     # For the embedded rendered hands, which are drawn in random poses on clutter already.
     "rendered": Recipe("rendered", arch="talk", optimizer="adam", learning_rate=3e-4, cosine=True, epochs=15,
                        batch_size=32, augment="none", split="random", none_label=False),
@@ -46,7 +97,7 @@ RECIPES = {
                          label_smoothing=0.1, variants=6, warmup_epochs=2, retone_share=0.5,
                          # 15 minutes for `imgclf train`, less the start-up and a margin for a noisy host:
                          # all 55 epochs took 12 minutes on an AVX-512 host, 22 on an AVX2-only one
-                         time_budget_minutes=14.0),
+                         time_budget_minutes=14.0, datasets=scene_datasets),
 }
 
 
@@ -59,8 +110,10 @@ def resolve(name: str, data: str, **overrides: object) -> Recipe:
         name = "rendered" if data == "synthetic" else "real-hands"
     recipe = RECIPES[name]
     given = {k: v for k, v in overrides.items() if v is not None}
-    if "augment" in given and isinstance(given["augment"], bool):  # --augment/--no-augment
-        given["augment"] = ("scenes" if recipe.augment == "scenes" else "talk") if given["augment"] else "none"
+    if given.get("augment") is True:  # --augment: the recipe's own augmentation, the talk's for one without
+        given["augment"] = recipe.augment if recipe.augment != "none" else "talk"
+    elif given.get("augment") is False:  # --no-augment: the images as they are, whatever the recipe renders
+        given.update(augment="none", datasets=image_datasets)
     budget = given.pop("time_budget_minutes", None)
     if budget is None and "epochs" in given:
         budget = 0  # an explicit epoch count is exact, unless a budget is asked for too

@@ -15,13 +15,14 @@ import numpy as np
 import tensorflow as tf
 
 from training.budget import AdjustableCosineDecay, TimeBudget
-from training.data import DataError, Datasets, make_datasets
+from training.data import Datasets
+from training.errors import DataError
 from training.export import export
 from training.layout import next_version
 from training.metrics import confusion
 from training.model import ARCHS, make_model
-from training.reallike import PER_CLASS as REALLIKE_PER_CLASS
-from training.recipes import Recipe, resolve
+from training.realhands.reallike import PER_CLASS as REALLIKE_PER_CLASS
+from training.recipes import DataRequest, Recipe, resolve
 
 log = logging.getLogger(__name__)
 
@@ -240,17 +241,6 @@ def _int8(model: keras.Model, datasets: Datasets) -> tuple[bytes, dict[str, Any]
                                    measured_on=measured_on)
 
 
-def _datasets(config: TrainConfig, recipe: Recipe) -> Datasets:
-    if recipe.augment == "scenes":
-        from training.scenes_data import make_scene_datasets
-
-        return make_scene_datasets(config.data, recipe, val_split=config.val_split, val_dir=config.val_dir,
-                                   seed=config.seed, reallike_per_class=config.reallike_per_class)
-    return make_datasets(config.data, batch_size=recipe.batch_size, val_split=config.val_split,
-                         val_dir=config.val_dir, seed=config.seed, samples_per_class=config.samples_per_class,
-                         augment=recipe.augment != "none", by_hand=recipe.split == "by-hand")
-
-
 def learning_rate(recipe: Recipe, steps_per_epoch: int) -> float | AdjustableCosineDecay:
     """The recipe's rate: constant, or cosine-decayed over the run after an optional linear warm-up
     (its end moved by a time budget, if the recipe has one)."""
@@ -274,7 +264,9 @@ def train(config: TrainConfig) -> TrainResult:
     keras.utils.set_random_seed(config.seed)
     log.info("recipe %s: %s", recipe.name, recipe)
     # data first: a bad --data or --val-dir must not leave an empty run folder behind
-    datasets = _datasets(config, recipe)
+    datasets = recipe.datasets(recipe, DataRequest(config.data, val_split=config.val_split, val_dir=config.val_dir,
+                                                   seed=config.seed, samples_per_class=config.samples_per_class,
+                                                   reallike_per_class=config.reallike_per_class))
     model_dir = Path(config.model_root) / config.name
     runs_root = Path(config.runs_root) if config.runs_root else model_dir / "runs"
     planned = config.version or next_version(model_dir)
@@ -319,7 +311,7 @@ def train(config: TrainConfig) -> TrainResult:
     train_accuracy = float(best.best_logs.get("accuracy", history["accuracy"][-1]))
     reallike_acc, reallike_matrix = None, None
     if datasets.reallike is not None and len(datasets.reallike):
-        from training.reallike import score
+        from training.realhands.reallike import score
 
         reallike_acc, reallike_matrix = score(lambda x: model(x, training=False), datasets.reallike)
         log.info("real-like check%s: accuracy %.4f on %d images", "" if validating else " (hands seen in training)",

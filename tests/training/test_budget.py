@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from training.budget import EPOCH_SLOWDOWN, AdjustableCosineDecay, TimeBudget, plan_epochs
-from training.data import DataError
+from training.errors import DataError
 from training.layout import CARD_FILE
 from training.model import make_model
 from training.recipes import RECIPES, resolve

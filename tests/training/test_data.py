@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from training.data import DataError, load_folder, make_datasets, split
+from training.data import load_folder, make_datasets, split
+from training.errors import DataError
 from training.preprocessing import decode_and_resize
 
 

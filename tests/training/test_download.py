@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.data import DataError, load_folder
+from training.data import load_folder
 from training.download import RemoteFile, cache_dir, fetch_rps
+from training.errors import DataError
 
 
 def _png(seed: int) -> bytes:

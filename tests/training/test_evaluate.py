@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.data import DataError
+from training.errors import DataError
 from training.evaluate import evaluate
 
 BIN = Path(sys.executable).parent

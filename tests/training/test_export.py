@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from training.export import ExportError, export
+from training.errors import ExportError
+from training.export import export
 from training.layout import CARD_FILE, LABELS_FILE, TFLITE_FILE, WARMUP_FILE, next_version, scan_versions
 from training.model import make_model
 from training.preprocessing import decode_and_resize

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from training.finetune import FinetuneError, decide, read_examples, split_holdout
+from training.errors import FinetuneError
+from training.finetune import FinetuneConfig, decide, finetune_config, main, read_examples, split_holdout
 from training.layout import CARD_FILE
 
 
@@ -45,6 +47,29 @@ def test_examples_folder_must_hold_model_labels(tmp_path):
         read_examples(tmp_path, ("paper", "rock"))
     with pytest.raises(FinetuneError, match="does not exist"):
         read_examples(tmp_path / "missing", ("paper",))
+
+
+def test_one_function_fills_in_the_defaults_every_entry_point_leaves_out(tmp_path):
+    config = finetune_config(str(tmp_path / "1"), tmp_path / "ex", tmp_path, "rps", epochs=None, base_data=None)
+    assert config == FinetuneConfig(tmp_path / "1", tmp_path / "ex", tmp_path, "rps")
+    assert (config.epochs, config.base_data, config.tolerance_points, config.views) == (40, "synthetic", 1.0, 4)
+    given = finetune_config(tmp_path / "1", tmp_path / "ex", tmp_path, "rps", epochs=3, seed=0, tolerance_points=0.0,
+                            base_data="folder", version=7)
+    assert (given.epochs, given.seed, given.tolerance_points, given.base_data) == (3, 0, 0.0, "folder")
+    assert given.version == 7
+
+
+def test_the_job_process_builds_its_settings_there_too(tmp_path, capsys):
+    # `python -m training.finetune` (what the server's jobs run) with only the required options
+    on_term = signal.getsignal(signal.SIGTERM)  # the job installs its own handler
+    try:
+        code = main(["--init-from", str(tmp_path / "none"), "--data", str(tmp_path), "--model-root", str(tmp_path),
+                     "--name", "rps", "--nice", "0"])
+    finally:
+        signal.signal(signal.SIGTERM, on_term)
+    assert code == 2
+    assert json.loads(capsys.readouterr().out) == {
+        "event": "error", "error": f"{tmp_path / 'none'} is not a version directory with a model card"}
 
 
 def test_imgclf_train_init_from(tmp_path, trained_model_root):

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from training import synthetic
-from training.data import DataError, load_synthetic
+from training.data import load_synthetic
+from training.errors import DataError
 
 
 def _mean_rgb(items):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training.data import DataError, load_synthetic
+from training.data import load_synthetic
+from training.errors import DataError
 from training.layout import CARD_FILE, LABELS_FILE, WARMUP_FILE, scan_versions
 from training.recipes import RECIPES
 from training.train import BestEpoch, TrainConfig, learning_rate, train

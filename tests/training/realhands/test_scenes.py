@@ -3,12 +3,11 @@ import functools
 import numpy as np
 import pytest
 
-from training import reallike
-from training.composite import Style
 from training.data import ImageSet, load_folder, split_by_group, to_dataset
-from training.reallike import MAX_SIZE, MIN_SIZE, reallike_set, score
-from training.recipes import RECIPES, resolve
-from training.scenes import (
+from training.realhands import reallike
+from training.realhands.composite import Style
+from training.realhands.reallike import MAX_SIZE, MIN_SIZE, reallike_set, score
+from training.realhands.scenes import (
     NONE_LABEL,
     Hands,
     ScenePool,
@@ -103,14 +102,3 @@ def test_score_counts_through_the_serving_preprocessing(hands):
     assert accuracy == pytest.approx(0.25)
     assert [row[labels.index("rock")] for row in matrix] == [3, 3, 3, 3]
 
-
-def test_recipes_resolve_by_data_and_flags():
-    assert resolve("auto", "synthetic").name == "rendered"
-    assert resolve("auto", "/data/rps").name == "real-hands"
-    talk = resolve("talk", "rps")
-    assert (talk.arch, talk.optimizer, talk.epochs, talk.augment) == ("talk", "rmsprop", 15, "talk")
-    tuned = resolve("real-hands", "rps", epochs=2, arch="talk", augment=False)
-    assert (tuned.epochs, tuned.arch, tuned.augment) == (2, "talk", "none")
-    assert RECIPES["real-hands"].none_label and not RECIPES["talk"].none_label
-    with pytest.raises(ValueError, match="unknown recipe"):
-        resolve("best", "rps")

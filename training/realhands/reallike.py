@@ -15,11 +15,11 @@ from functools import partial
 import numpy as np
 import tensorflow as tf
 
-from training import composite
 from training.data import ImageSet
 from training.metrics import confusion
 from training.preprocessing import decode_and_resize
-from training.scenes import NONE_LABEL, Hands, encode_jpeg, render
+from training.realhands import composite
+from training.realhands.scenes import NONE_LABEL, Hands, encode_jpeg, render
 
 MIN_SIZE, MAX_SIZE = 96, 632
 # scenes per label: 1,200 with `none`, since one 400-scene draw moves by about 3 points

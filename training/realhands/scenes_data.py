@@ -1,4 +1,7 @@
-"""`make_scene_datasets`: the real-hands recipe's train/validation pipelines and its real-like check set."""
+"""`make_scene_datasets`: the real-hands recipe's train/validation pipelines and its real-like check set.
+
+It takes the recipe's settings one by one (training/recipes.py passes them), so this package needs
+nothing from the recipes that use it."""
 
 from __future__ import annotations
 
@@ -6,12 +9,12 @@ import logging
 
 import numpy as np
 
-from training import backgrounds
-from training.composite import Style
-from training.data import NO_VALIDATION, DataError, Datasets, ImageSet, load_source, train_and_validation
-from training.reallike import PER_CLASS as REALLIKE_PER_CLASS
-from training.recipes import Recipe
-from training.scenes import (
+from training.data import NO_VALIDATION, Datasets, ImageSet, load_source, train_and_validation
+from training.errors import DataError
+from training.realhands import backgrounds
+from training.realhands.composite import Style
+from training.realhands.reallike import PER_CLASS as REALLIKE_PER_CLASS
+from training.realhands.scenes import (
     NONE_LABEL,
     Hands,
     ScenePool,
@@ -25,9 +28,13 @@ from training.scenes import (
 log = logging.getLogger(__name__)
 
 
-def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, val_dir: str | None = None,
-                        seed: int = 0, reallike_per_class: int = REALLIKE_PER_CLASS) -> Datasets:
-    """Cut out, composite and render the pools; validation = unseen hands (plain and in scenes)."""
+def make_scene_datasets(data: str, *, batch_size: int, epochs: int, by_hand: bool, none_label: bool, variants: int,
+                        retone_share: float, val_split: float = 0.2, val_dir: str | None = None, seed: int = 0,
+                        reallike_per_class: int = REALLIKE_PER_CLASS) -> Datasets:
+    """Cut out, composite and render the pools; validation = unseen hands (plain and in scenes).
+
+    `variants` scenes per hand, `retone_share` of training hands re-toned, a `none` class of empty
+    scenes with `none_label`, whole hands held out for validation with `by_hand`."""
     if data == "synthetic":
         raise DataError("the real-hands recipe needs hand images on a white background (the talk's "
                         "dataset: --data rps or a folder); use --recipe rendered for --data synthetic")
@@ -35,16 +42,15 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
     if NONE_LABEL in everything.labels:
         raise DataError(f"{data} has a {NONE_LABEL!r} class folder; the recipe renders that class itself")
     train_set, val_set = train_and_validation(everything, val_split=val_split, val_dir=val_dir, seed=seed,
-                                              by_hand=recipe.split == "by-hand")
+                                              by_hand=by_hand)
     final = len(val_set) == 0  # --val-split 0: every hand trains
-    labels = with_none(everything.labels) if recipe.none_label else everything.labels
+    labels = with_none(everything.labels) if none_label else everything.labels
 
     train_hands = Hands(train_set)
     if not any(h is not None for h in train_hands.cutouts):
         log.warning("no image of %s has a white background: scenes use the photos as they are", data)
-    train_pool = ScenePool(train_hands, labels, variants=recipe.variants, seed=seed,
-                           none_count=_none_count(train_set, recipe.variants),
-                           style=Style(retone=recipe.retone_share))
+    train_pool = ScenePool(train_hands, labels, variants=variants, seed=seed,
+                           none_count=_none_count(train_set, variants), style=Style(retone=retone_share))
     if final:  # nothing validates
         val_x = np.zeros((0, *train_pool.views.shape[2:]), dtype=np.uint8)
         val_y = np.zeros(0, dtype=np.int64)
@@ -54,17 +60,17 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
         val_x, val_y = val_pool.flat()
     reallike = None
     if reallike_per_class > 0:
-        from training.reallike import reallike_set
+        from training.realhands.reallike import reallike_set
 
         # with no hand held out, the check's scenes (backgrounds never trained on) show trained hands:
         # the card files it apart from the unseen-hands figure
         reallike = reallike_set(train_hands if final else val_hands, labels, per_class=reallike_per_class)
     warmup = _warmup(train_pool) if final else tuple(
         encode_jpeg(val_x[int(np.flatnonzero(val_y == c)[0])]) for c in range(len(labels)) if (val_y == c).any())
-    groups = sorted(set(val_set.groups())) if recipe.split == "by-hand" and not val_dir else []
+    groups = sorted(set(val_set.groups())) if by_hand and not val_dir else []
     return Datasets(
-        train=train_dataset(train_pool, recipe.batch_size, recipe.epochs, seed=seed),
-        val=eval_dataset(val_x, val_y, len(labels), recipe.batch_size),
+        train=train_dataset(train_pool, batch_size, epochs, seed=seed),
+        val=eval_dataset(val_x, val_y, len(labels), batch_size),
         labels=labels,
         train_set=ImageSet(train_set.images, train_set.targets, everything.labels),
         val_set=ImageSet(val_set.images, val_set.targets, everything.labels),
@@ -72,7 +78,7 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
         source_hash=everything.content_hash(),
         augmented=True,
         train_targets=train_pool.epoch_targets(),
-        steps_per_epoch=steps_per_epoch(train_pool, recipe.batch_size),
+        steps_per_epoch=steps_per_epoch(train_pool, batch_size),
         val_pipeline_targets=val_y,
         warmup=warmup,
         reallike=reallike,
@@ -82,14 +88,14 @@ def make_scene_datasets(data: str, recipe: Recipe, *, val_split: float = 0.2, va
         card={
             "validation_hands": groups,
             "reallike_hands": "seen in training (none held out)" if final else "the validation hands",
-            "scenes": {"scenes_per_image": recipe.variants, "plain_share_per_epoch": 0.25,
+            "scenes": {"scenes_per_image": variants, "plain_share_per_epoch": 0.25,
                        "empty_scenes": len(train_pool.empty), "samples_per_epoch": train_pool.epoch_size(),
-                       "retoned_share": recipe.retone_share},
+                       "retoned_share": retone_share},
             "backgrounds": {
                 "train": [f"{p.name} ({p.package}, {p.licence})" for p in backgrounds.TRAIN_PHOTOS],
                 "held_out_for_reallike_check": [f"{p.name} ({p.package}, {p.licence})"
                                                 for p in backgrounds.HELD_OUT_PHOTOS],
-                "procedural": "rooms, windows, clutter and people drawn by training/backgrounds.py",
+                "procedural": "rooms, windows, clutter and people drawn by training/realhands/backgrounds.py",
             },
         },
     )

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from tests.training.conftest import cgi_like_hand
-from training import backgrounds, composite
+from training.realhands import backgrounds, composite
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
-from training.backgrounds import background
+from training.realhands.backgrounds import background
 
 CUTOUT_HEIGHT = 176  # hands are stored at about the largest size they are drawn at (150 px output)
 

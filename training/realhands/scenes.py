@@ -19,8 +19,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from training import composite
 from training.data import ImageSet, untuned
+from training.realhands import composite
 
 log = logging.getLogger(__name__)
 

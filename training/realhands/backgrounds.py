@@ -2,7 +2,7 @@
 
 They are what the real-hands recipe puts behind the cut-out CGI hands, and what the `none`
 label learns. The photos are split once, by name, into a training pool and a held-out pool
-that only the real-like check (training/reallike.py) ever sees.
+that only the real-like check (training/realhands/reallike.py) ever sees.
 """
 
 from __future__ import annotations
