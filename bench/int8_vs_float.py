@@ -51,7 +51,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from service.backends.litert import float_model  # the conversion litert-float runs at load
-    from training.layout import INT8_FILE
+    from version_format.layout import INT8_FILE
 
     with tempfile.TemporaryDirectory(prefix="imgclf-int8-") as tmp:
         version = args.version

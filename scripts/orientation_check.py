@@ -25,7 +25,7 @@ STORED = {1: None, 3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 
 
 def as_phone_stores(data: bytes, tag: int) -> bytes:
     """The JPEG a camera would write for this upright picture with orientation `tag`."""
-    from training.exif import ORIENTATION_TAG, UPRIGHT
+    from version_format.exif import ORIENTATION_TAG, UPRIGHT
 
     img = Image.open(io.BytesIO(data)).convert("RGB")
     turn = STORED[tag]
@@ -49,7 +49,7 @@ def main() -> int:
 
     from service.images import check_image
     from training.evaluate import reallike_images
-    from training.layout import LABELS_FILE
+    from version_format.layout import LABELS_FILE
 
     labels = tuple(x for x in (args.version / LABELS_FILE).read_text().splitlines() if x)
     images = reallike_images(args.version, labels, args.hands, args.per_class, seed=12345)

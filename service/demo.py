@@ -11,7 +11,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from training.layout import CARD_FILE
+from version_format.atomic import fsync_tree
+from version_format.layout import CARD_FILE, TMP_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def install_demo(model_root: Path, name: str, archive: Path | None = None) -> Pa
         raise DemoError("this installation ships no demo version; train one with `imgclf train`")
     try:
         base.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-demo-", dir=base))
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}demo-", dir=base))
     except OSError as exc:
         raise DemoError(f"cannot write under {base} ({exc.strerror})") from None
     try:
@@ -79,6 +80,7 @@ def install_demo(model_root: Path, name: str, archive: Path | None = None) -> Pa
         target = base / "1"
         if _versions(base):  # a trainer published meanwhile: its version wins
             return None
+        fsync_tree(tmp)
         try:
             os.rename(tmp, target)
         except OSError:

@@ -11,7 +11,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from service.errors import InvalidInputError
-from training.exif import UPRIGHT, orientation
+from version_format.exif import UPRIGHT, orientation
+from version_format.model_io import IMAGE_SIZE
 
 GRAPH_FORMATS = ("JPEG", "PNG", "GIF", "BMP")  # what the graph's tf.io.decode_image reads
 FORMATS = (*GRAPH_FORMATS, "WEBP")  # accepted: WebP is what Android apps and browsers' canvases often send
@@ -69,7 +70,7 @@ def header_pixels(images: Sequence[bytes], *, max_pixels: int, min_side: int) ->
 
 
 def check_image(data: bytes, *, max_pixels: int, min_side: int, index: int = 0,
-                size: int = 150) -> tuple[bytes, int]:
+                size: int = IMAGE_SIZE) -> tuple[bytes, int]:
     """Raise InvalidInputError with a reason a client can act on; return (bytes for the model, pixels).
 
     The header gives the size without decoding, so a 20000x20000 bomb costs nothing; a
@@ -128,7 +129,7 @@ def _first_frame_png(img: Image.Image, where: str) -> bytes:
 
 
 def decode_checked(data: bytes, *, max_pixels: int, min_side: int, index: int = 0,
-                   size: int = 150) -> tuple[np.ndarray, int]:
+                   size: int = IMAGE_SIZE) -> tuple[np.ndarray, int]:
     """The same checks as `check_image`, then the serving graph's preprocessing in Pillow:
     (uint8 [size, size, 3], pixels).
 

@@ -131,7 +131,7 @@ def train_command(
         finetune_command(init_from, Path(data), model_root, name, base_data=base_data, epochs=epochs,
                          seed=seed, tolerance_points=tolerance_points, version=version)
         return
-    from training.layout import scan_versions
+    from version_format.layout import scan_versions
 
     if if_missing and (found := scan_versions(model_root / name)):
         console.print(f"{model_root / name} already has version(s) {found}; nothing to train")

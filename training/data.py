@@ -16,8 +16,9 @@ from PIL import Image, UnidentifiedImageError
 
 from training import synthetic
 from training.errors import DataError
-from training.exif import UPRIGHT, orientation
-from training.preprocessing import IMAGE_SIZE, decode_and_resize
+from training.preprocessing import decode_and_resize
+from version_format.exif import UPRIGHT, orientation
+from version_format.model_io import IMAGE_SIZE
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from training.data import NO_VALIDATION, ImageSet, load_folder, load_synthetic
 from training.errors import DataError
-from training.layout import CARD_FILE, LABELS_FILE
 from training.metrics import confusion
+from version_format.layout import CARD_FILE, LABELS_FILE
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,9 @@ import keras
 import tensorflow as tf
 
 from training.errors import ExportError
-from training.layout import (
+from training.preprocessing import decode_and_resize
+from version_format.atomic import fsync_tree
+from version_format.layout import (
     CARD_FILE,
     INT8_FILE,
     LABELS_FILE,
@@ -25,7 +27,7 @@ from training.layout import (
     next_version,
     scan_versions,
 )
-from training.preprocessing import IMAGE_SIZE, decode_and_resize
+from version_format.model_io import IMAGE_SIZE
 
 
 class ServingModule(tf.Module):
@@ -136,7 +138,7 @@ def _publish(tmp: Path, base: Path, version: int | None, card: dict[str, Any], n
             **card,
         }
         (tmp / CARD_FILE).write_text(json.dumps(full_card, indent=2) + "\n")
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         target = base / str(chosen)
         if target.exists():
             if version is not None:
@@ -151,14 +153,3 @@ def _publish(tmp: Path, base: Path, version: int | None, card: dict[str, Any], n
             continue
         return target
     raise ExportError(f"could not find a free version number under {base}")
-
-
-def _fsync_tree(root: Path) -> None:
-    """Flush file contents before the rename makes them visible."""
-    for path in root.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from training.errors import FinetuneError
-from training.layout import GATE_KEY
+from version_format.card import GATE_KEY
 
 if TYPE_CHECKING:
     from training.data import ImageSet
@@ -124,7 +124,8 @@ def base_images(images: ImageSet, source: str, labels: tuple[str, ...], per_labe
     """`per_label` images for each label from the base data (synthetic renders or class folders),
     none of `exclude`; `none` (no hand) comes from the empty scenes the real-hands recipe trains on."""
     from training.realhands.composite import empty_scene
-    from training.realhands.scenes import NONE_LABEL, encode_jpeg
+    from training.realhands.scenes import encode_jpeg
+    from version_format.model_io import NONE_LABEL
 
     hand_labels = [x for x in labels if x != NONE_LABEL]
     rng = np.random.default_rng(seed)
@@ -156,11 +157,12 @@ def run(config: FinetuneConfig, progress: Progress | None = None) -> dict[str, A
 
     from training.data import load_source, make_augmenter
     from training.export import ServingModule, export
-    from training.layout import CARD_FILE, LABELS_FILE
     from training.model import make_model
-    from training.preprocessing import IMAGE_SIZE, decode_and_resize
+    from training.preprocessing import decode_and_resize
     from training.realhands.scenes import light_augment
     from training.recipes import RECIPES
+    from version_format.layout import CARD_FILE, LABELS_FILE
+    from version_format.model_io import IMAGE_SIZE
 
     started = time.monotonic()
     emit = progress or (lambda event: None)

@@ -6,7 +6,7 @@ from typing import Literal, get_args
 
 import keras
 
-from training.preprocessing import INPUT_SHAPE
+from version_format.model_io import INPUT_SHAPE
 
 Arch = Literal["talk", "compact"]
 Optimizer = Literal["adam", "adamw", "rmsprop"]

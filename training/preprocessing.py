@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-IMAGE_SIZE = 150
-INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 3)
+from version_format.model_io import IMAGE_SIZE
 
 
 def decode_and_resize(image_bytes: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:

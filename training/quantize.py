@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -16,9 +14,12 @@ import tensorflow as tf
 
 from training.data import ImageSet, load_folder, load_synthetic
 from training.errors import DataError
-from training.layout import CARD_FILE, INT8_FILE, LABELS_FILE
 from training.metrics import confusion
-from training.preprocessing import IMAGE_SIZE, decode_and_resize
+from training.preprocessing import decode_and_resize
+from version_format.atomic import atomic_write
+from version_format.layout import CARD_FILE, INT8_FILE, LABELS_FILE
+from version_format.litert import LiteRTScorer
+from version_format.model_io import IMAGE_SIZE
 
 REPRESENTATIVE_IMAGES = 200
 # what the file takes and gives: float pixels as the SavedModel's serving_pixels, int8 inside
@@ -49,51 +50,6 @@ def _converter(fn: Callable[..., Any]) -> Any:
     spec = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32, name="pixels")
     concrete = fn if hasattr(fn, "structured_input_signature") else tf.function(fn).get_concrete_function(spec)
     return tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(concrete)])
-
-
-def xnnpack_took(interpreter: Any) -> bool:
-    """Whether XNNPACK runs the graph of an allocated LiteRT `interpreter`: it adds delegate nodes for
-    the operations it takes.
-
-    Checked against ai-edge-litert 2.3.0: its Interpreter lists nodes only through the private
-    `_get_ops_details()` (the public methods give tensors, inputs, outputs and signatures, and the public
-    `CompiledModel.is_fully_accelerated()` answers for another runtime, not this interpreter), so this is
-    the one place that calls it; tests/training/test_quantize.py fails when it is gone or stops
-    naming the delegate, instead of XNNPACK silently reading as off."""
-    return any("DELEGATE" in str(op.get("op_name", "")) for op in interpreter._get_ops_details())
-
-
-class LiteRTScorer:
-    """One LiteRT interpreter per calling thread (an interpreter is not thread-safe), batch 1 each:
-    on a CPU, XNNPACK's int8 kernels run a batch of 32 no faster per image than 32 single calls,
-    and a fixed shape never reallocates tensors."""
-
-    def __init__(self, model: bytes, threads: int = 1):
-        self.model = model
-        self.threads = threads
-        self._local = threading.local()
-        self.xnnpack = xnnpack_took(self._interpreter()[0])
-
-    def _interpreter(self) -> tuple[Any, int, int]:
-        found = getattr(self._local, "interpreter", None)
-        if found is None:
-            from ai_edge_litert.interpreter import Interpreter
-
-            interp = Interpreter(model_content=self.model, num_threads=self.threads)
-            interp.allocate_tensors()
-            found = (interp, interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"])
-            self._local.interpreter = found
-        return found
-
-    def __call__(self, pixels: np.ndarray | Iterable[np.ndarray]) -> np.ndarray:
-        """float32 [n, 150, 150, 3] in [0, 1] (or n such images) -> float32 scores [n, labels]."""
-        interp, inp, out = self._interpreter()
-        rows = []
-        for image in pixels:
-            interp.set_tensor(inp, np.asarray(image, dtype=np.float32)[None])
-            interp.invoke()
-            rows.append(interp.get_tensor(out)[0].copy())
-        return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
 
 
 def accuracy(predict: Callable[[np.ndarray], np.ndarray], pixels: Iterable[np.ndarray],
@@ -139,20 +95,6 @@ def gate_record(measured: dict[str, tuple[float, float]], *, representative: int
         "measured_on": measured_on,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write beside the target and rename: a reader sees the old file or the whole new one."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _sources(version_dir: Path, card: dict[str, Any], data: str | None) -> tuple[ImageSet, str]:
@@ -226,6 +168,6 @@ def quantize_version(version_dir: str | Path, *, data: str | None = None, per_cl
                          measured_on=measured_on)
     card["int8"] = record
     # the card first: a server reloads the version when the int8 file appears, and must read its gate
-    _atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode())
-    _atomic_write(version_dir / INT8_FILE, model)
+    atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode())
+    atomic_write(version_dir / INT8_FILE, model)
     return record

@@ -18,11 +18,11 @@ from training.budget import AdjustableCosineDecay, TimeBudget
 from training.data import Datasets
 from training.errors import DataError
 from training.export import export
-from training.layout import next_version
 from training.metrics import confusion
 from training.model import ARCHS, make_model
 from training.realhands.reallike import PER_CLASS as REALLIKE_PER_CLASS
 from training.recipes import DataRequest, Recipe, resolve
+from version_format.layout import next_version
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,8 @@ def _warmup_images(datasets: Datasets) -> list[bytes]:
 
 def _int8(model: keras.Model, datasets: Datasets) -> tuple[bytes, dict[str, Any]]:
     """Quantize on training images; top-1 of fp32 and int8 on the same validation and real-like pixels."""
-    from training.quantize import LiteRTScorer, accuracy, convert_int8, gate_record, pixels_of, representative_pixels
+    from training.quantize import accuracy, convert_int8, gate_record, pixels_of, representative_pixels
+    from version_format.litert import LiteRTScorer
 
     representative = representative_pixels(datasets.train_set)
     int8_model = convert_int8(lambda x: model(x, training=False), representative)

@@ -3,7 +3,6 @@ its SavedModel converted to a float LiteRT model at load (`litert-float`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,8 +12,10 @@ import numpy as np
 
 from service.backends.base import Decoder, ModelInfo
 from service.images import decode_checked
-from training.layout import CARD_FILE, INT8_FILE, LABELS_FILE
-from training.preprocessing import IMAGE_SIZE
+from version_format.card import INT8_KEY, read_card, read_labels
+from version_format.layout import INT8_FILE
+from version_format.litert import LiteRTScorer
+from version_format.model_io import IMAGE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def int8_gate(card: dict[str, Any], present: bool, max_drop_points: float) -> tu
     """Whether `auto` may serve the int8 model, and why (shown with the version's runtime)."""
     if not present:
         return False, f"no {INT8_FILE} (add one with `imgclf quantize VERSION_DIR`)"
-    drop = (card.get("int8") or {}).get("max_drop_points")
+    drop = (card.get(INT8_KEY) or {}).get("max_drop_points")
     if drop is None:
         return False, "the card records no measured int8 accuracy"
     if drop > max_drop_points:
@@ -61,20 +62,14 @@ class LiteRTRuntime:
     def __init__(self, name: str, version: int, path: Path, *, threads: int = 1, max_batch_size: int | None = None,
                  reason: str = "", signature_defs: dict[str, Any] | None = None,
                  warmup_images: list[bytes] | None = None, precision: Precision = "int8"):
-        from training.quantize import LiteRTScorer
-
         self.path = path
         self.runtime = "litert" if precision == "int8" else "litert-float"
-        labels_file = path / LABELS_FILE
-        if not labels_file.exists():
-            raise ValueError(f"{labels_file} is missing")
+        labels = read_labels(path)
         model_file = path / INT8_FILE
         if precision == "int8" and not model_file.exists():
             raise ValueError(f"{path} has no int8 model ({INT8_FILE}); add one with `imgclf quantize {path}` "
                              "or serve it with IMGCLF_RUNTIME=tensorflow or litert-float")
-        labels = tuple(x for x in labels_file.read_text().splitlines() if x)
-        card_file = path / CARD_FILE
-        card = json.loads(card_file.read_text()) if card_file.exists() else {}
+        card = read_card(path)
         blob = model_file.read_bytes() if precision == "int8" else float_model(path)
         self._scorer: Any = LiteRTScorer(blob, threads=threads)
         probe = self._scorer(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))

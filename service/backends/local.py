@@ -3,13 +3,13 @@ chooses: TensorFlow (tensorflow_runtime.py) or LiteRT, int8 or float (litert.py)
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from service.backends.litert import LiteRTRuntime, Precision, int8_gate
 from service.backends.tensorflow_runtime import TensorFlowRuntime, read_signature_defs, read_warmup_images
-from training.layout import CARD_FILE, INT8_FILE, scan_versions
+from version_format.card import read_card
+from version_format.layout import INT8_FILE, scan_versions
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ class LocalBackend:
             return TensorFlowRuntime(name, version, path, "IMGCLF_RUNTIME=tensorflow")
         if self.runtime == "litert-float":
             return self._litert(name, version, path, "float", "the SavedModel converted to float at load")
-        card_file = path / CARD_FILE
-        card = json.loads(card_file.read_text()) if card_file.exists() else {}
+        card = read_card(path)
         ok, why = int8_gate(card, (path / INT8_FILE).exists(), self.int8_max_drop_points)
         if self.runtime == "auto" and not ok:
             return self._auto_float(name, version, path, why)

@@ -4,7 +4,6 @@ folder: its TF signature defs and its warm-up images."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ import tensorflow as tf
 
 from service.backends.base import Decoder, ModelInfo
 from service.errors import InvalidInputError
-from training.layout import CARD_FILE, LABELS_FILE, WARMUP_FILE
+from version_format.card import read_card, read_labels
+from version_format.layout import WARMUP_FILE
 
 
 def read_signature_defs(path: Path) -> dict[str, Any]:
@@ -46,12 +46,7 @@ class TensorFlowRuntime:
 
     def __init__(self, name: str, version: int, path: Path, reason: str = ""):
         self.path = path
-        labels_file = path / LABELS_FILE
-        if not labels_file.exists():
-            raise ValueError(f"{labels_file} is missing")
-        labels = tuple(x for x in labels_file.read_text().splitlines() if x)
-        card_file = path / CARD_FILE
-        card = json.loads(card_file.read_text()) if card_file.exists() else {}
+        labels, card = read_labels(path), read_card(path)
         self._loaded = tf.saved_model.load(str(path))
         if "serving_default" not in self._loaded.signatures:
             raise ValueError(f"{path} has no serving_default signature")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from training.layout import CARD_FILE, GATE_KEY
+from version_format.atomic import atomic_write
+from version_format.card import GATE_KEY
+from version_format.layout import CARD_FILE
 
 # Beside the versions; not an integer, so TF Serving and the registry never take it for a version.
 WITHDRAWN_FILE = "withdrawn.json"
@@ -37,12 +37,8 @@ def withdrawn(base: Path) -> dict[int, str]:
 
 
 def _write_withdrawn(base: Path, entries: dict[int, str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-withdrawn-", dir=base)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({str(k): v for k, v in sorted(entries.items())}, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, base / WITHDRAWN_FILE)  # atomic: the poller reads the old list or the new one
+    # atomic: the poller reads the old list or the new one
+    atomic_write(base / WITHDRAWN_FILE, json.dumps({str(k): v for k, v in sorted(entries.items())}, indent=2))
 
 
 def withdraw(base: Path, version: int, why: str) -> None:

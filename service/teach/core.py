@@ -111,7 +111,7 @@ class TeachCore:
         assert base is not None
         registry = self.core.registry_for(name)
         current = registry.resolve().version
-        from training.layout import scan_versions
+        from version_format.layout import scan_versions
 
         refused = await asyncio.to_thread(verdicts.refusals, base, scan_versions(base))
         earlier = [v for v in scan_versions(base) if v < current and v not in refused

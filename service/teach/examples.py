@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -14,8 +13,9 @@ from PIL import Image
 
 from service.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from service.images import check_image
+from version_format.atomic import atomic_write
+from version_format.layout import TMP_PREFIX  # hidden: training/data.py and training/finetune.py skip dot files
 
-TMP_PREFIX = ".tmp-"  # hidden: training/data.py and training/finetune.py skip dot files
 _EXT = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp"}
 ID_LENGTH = 32  # hex digits of the SHA-256 of the image bytes
 
@@ -86,12 +86,7 @@ class ExampleStore:
                                            "(IMGCLF_TEACH_MAX_EXAMPLES_PER_LABEL); delete some first")
             target_dir.mkdir(parents=True, exist_ok=True)
             target = target_dir / f"{digest}.{ext}"
-            tmp = self.folder(name) / f"{TMP_PREFIX}{digest}-{os.getpid()}-{threading.get_ident()}"
-            with open(tmp, "wb") as fh:
-                fh.write(checked)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.rename(tmp, target)  # atomic: a reader sees the whole file or none
+            atomic_write(target, checked)  # a reader sees the whole file or none
             return Example(digest, label, target), True
 
     def find(self, name: str, example_id: str) -> Example | None:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import ConflictError, NotFoundError
-from training.layout import TMP_PREFIX
+from version_format.atomic import atomic_write
+from version_format.layout import TMP_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,7 @@ class JobRunner:
     def _save(self, job: Job) -> None:
         path = self._record(job)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{job.id}.json")
-        tmp.write_text(json.dumps(job.public(), indent=1))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(job.public(), indent=1))
 
     def recover(self, model: str, model_base: Path) -> None:
         """At start: jobs a stopped server left running are marked interrupted, and the temporary

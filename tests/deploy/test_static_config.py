@@ -319,7 +319,7 @@ def test_dockerignore_keeps_context_to_sources() -> None:
     readme = tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get("readme")
     if isinstance(readme, str):
         assert readme in files, f"{readme} is referenced by pyproject.toml"
-    for package in ("training", "service"):
+    for package in ("training", "service", "version_format"):
         assert f"{package}/__init__.py" in files, package
 
 
@@ -348,7 +348,7 @@ def test_package_installs_from_build_context(tmp_path: Path) -> None:
     module = scripts["imgclf"].split(":")[0]
     assert (target / (module.replace(".", "/") + ".py")).is_file(), module
     assert (target / "bin" / "imgclf").is_file()
-    sources = [p for package in ("service", "training") for p in (REPO / package).rglob("*.py")]
+    sources = [p for package in ("service", "training", "version_format") for p in (REPO / package).rglob("*.py")]
     for source in sorted(sources):
         module_path = source.relative_to(REPO)
         if "__pycache__" not in module_path.parts and "tests" not in module_path.parts:

@@ -13,10 +13,10 @@ import pytest
 
 from training.budget import EPOCH_SLOWDOWN, AdjustableCosineDecay, TimeBudget, plan_epochs
 from training.errors import DataError
-from training.layout import CARD_FILE
 from training.model import make_model
 from training.recipes import RECIPES, resolve
 from training.train import TrainConfig, learning_rate, train
+from version_format.layout import CARD_FILE
 
 
 def test_the_plan_keeps_every_epoch_that_fits():

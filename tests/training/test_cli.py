@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.layout import scan_versions
+from version_format.layout import scan_versions
 
 BIN = Path(sys.executable).parent
 TINY = ["--epochs", "1", "--samples-per-class", "4", "--batch-size", "8"]

@@ -13,9 +13,9 @@ from PIL import Image
 
 from training.errors import ExportError
 from training.export import export
-from training.layout import CARD_FILE, LABELS_FILE, TFLITE_FILE, WARMUP_FILE, next_version, scan_versions
 from training.model import make_model
 from training.preprocessing import decode_and_resize
+from version_format.layout import CARD_FILE, LABELS_FILE, TFLITE_FILE, WARMUP_FILE, next_version, scan_versions
 
 LABELS = ("paper", "rock", "scissors")
 

@@ -14,7 +14,7 @@ import pytest
 
 from training.errors import FinetuneError
 from training.finetune import FinetuneConfig, decide, finetune_config, main, read_examples, split_holdout
-from training.layout import CARD_FILE
+from version_format.layout import CARD_FILE
 
 
 @pytest.mark.parametrize(("held", "ref", "promoted"), [

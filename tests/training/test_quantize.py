@@ -9,8 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from training.data import load_synthetic
-from training.layout import CARD_FILE, INT8_FILE
-from training.quantize import LiteRTScorer, convert_float, pixels_of, quantize_version, xnnpack_took
+from training.quantize import convert_float, pixels_of, quantize_version
+from version_format.layout import CARD_FILE, INT8_FILE
+from version_format.litert import LiteRTScorer, xnnpack_took
 
 
 def test_training_writes_the_int8_model_and_its_accuracy(trained_result):

@@ -7,9 +7,9 @@ import tensorflow as tf
 
 from training.data import load_synthetic
 from training.errors import DataError
-from training.layout import CARD_FILE, LABELS_FILE, WARMUP_FILE, scan_versions
 from training.recipes import RECIPES
 from training.train import BestEpoch, TrainConfig, learning_rate, train
+from version_format.layout import CARD_FILE, LABELS_FILE, WARMUP_FILE, scan_versions
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ from training.data import ImageSet
 from training.metrics import confusion
 from training.preprocessing import decode_and_resize
 from training.realhands import composite
-from training.realhands.scenes import NONE_LABEL, Hands, encode_jpeg, render
+from training.realhands.scenes import Hands, encode_jpeg, render
+from version_format.model_io import NONE_LABEL
 
 MIN_SIZE, MAX_SIZE = 96, 632
 # scenes per label: 1,200 with `none`, since one 400-scene draw moves by about 3 points

@@ -21,10 +21,10 @@ from PIL import Image
 
 from training.data import ImageSet, untuned
 from training.realhands import composite
+from version_format.model_io import NONE_LABEL
 
 log = logging.getLogger(__name__)
 
-NONE_LABEL = "none"
 SCENE_SIZE = 150
 T = TypeVar("T")  # what a render job returns
 

@@ -15,7 +15,6 @@ from training.realhands import backgrounds
 from training.realhands.composite import Style
 from training.realhands.reallike import PER_CLASS as REALLIKE_PER_CLASS
 from training.realhands.scenes import (
-    NONE_LABEL,
     Hands,
     ScenePool,
     encode_jpeg,
@@ -24,6 +23,7 @@ from training.realhands.scenes import (
     train_dataset,
     with_none,
 )
+from version_format.model_io import NONE_LABEL
 
 log = logging.getLogger(__name__)
 

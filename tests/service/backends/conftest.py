@@ -129,7 +129,7 @@ class _Models(model_service_pb2_grpc.ModelServiceServicer):
 def fake_tfserving(trained_model_root: Path) -> Iterator[Callable[..., FakeTFServing]]:
     """Start fakes that answer with the trained model's real signature defs and labels."""
     from service.backends.tensorflow_runtime import read_signature_defs
-    from training.layout import LABELS_FILE
+    from version_format.layout import LABELS_FILE
 
     version_dir = trained_model_root / "rps" / "1"
     labels = (version_dir / LABELS_FILE).read_text().split()

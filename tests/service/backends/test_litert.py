@@ -19,7 +19,7 @@ from service.backends.tensorflow_runtime import TensorFlowRuntime
 from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
 from service.grpc._generated.imgclf.v1 import classifier_pb2_grpc
 from tests.service.conftest import metric_value
-from training.layout import CARD_FILE, INT8_FILE
+from version_format.layout import CARD_FILE, INT8_FILE
 
 
 def _copy(trained_result, root: Path, *, drop: float | None = None, int8: bool = True) -> Path:

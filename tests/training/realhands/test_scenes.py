@@ -8,7 +8,6 @@ from training.realhands import reallike
 from training.realhands.composite import Style
 from training.realhands.reallike import MAX_SIZE, MIN_SIZE, reallike_set, score
 from training.realhands.scenes import (
-    NONE_LABEL,
     Hands,
     ScenePool,
     decode_rgb,
@@ -17,6 +16,7 @@ from training.realhands.scenes import (
     train_dataset,
     with_none,
 )
+from version_format.model_io import NONE_LABEL
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 TFLITE_FILE = "assets.extra/model.tflite"
 INT8_FILE = "assets.extra/model_int8.tflite"  # full-integer LiteRT model (training/quantize.py)
 TMP_PREFIX = ".tmp-"  # not an integer: TF Serving and our registry both ignore it
-GATE_KEY = "gate"  # the card's quality-gate verdict (training/finetune.py writes it)
 
 
 def scan_versions(base: str | Path) -> list[int]:
