@@ -52,7 +52,6 @@ COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    TF_CPP_MIN_LOG_LEVEL=2 \
     MPLCONFIGDIR=/tmp/matplotlib \
     IMGCLF_MODEL_ROOT=/models \
     IMGCLF_MODEL_NAME=rps \

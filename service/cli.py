@@ -10,10 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from service.quiet import quiet_start
 from training.cli import evaluate_command, quantize_command, train_command, use_onednn
-
-# TensorFlow's C++ start-up chatter hides the lines a user needs; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train the rock-paper-scissors CNN and serve it over REST and gRPC.")
@@ -32,10 +30,14 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print the version and exit")] = False,
 ) -> None:
     """Train the rock-paper-scissors CNN and serve it over REST and gRPC."""
+    if ctx.invoked_subcommand != "serve":  # serve goes quieter still (service/quiet.py)
+        # TensorFlow's C++ start-up chatter hides the lines a user needs; errors still show
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @app.command()
@@ -55,6 +57,7 @@ def serve(
 ) -> None:
     """Serve REST and gRPC from one process; every setting also reads IMGCLF_* variables."""
     use_onednn()
+    quiet_start()
     from pydantic import ValidationError
 
     from service.settings import ServeSettings, env_name

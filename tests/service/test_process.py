@@ -186,3 +186,23 @@ def test_json_logs_one_line_per_request_with_its_id(trained_model_root, sample_j
     rpc = by_id["grpc-7"]
     assert (rpc["model"], rpc["version"], rpc["status"], rpc["protocol"]) == ("rps", 1, "OK", "grpc")
     assert by_id[generated]["route"] == "/healthz"
+
+
+def test_first_start_shows_only_imgclfs_own_lines(tmp_path, sample_jpeg):
+    # a new user's `make run`: no TF_CPP_MIN_LOG_LEVEL of their own, an empty model root (the demo version
+    # is installed) and a matplotlib config folder never used (its font cache would be built and logged)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update({"IMGCLF_MODEL_ROOT": str(tmp_path / "models"), "IMGCLF_HOST": "127.0.0.1",
+                "IMGCLF_REST_PORT": "0", "IMGCLF_GRPC_PORT": "0", "MPLCONFIGDIR": str(tmp_path / "mpl")})
+    proc, lines, url = start_serve(env)
+    try:
+        r = httpx.post(f"{url}/predict", files={"file": ("rock.jpg", sample_jpeg)}, timeout=60)
+        assert r.status_code == 200, r.text
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    text = "".join(lines)
+    for noise in ("I0000", "E0000", "W0000", "cuInit", "absl::InitializeLog", "fontManager", "oneDNN"):
+        assert noise not in text, f"{noise!r} in the start-up output:\n{text}"
+    assert not (tmp_path / "mpl").exists(), "the server imported matplotlib"
+    assert "installed the demo version" in text and "REST on" in text
