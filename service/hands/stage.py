@@ -12,7 +12,9 @@ interpreters (created on its first call, kept for the thread's life), never shar
 from __future__ import annotations
 
 import math
+import statistics
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,15 +41,15 @@ class Attempt:
 # hands (square crops on the short side of the hand's box) after the attempts before them: padding by the
 # whole long side 75, then by 1.5 times it 14 more; a quarter turn found 10 more after the first retry
 ATTEMPTS = (Attempt(), Attempt(pad=1.0), Attempt(pad=1.5), Attempt(pad=1.0, quarter_turns=1))
-# per picture, retries included: a retry starts only if the running estimate of its palm and landmark calls
-# ends within it. On one core of this project's machine a palm call takes about 9 ms and a landmark call
-# 8 ms: a hand found at once costs about 17 ms, and 30 ms leaves room for exactly one retry (about 26 ms);
-# 25 ms would leave room for none (docs/hands.md)
+# per picture, retries included: a retry starts only if the estimate of its palm and landmark calls (the
+# median of the latest ones) ends within it. On one core of this project's machine a palm call takes about
+# 8.5 ms and a landmark call 8 ms: a hand found at once costs about 17 ms, and 30 ms leaves room for
+# exactly one retry (about 26 ms); 25 ms would leave room for none (docs/hands.md)
 BUDGET_MS = 30.0
 # above MediaPipe's 0.5: a face in the portrait sample scores 0.55, while 99% of the rendered hands the
 # detector finds score over 0.74 (docs/hands.md)
 MIN_PRESENCE = 0.6
-_SMOOTHING = 0.2  # weight of the newest call in the running cost estimates
+_RECENT = 15  # calls of each model the cost estimates are the median of
 
 
 @dataclass(frozen=True)
@@ -77,19 +79,22 @@ class HandStage:
         self.attempts = attempts
         self.min_palm_score = min_palm_score
         self.min_presence = min_presence
-        # running estimates of one palm and one landmark call, for the budget; the first calls also warm
-        # up the interpreters (XNNPACK packs its weights on the first invocation)
-        self._palm_ms = self._landmark_ms = 0.0
-        for _ in range(2):
-            self._estimate_costs()
+        # the latest durations of palm and landmark calls (any thread's), whose medians are the budget's
+        # estimates: a median follows a lasting slow-down but not one slow call. The first calls also warm
+        # up the interpreters (XNNPACK packs its weights on the first invocation).
+        self._palm_ms: deque[float] = deque(maxlen=_RECENT)
+        self._landmark_ms: deque[float] = deque(maxlen=_RECENT)
+        for _ in range(3):
+            start = time.perf_counter()
+            self.models.palm(np.zeros((pd.INPUT_SIZE, pd.INPUT_SIZE, 3), np.float32))
+            middle = time.perf_counter()
+            self.models.landmarks(np.zeros((lm.INPUT_SIZE, lm.INPUT_SIZE, 3), np.float32))
+            self._palm_ms.append((middle - start) * 1000)
+            self._landmark_ms.append((time.perf_counter() - middle) * 1000)
 
-    def _estimate_costs(self) -> None:
-        start = time.perf_counter()
-        self.models.palm(np.zeros((pd.INPUT_SIZE, pd.INPUT_SIZE, 3), np.float32))
-        middle = time.perf_counter()
-        self.models.landmarks(np.zeros((lm.INPUT_SIZE, lm.INPUT_SIZE, 3), np.float32))
-        self._palm_ms = (middle - start) * 1000
-        self._landmark_ms = (time.perf_counter() - middle) * 1000
+    def retry_cost_ms(self) -> float:
+        """The estimated duration of one more attempt that finds a palm: a palm and a landmark call."""
+        return statistics.median(list(self._palm_ms)) + statistics.median(list(self._landmark_ms))
 
     def find(self, rgb: np.ndarray) -> Hand | None:
         """uint8 [h, w, 3] RGB -> the most confident hand, or None."""
@@ -101,7 +106,7 @@ class HandStage:
         for index, attempt in enumerate(self.attempts):
             spent = (time.perf_counter() - start) * 1000
             # a retry starts only if it can end, landmarks included, within the budget
-            if index and spent + self._palm_ms + self._landmark_ms > self.budget_ms:
+            if index and spent + self.retry_cost_ms() > self.budget_ms:
                 break
             hand = self._attempt(picture, attempt, index)
             if hand is not None:
@@ -130,13 +135,13 @@ class HandStage:
         began = time.perf_counter()
         view, palms = self.palms(picture, attempt)
         middle = time.perf_counter()
-        self._palm_ms += ((middle - began) * 1000 - self._palm_ms) * _SMOOTHING
+        self._palm_ms.append((middle - began) * 1000)
         if not palms:
             return None
         best = palms[0]
         region = pd.hand_region(best, view.width).within(view)
         found = self.landmarks(picture, region)
-        self._landmark_ms += ((time.perf_counter() - middle) * 1000 - self._landmark_ms) * _SMOOTHING
+        self._landmark_ms.append((time.perf_counter() - middle) * 1000)
         if found.presence < self.min_presence:
             return None
         xy = found.landmarks[:, :2]
