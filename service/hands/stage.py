@@ -46,8 +46,8 @@ ATTEMPTS = (Attempt(), Attempt(pad=1.0), Attempt(pad=1.5), Attempt(pad=1.0, quar
 # 8.5 ms and a landmark call 8 ms: a hand found at once costs about 17 ms, and 30 ms leaves room for
 # exactly one retry (about 26 ms); 25 ms would leave room for none (docs/hands.md)
 BUDGET_MS = 30.0
-# above MediaPipe's 0.5: a face in the portrait sample scores 0.55, while 99% of the rendered hands the
-# detector finds score over 0.74 (docs/hands.md)
+# above MediaPipe's 0.5: a face in the portrait sample scores 0.55, while the 1st percentile of presence on
+# 83 rendered hands is 0.75 (docs/hands.md)
 MIN_PRESENCE = 0.6
 _RECENT = 15  # calls of each model the cost estimates are the median of
 
