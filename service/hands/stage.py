@@ -31,7 +31,7 @@ GREY = 128
 @dataclass(frozen=True)
 class Attempt:
     """How the picture is shown to the palm detector: padded on every side to a square of (1 + pad) times
-    its long side, turned by `quarter_turns` quarter turns (counter-clockwise on screen)."""
+    its long side, turned by `quarter_turns` quarter turns (clockwise, as the detector sees it)."""
 
     pad: float = 0.0
     quarter_turns: int = 0
@@ -96,12 +96,16 @@ class HandStage:
         """The estimated duration of one more attempt that finds a palm: a palm and a landmark call."""
         return statistics.median(list(self._palm_ms)) + statistics.median(list(self._landmark_ms))
 
-    def find(self, rgb: np.ndarray) -> Hand | None:
-        """uint8 [h, w, 3] RGB -> the most confident hand, or None."""
-        image = np.asarray(rgb)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
-            raise ValueError(f"expected a uint8 [height, width, 3] RGB array, got {image.dtype} {image.shape}")
-        picture = Image.fromarray(image, "RGB")
+    def find(self, rgb: np.ndarray | Image.Image) -> Hand | None:
+        """uint8 [h, w, 3] RGB (or a Pillow image, which saves a copy of a large picture) -> the most confident
+        hand, or None."""
+        if isinstance(rgb, Image.Image):
+            picture = rgb if rgb.mode == "RGB" else rgb.convert("RGB")
+        else:
+            image = np.asarray(rgb)
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+                raise ValueError(f"expected a uint8 [height, width, 3] RGB array, got {image.dtype} {image.shape}")
+            picture = Image.fromarray(image, "RGB")
         start = time.perf_counter()
         for index, attempt in enumerate(self.attempts):
             spent = (time.perf_counter() - start) * 1000

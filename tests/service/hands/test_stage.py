@@ -33,6 +33,16 @@ def test_finds_the_hand_in_each_sample(unbounded, samples, name):
         hand.score = 0.0  # type: ignore[misc]
 
 
+def test_takes_a_pillow_image_too(unbounded, samples):
+    from PIL import Image
+
+    from_array = unbounded.find(samples["paper"])
+    for picture in (Image.fromarray(samples["paper"]), Image.fromarray(samples["paper"]).convert("RGBA")):
+        hand = unbounded.find(picture)
+        assert hand is not None and from_array is not None
+        np.testing.assert_allclose(hand.landmarks, from_array.landmarks, atol=1e-3)
+
+
 def test_no_hand_in_the_portrait(unbounded, samples):
     assert unbounded.find(samples["no-hand"]) is None
     assert HandStage().find(samples["no-hand"]) is None
