@@ -4,15 +4,17 @@ One attempt is MediaPipe's image path: the palm detector on the whole picture (l
 the best palm after suppression -> its rotated hand region -> the landmark model on a 224x224 crop of it.
 The palm detector expects a hand inside a scene, so a close-up (a hand filling the picture) often gives no
 palm: the later attempts show it the picture padded with grey, and turned a quarter. Retries stop when the
-next one would overrun the time budget (measured per attempt, on the calling thread's interpreters).
+next one would overrun the time budget (estimated from the latest palm and landmark calls).
 
 Thread-safety: `find` may be called from any number of threads at once; each thread runs its own pair of
-interpreters (created on its first call, kept for the thread's life), never shared."""
+interpreters (created on its first call, which is the slower for it, and kept for the thread's life), never
+shared; the cost estimates are shared under a lock."""
 
 from __future__ import annotations
 
 import math
 import statistics
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -57,7 +59,7 @@ class Hand:
     """A hand in the picture, in its pixels: `box` (x_min, y_min, x_max, y_max) around the landmarks,
     `landmarks` float32 [21, 3] (x, y, z; z on x's scale, 0 near the wrist, negative towards the camera),
     `handedness` "Left" or "Right" (as for a mirrored picture), `score` the landmark model's hand presence,
-    `attempt` the index in the stage's attempts that found it."""
+    `palm_score` the palm detector's score, `attempt` the index in the stage's attempts that found it."""
 
     box: tuple[float, float, float, float]
     landmarks: np.ndarray
@@ -84,17 +86,24 @@ class HandStage:
         # up the interpreters (XNNPACK packs its weights on the first invocation).
         self._palm_ms: deque[float] = deque(maxlen=_RECENT)
         self._landmark_ms: deque[float] = deque(maxlen=_RECENT)
+        self._costs = threading.Lock()
         for _ in range(3):
             start = time.perf_counter()
             self.models.palm(np.zeros((pd.INPUT_SIZE, pd.INPUT_SIZE, 3), np.float32))
             middle = time.perf_counter()
             self.models.landmarks(np.zeros((lm.INPUT_SIZE, lm.INPUT_SIZE, 3), np.float32))
-            self._palm_ms.append((middle - start) * 1000)
-            self._landmark_ms.append((time.perf_counter() - middle) * 1000)
+            self._record(self._palm_ms, middle - start)
+            self._record(self._landmark_ms, time.perf_counter() - middle)
+
+    def _record(self, durations: deque[float], seconds: float) -> None:
+        with self._costs:
+            durations.append(seconds * 1000)
 
     def retry_cost_ms(self) -> float:
         """The estimated duration of one more attempt that finds a palm: a palm and a landmark call."""
-        return statistics.median(list(self._palm_ms)) + statistics.median(list(self._landmark_ms))
+        with self._costs:
+            palm, landmarks = list(self._palm_ms), list(self._landmark_ms)
+        return statistics.median(palm) + statistics.median(landmarks)
 
     def find(self, rgb: np.ndarray | Image.Image) -> Hand | None:
         """uint8 [h, w, 3] RGB (or a Pillow image, which saves a copy of a large picture) -> the most confident
@@ -139,13 +148,13 @@ class HandStage:
         began = time.perf_counter()
         view, palms = self.palms(picture, attempt)
         middle = time.perf_counter()
-        self._palm_ms.append((middle - began) * 1000)
+        self._record(self._palm_ms, middle - began)
         if not palms:
             return None
         best = palms[0]
         region = pd.hand_region(best, view.width).within(view)
         found = self.landmarks(picture, region)
-        self._landmark_ms.append((time.perf_counter() - middle) * 1000)
+        self._record(self._landmark_ms, time.perf_counter() - middle)
         if found.presence < self.min_presence:
             return None
         xy = found.landmarks[:, :2]
