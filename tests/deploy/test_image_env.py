@@ -70,7 +70,7 @@ def test_fresh_venv_with_the_image_install_and_entry_point_predicts(tmp_path, tr
     for rel in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / rel, context / rel) if context.exists() else (
             context.mkdir(), shutil.copy2(REPO / rel, context / rel))
-    for package in ("training", "service", "version_format"):
+    for package in ("training", "service", "version_format", "hands"):
         shutil.copytree(REPO / package, context / package, ignore=shutil.ignore_patterns("__pycache__"))
     package_line = shlex.split(str(stage["package"]))
     assert package_line[:2] == ["pip", "install"]

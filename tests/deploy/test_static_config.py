@@ -313,13 +313,16 @@ def build_context_files() -> list[str]:
 def test_dockerignore_keeps_context_to_sources() -> None:
     files = build_context_files()
     for unwanted in (".venv/", ".git/", "models/", "runs/", "tests/", "deploy/", "__pycache__/"):
-        assert not [f for f in files if f.startswith(unwanted) or f"/{unwanted}" in f], unwanted
+        assert not [f for f in files if f.startswith(unwanted)], unwanted
+    for unwanted in (".venv/", "__pycache__/"):  # anywhere (a package's own models/ folder ships)
+        assert not [f for f in files if f"/{unwanted}" in f], unwanted
+    assert "hands/models/palm_detection_full.tflite" in files
     assert not [f for f in files if f.endswith((".pyc", ".egg-info"))]
     assert "pyproject.toml" in files
     readme = tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get("readme")
     if isinstance(readme, str):
         assert readme in files, f"{readme} is referenced by pyproject.toml"
-    for package in ("training", "service", "version_format"):
+    for package in ("training", "service", "version_format", "hands"):
         assert f"{package}/__init__.py" in files, package
 
 
@@ -348,7 +351,8 @@ def test_package_installs_from_build_context(tmp_path: Path) -> None:
     module = scripts["imgclf"].split(":")[0]
     assert (target / (module.replace(".", "/") + ".py")).is_file(), module
     assert (target / "bin" / "imgclf").is_file()
-    sources = [p for package in ("service", "training", "version_format") for p in (REPO / package).rglob("*.py")]
+    packages = ("service", "training", "version_format", "hands")
+    sources = [p for package in packages for p in (REPO / package).rglob("*.py")]
     for source in sorted(sources):
         module_path = source.relative_to(REPO)
         if "__pycache__" not in module_path.parts and "tests" not in module_path.parts:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.hands.geometry import Region
+from hands.geometry import Region
 
 INPUT_SIZE = 224
 MIN_PRESENCE = 0.5

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.hands import landmarks as lm
-from service.hands import palm as pd
-from service.hands.anchors import anchor_centres
-from service.hands.geometry import Region, crop
+from hands import landmarks as lm
+from hands import palm as pd
+from hands.anchors import anchor_centres
+from hands.geometry import Region, crop
 
 
 def test_anchor_count_and_known_centres():

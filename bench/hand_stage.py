@@ -1,7 +1,7 @@
 """Hand-stage benchmark: the stage's cost per picture at one thread (palm detection, landmarks, retries)
 and MediaPipe's own HandLandmarker on the same pictures in the same run.
 
-Run `python bench/hands.py` (MediaPipe comes with the dev extra). The pictures: the shipped samples
+Run `python bench/hand_stage.py` (MediaPipe comes with the dev extra). The pictures: the shipped samples
 (service/web/static/samples/{rock,paper,scissors}.jpg) and close-ups of them (square crops on the short
 side of the hand's box, where the hand overflows: the retries' case), each timed `--repeat` times. With
 `--data DIR` (a folder of class folders of pictures), also the hand-found rate on `--n` of them and on their
@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from runtimes import cpu_description  # noqa: E402  (bench/runtimes.py, beside this script)
 
-from service.hands import HandStage  # noqa: E402
-from service.hands.geometry import tight_crop  # noqa: E402
-from service.hands.runtime import write_task_bundle  # noqa: E402
+from hands import HandStage  # noqa: E402
+from hands.geometry import tight_crop  # noqa: E402
+from hands.runtime import write_task_bundle  # noqa: E402
 
 SAMPLES = ROOT / "service" / "web" / "static" / "samples"
 CLOSE_UP_SCALES = (1.0, 0.9)  # the square crop's side over the short side of the hand's box
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         for _, rgb in pictures:  # warm both up
             stage.find(rgb)
             oracle.find(rgb)
-        command = "python bench/hands.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "python bench/hand_stage.py " + " ".join(argv if argv is not None else sys.argv[1:])
         lines = [f"`{command.strip()}`", "", f"- CPU: {cpu_description()}",
                  f"- stage: budget {stage.budget_ms:g} ms, attempts {len(stage.attempts)}; "
                  f"process pinned to {'CPU ' + str(args.cpu) if args.cpu >= 0 else 'no CPU'}"]

@@ -7,9 +7,9 @@ import hashlib
 import tomllib
 from pathlib import Path
 
-from service.hands.runtime import LANDMARK_FILE, MODELS, PALM_FILE, SHA256
+from hands.runtime import LANDMARK_FILE, MODELS, PALM_FILE, SHA256
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_files_are_the_wheels_own():

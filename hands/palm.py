@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.hands.anchors import anchor_centres
-from service.hands.geometry import Region, normalize_angle
+from hands.anchors import anchor_centres
+from hands.geometry import Region, normalize_angle
 
 INPUT_SIZE = 192
 MIN_SCORE = 0.5

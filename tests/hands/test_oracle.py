@@ -16,9 +16,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from service.hands import HandStage
-from service.hands.runtime import write_task_bundle
-from tests.service.hands.conftest import HANDS, RPS_TRAIN, load
+from hands import HandStage
+from hands.runtime import write_task_bundle
+from tests.hands.conftest import HANDS, RPS_TRAIN, load
 
 mp = pytest.importorskip("mediapipe", reason="MediaPipe (the dev extra) is the reference the stage is checked against")
 vision = pytest.importorskip("mediapipe.tasks.python.vision")

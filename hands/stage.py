@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from service.hands import landmarks as lm
-from service.hands import palm as pd
-from service.hands.geometry import Region, crop
-from service.hands.runtime import Models
+from hands import landmarks as lm
+from hands import palm as pd
+from hands.geometry import Region, crop
+from hands.runtime import Models
 
 GREY = 128
 

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from service.hands import Hand, HandStage
-from service.hands.stage import Attempt
-from tests.service.hands.conftest import HANDS, close_up
+from hands import Hand, HandStage
+from hands.stage import Attempt
+from tests.hands.conftest import HANDS, close_up
 
 
 @pytest.mark.parametrize("name", HANDS)

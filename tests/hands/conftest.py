@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.hands import HandStage
-from service.hands.geometry import tight_crop
+from hands import HandStage
+from hands.geometry import tight_crop
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "service" / "web" / "static" / "samples"
 HANDS = ("rock", "paper", "scissors")
 RPS_TRAIN = ROOT.parent / "shared" / "data" / "rps-train"
