@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
 
@@ -155,10 +156,12 @@ def test_imgclf_serve_refuses_open_teach_in_one_line(tmp_path):
     assert "IMGCLF_API_KEYS" in lines[0] and "0.0.0.0" in lines[0]
 
 
-def test_make_run_binds_loopback(tmp_path):
-    """`make run` (teach on, no keys) listens on 127.0.0.1 unless IMGCLF_HOST says otherwise."""
+def test_make_run_binds_loopback_and_takes_keys(tmp_path):
+    """`make run` (teach on) listens on 127.0.0.1 unless IMGCLF_HOST says otherwise, and keys set in the
+    environment guard its teach endpoints."""
+    key = "make-run-key-0123456789"
     env = {**os.environ, "IMGCLF_MODEL_ROOT": str(tmp_path / "models"), "IMGCLF_DATA_ROOT": str(tmp_path / "data"),
-           "IMGCLF_REST_PORT": "0", "IMGCLF_GRPC_PORT": "0", "IMGCLF_API_KEYS": ""}
+           "IMGCLF_REST_PORT": "0", "IMGCLF_GRPC_PORT": "0", "IMGCLF_API_KEYS": key}
     env.pop("IMGCLF_HOST", None)
     proc = subprocess.Popen(["make", "--no-print-directory", "run", f"VENV={Path(sys.executable).parent.parent}"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -174,8 +177,9 @@ def test_make_run_binds_loopback(tmp_path):
             seen.append(line)
             if match := re.search(r"REST on (\S+):(\d+), gRPC on (\S+):(\d+)", line):
                 assert match[1] == match[3] == "127.0.0.1", line
-                with socket.create_connection(("127.0.0.1", int(match[2])), timeout=5):
-                    pass
+                examples = f"http://127.0.0.1:{match[2]}/v1/models/rps/examples"
+                assert httpx.get(examples, timeout=30).status_code == 401
+                assert httpx.get(examples, headers={"x-api-key": key}, timeout=30).status_code == 200
                 return
         pytest.fail("make run did not start serving:\n" + "".join(seen[-20:]))
     finally:
