@@ -30,7 +30,7 @@ install-dev: $(VENV)/.installed-dev
 
 # Locally the teach endpoints and the page's Teach tab are on (examples under ./data), on loopback.
 run: install
-	IMGCLF_TEACH=true $(VENV)/bin/imgclf serve --bootstrap
+	IMGCLF_TEACH=true IMGCLF_HOST=$${IMGCLF_HOST:-127.0.0.1} $(VENV)/bin/imgclf serve --bootstrap
 
 train: install
 	$(VENV)/bin/imgclf train

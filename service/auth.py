@@ -7,6 +7,9 @@ from collections.abc import Iterable
 
 from service.settings import ServeSettings
 
+# v1alpha is what grpcio-reflection serves; v1 is listed too so a newer one stays covered by the setting
+REFLECTION_METHODS = ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
+
 
 class KeyChecker:
     """`allowed(path, credentials)`: one rule for an HTTP path and a gRPC method name."""
@@ -14,8 +17,10 @@ class KeyChecker:
     def __init__(self, settings: ServeSettings) -> None:
         self._keys = [k.get_secret_value().encode() for k in settings.api_keys]
         # a trailing / makes a prefix, except "/" itself (the page): as a prefix it would open every route
-        self._exact = {p for p in settings.auth_exempt_paths if not p.endswith("/") or p == "/"}
-        self._prefixes = tuple(p for p in settings.auth_exempt_paths if p.endswith("/") and p != "/")
+        # one list for both transports: REST paths and gRPC "/package.Service/Method" names
+        exempt = [*settings.auth_exempt_paths, *(REFLECTION_METHODS if settings.auth_exempt_reflection else ())]
+        self._exact = {p for p in exempt if not p.endswith("/") or p == "/"}
+        self._prefixes = tuple(p for p in exempt if p.endswith("/") and p != "/")
 
     @property
     def enabled(self) -> bool:

@@ -60,7 +60,7 @@ def serve(
     quiet_start()
     from pydantic import ValidationError
 
-    from service.settings import ServeSettings, env_name
+    from service.settings import ServeSettings, StartupError, env_name
 
     flags: dict[str, Any] = {"model_root": model_root, "model_name": name, "host": host,
                              "rest_port": rest_port, "grpc_port": grpc_port, "backend": backend,
@@ -71,6 +71,14 @@ def serve(
         err = exc.errors()[0]
         field = ".".join(str(x) for x in err["loc"]) or "settings"
         typer.echo(f"error: invalid setting {field} ({env_name(field)}): {err['msg']}", err=True)
+        raise typer.Exit(2) from None
+    try:  # before the model is installed or TensorFlow starts: a refusal takes no time
+        settings.check_exposure()
+        from service.tls import load_tls
+
+        load_tls(settings)
+    except StartupError as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     from service import heap, request_log
 
@@ -86,6 +94,9 @@ def serve(
             runner.run(ImgclfServer(settings).run_until_signal())
     except ConfigError as exc:
         typer.echo(f"error: {env_name('model_config_file')}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except StartupError as exc:  # a TLS file changed since the check above
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     except OSError as exc:
         typer.echo(f"error: {exc}", err=True)

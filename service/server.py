@@ -26,6 +26,7 @@ from service.rest.app import create_app
 from service.rest.protocol import guarded_protocol
 from service.settings import ServeSettings
 from service.teach.core import TeachCore
+from service.tls import load_tls
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class ImgclfServer:
         # ~1 ms int8 call can wait 5 ms more: a shorter interval keeps the threads moving.
         sys.setswitchinterval(s.gil_switch_interval_ms / 1000)
         specs = self.core.models_set.read_config()  # a bad models.config stops us before any bind
+        s.check_exposure()  # so do open teach endpoints and unusable TLS files (StartupError)
+        tls = load_tls(s)
         sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # accepted connections inherit this: without it Nagle holds a response body back until
@@ -94,20 +97,20 @@ class ImgclfServer:
         self.rest_port = sock.getsockname()[1]
         # grpc before the model: a client sees NOT_SERVING instead of a refused connection
         self._grpc, self.grpc_port, self._health = create_server(
-            self.core, f"{'[' + s.host + ']' if ':' in s.host else s.host}:{s.grpc_port}")
+            self.core, f"{'[' + s.host + ']' if ':' in s.host else s.host}:{s.grpc_port}", tls)
         await self._grpc.start()
         await self._health.refresh()
         self.app = create_app(s, self.core, self.teach)
         app = EarlyAdmission(self.app, self.core, KeyChecker(s))
-        tls = s.tls_client_ca_file
+        client_ca = s.tls_client_ca_file
         # JSON logs: uvicorn's loggers go through ours instead of its own formatter
         config = uvicorn.Config(app, log_level=s.log_level, access_log=False, lifespan="off",
                                 log_config=None if s.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
                                 timeout_graceful_shutdown=int(s.shutdown_grace_s),
                                 http=guarded_protocol(s.max_header_bytes, s.read_timeout_s, early=app),
                                 ssl_certfile=s.tls_cert_file, ssl_keyfile=s.tls_key_file,
-                                ssl_ca_certs=str(tls) if tls else None,
-                                ssl_cert_reqs=ssl.CERT_REQUIRED if tls else ssl.CERT_NONE)
+                                ssl_ca_certs=str(client_ca) if client_ca else None,
+                                ssl_cert_reqs=ssl.CERT_REQUIRED if client_ca else ssl.CERT_NONE)
         self._uvicorn = _Uvicorn(config)
         self._uvicorn_task = asyncio.get_running_loop().create_task(
             self._uvicorn.serve(sockets=[sock]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,6 +17,20 @@ _LABEL = re.compile(r"^[A-Za-z0-9_]+$")  # TF Serving's rule for version labels
 def env_name(field: str) -> str:
     """The environment variable of a setting."""
     return "IMGCLF_MODEL_CONFIG" if field == "model_config_file" else f"IMGCLF_{field.upper()}"
+
+
+class StartupError(ValueError):
+    """Settings that are valid one by one but must not start a server: `str()` is the one line to show."""
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach `host` (a name other than localhost may resolve anywhere)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ServeSettings(BaseSettings):
@@ -111,9 +126,14 @@ class ServeSettings(BaseSettings):
         default_factory=list, description="Comma-separated API keys (several for rotation); when set, "
         "REST needs `Authorization: Bearer <key>` or `X-API-Key`, gRPC the same metadata")
     auth_exempt_paths: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["/healthz", "/readyz", "/v2/health/", "/metrics", "/grpc.health.v1.Health/"],
-        description="REST paths and gRPC methods open without a key; a trailing / matches a prefix "
-        "(but `/` alone is the page's path only)")
+        default_factory=lambda: ["/healthz", "/readyz", "/v2/health/", "/metrics", "/grpc.health.v1.Health/",
+                                 "/inference.GRPCInferenceService/ServerLive",
+                                 "/inference.GRPCInferenceService/ServerReady"],
+        description="REST paths and gRPC methods open without a key (the health checks of both transports and "
+        "/metrics); a trailing / matches a prefix (but `/` alone is the page's path only)")
+    auth_exempt_reflection: bool = Field(
+        False, description="gRPC server reflection answers without a key, so grpcurl can list and describe "
+        "the services without one; off by default, as it reveals the API's shape")
     tls_cert_file: FilePath | None = Field(None, description="PEM certificate (chain): REST and gRPC use TLS")
     tls_key_file: FilePath | None = Field(
         None, validate_default=True, description="PEM private key of that certificate")
@@ -123,6 +143,9 @@ class ServeSettings(BaseSettings):
     teach: bool = Field(
         False, description="Serve the teach endpoints (examples, fine-tune jobs, rollback) and the page's Teach "
         "tab; they need an API key when IMGCLF_API_KEYS is set")
+    unsafe_open_teach: bool = Field(
+        False, description="Start with the teach endpoints on a non-loopback IMGCLF_HOST and no IMGCLF_API_KEYS, "
+        "open to anyone who reaches the port (otherwise the server refuses to start that way)")
     data_root: Path = Field(Path("data"), description="Folder holding <name>/examples/<label>/ (taught examples) "
                             "and <name>/jobs/ (fine-tune job records)")
     teach_max_example_bytes: int = Field(
@@ -216,6 +239,14 @@ class ServeSettings(BaseSettings):
         if any(x < 1 for x in v):
             raise ValueError(f"specific versions {v} must all be at least 1")
         return v
+
+    def check_exposure(self) -> None:
+        """Refuse teach endpoints that anyone on the network could use (raises StartupError)."""
+        if self.teach and not self.api_keys and not is_loopback(self.host) and not self.unsafe_open_teach:
+            raise StartupError(
+                f"the teach endpoints would be open to anyone who reaches {self.host}: set IMGCLF_API_KEYS "
+                "(e.g. `openssl rand -hex 24`), or IMGCLF_HOST=127.0.0.1, or IMGCLF_UNSAFE_OPEN_TEACH=true "
+                "to serve them without keys anyway")
 
     @property
     def max_batch_delay_s(self) -> float:

@@ -24,7 +24,7 @@ from service.grpc.decode import DecodeErrorInterceptor
 from service.grpc.kserve import InferenceServicer
 from service.grpc.tfserving import ModelServicer, PredictionServicer
 from service.grpc_options import channel_options
-from service.settings import ServeSettings
+from service.tls import TLSFiles
 
 # The *_pb2 modules, not just *_pb2_grpc, so the service descriptors are in the pool reflection reads.
 SERVICE_NAMES = (
@@ -35,17 +35,16 @@ SERVICE_NAMES = (
 )
 
 
-def server_credentials(settings: ServeSettings) -> grpc.ServerCredentials | None:
-    """TLS from the settings' PEM files; a client CA makes client certificates mandatory."""
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
+def server_credentials(tls: TLSFiles | None) -> grpc.ServerCredentials | None:
+    """TLS from the checked PEM files; a client CA makes client certificates mandatory."""
+    if tls is None:
         return None
-    ca = settings.tls_client_ca_file
-    return grpc.ssl_server_credentials(
-        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
-        root_certificates=ca.read_bytes() if ca else None, require_client_auth=ca is not None)
+    return grpc.ssl_server_credentials([(tls.key, tls.cert_chain)], root_certificates=tls.client_ca,
+                                       require_client_auth=tls.client_ca is not None)
 
 
-def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int, HealthServicer]:
+def create_server(core: ServingCore, address: str,
+                  tls: TLSFiles | None = None) -> tuple[grpc.aio.Server, int, HealthServicer]:
     keys = KeyChecker(core.settings)
     # no SO_REUSEPORT: a second server on a taken port must fail, not share it silently
     server = grpc.aio.server(options=[*channel_options(core.settings.grpc_max_message_bytes),
@@ -62,7 +61,7 @@ def create_server(core: ServingCore, address: str) -> tuple[grpc.aio.Server, int
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
          reflection.SERVICE_NAME), server)
-    credentials = server_credentials(core.settings)
+    credentials = server_credentials(tls)
     try:
         port = (server.add_secure_port(address, credentials) if credentials
                 else server.add_insecure_port(address))

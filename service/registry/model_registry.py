@@ -14,7 +14,7 @@ import numpy as np
 
 from service import heap
 from service.backends.base import Backend, Runtime
-from service.errors import InvalidInputError, NotFoundError, UnavailableError
+from service.errors import NotFoundError, UnavailableError
 from service.metrics import Metrics
 from service.priority import lower_compute_threads, lower_this_thread
 from service.registry import verdicts
@@ -89,12 +89,14 @@ class ModelRegistry:
         return bool(self._serving)
 
     def resolve(self, version: int | None = None, label: str | None = None) -> ServedVersion:
-        """The version a request goes to: a number, a label, or the newest available."""
-        if version is not None and label is not None:
-            raise InvalidInputError("give a version or a label, not both")
+        """The version a request goes to: a number, a label (both: the label must name that version), or the
+        newest available."""
         if label is not None:
             if label not in self.spec.labels:
                 raise NotFoundError(f"unknown version label {label!r} for model {self.name!r}")
+            if version is not None and self.spec.labels[label] != version:
+                raise NotFoundError(f"version label {label!r} of model {self.name!r} is version "
+                                    f"{self.spec.labels[label]}, not {version}")
             version = self.spec.labels[label]
         if version is not None:
             served = self._serving.get(version)

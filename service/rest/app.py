@@ -82,7 +82,16 @@ def create_app(settings: ServeSettings, core: ServingCore, teach: TeachCore | No
     app.include_router(routes_tfserving.make_router(core))
     app.include_router(routes_v2.make_router(core))
     add_docs(app)
-    install_openapi(app, settings)
+
+    def labels() -> tuple[str, ...] | None:
+        if settings.model_config_file is not None:  # several models: a label is checked against its own
+            return None
+        try:
+            return core.registry_for(settings.model_name).resolve().labels
+        except ServiceError:  # nothing loaded yet
+            return None
+
+    install_openapi(app, settings, labels)
     has_page = (STATIC / "index.html").exists()
 
     @app.get("/", include_in_schema=False, response_model=None)

@@ -87,10 +87,11 @@ class TeachCore:
         counts = self.store.counts(name, served.labels)
         taught = {k: n for k, n in counts.items() if n}
         if not taught:
-            raise InvalidInputError(f"no examples to learn from: add at least {MIN_PER_LABEL} per label first")
+            # the request is fine; the examples stored so far are not enough (409, like a running job)
+            raise ConflictError(f"no examples to learn from: add at least {MIN_PER_LABEL} per label first")
         short = {k: n for k, n in taught.items() if n < MIN_PER_LABEL}
         if short:
-            raise InvalidInputError(f"labels {sorted(short)} have fewer than {MIN_PER_LABEL} examples (one is held "
+            raise ConflictError(f"labels {sorted(short)} have fewer than {MIN_PER_LABEL} examples (one is held "
                                     "back to check the new version); add more or delete them")
         s = self.settings
         args = ["--init-from", str(base / str(served.version)), "--data", str(self.store.folder(name)),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from service.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from service.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from service.images import check_image
 from version_format.atomic import atomic_write
 from version_format.layout import TMP_PREFIX  # hidden: training/data.py and training/finetune.py skip dot files
@@ -76,7 +76,7 @@ class ExampleStore:
             existing = self.find(name, digest)
             if existing is not None:
                 if existing.label != label:
-                    raise InvalidInputError(f"this image is already an example of {existing.label!r} "
+                    raise ConflictError(f"this image is already an example of {existing.label!r} "
                                             f"(id {digest}); delete it first to relabel it")
                 return existing, False
             target_dir = self.folder(name) / label

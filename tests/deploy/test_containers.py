@@ -85,34 +85,65 @@ def a_png() -> bytes:
     return buf.getvalue()
 
 
-def classify_both(rest_port: int, grpc_port: int, jpeg: bytes) -> None:
+def classify_both(rest_port: int, grpc_port: int, jpeg: bytes, key: str | None = None) -> None:
     """REST /predict and gRPC imgclf.v1 Classify from the host, plus KServe V2 gRPC readiness."""
     from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
     from service.grpc._generated.inference import grpc_predict_v2_pb2 as v2_pb
     from service.grpc._generated.inference import grpc_predict_v2_pb2_grpc as v2_grpc
 
+    headers = {"x-api-key": key} if key else {}
+    metadata = (("authorization", f"Bearer {key}"),) if key else ()
     r = httpx.post(f"http://127.0.0.1:{rest_port}/predict", files=[("file", ("a.jpg", jpeg)),
                                                                    ("file", ("b.png", a_png()))],
-                   timeout=30)
+                   headers=headers, timeout=30)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model_name"] == "rps" and len(body["predictions"]) == 2
     assert {p["label"] for p in body["predictions"]} <= {"none", "paper", "rock", "scissors"}
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         reply = classifier_pb2_grpc.ImageClassifierStub(channel).Classify(
-            classifier_pb2.ClassifyRequest(images=[jpeg]), timeout=30)
+            classifier_pb2.ClassifyRequest(images=[jpeg]), metadata=metadata, timeout=30)
         assert reply.model_version == body["model_version"] and len(reply.predictions) == 1
         assert reply.predictions[0].label == body["predictions"][0]["label"]
-        assert v2_grpc.GRPCInferenceServiceStub(channel).ModelReady(v2_pb.ModelReadyRequest(name="rps")).ready
+        assert v2_grpc.GRPCInferenceServiceStub(channel).ModelReady(v2_pb.ModelReadyRequest(name="rps"),
+                                                                    metadata=metadata).ready
+
+
+def assert_locked(rest_port: int, grpc_port: int, key: str, jpeg: bytes) -> None:
+    """With a key set: 401 / UNAUTHENTICATED without it on every REST route and gRPC method but the documented
+    exemptions (enumerated from the served app's own document and the registered services), 200 with it."""
+    from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
+    from tests.service.surface import EXEMPT_GRPC, EXEMPT_REST, open_grpc_methods, open_rest_routes
+
+    url = f"http://127.0.0.1:{rest_port}"
+    assert httpx.get(f"{url}/openapi.json", timeout=30).status_code == 401
+    doc = httpx.get(f"{url}/openapi.json", headers={"x-api-key": key}, timeout=30).json()
+    opened = open_rest_routes(url, doc)
+    assert {path for _, path, _ in opened} <= EXEMPT_REST, opened
+    # the teach routes of the report: no example stored, none deleted without a key
+    r = httpx.post(f"{url}/v1/models/rps/examples", files={"file": ("rock.jpg", jpeg)}, data={"label": "rock"})
+    assert r.status_code == 401, r.text
+    assert httpx.delete(f"{url}/v1/models/rps/examples").status_code == 401
+    assert httpx.post(f"{url}/v1/models/rps/examples", files={"file": ("rock.jpg", jpeg)}, data={"label": "rock"},
+                      headers={"x-api-key": key}).status_code == 201
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        assert set(open_grpc_methods(channel)) <= EXEMPT_GRPC
+        with pytest.raises(grpc.RpcError) as err:
+            classifier_pb2_grpc.ImageClassifierStub(channel).Classify(
+                classifier_pb2.ClassifyRequest(images=[jpeg]), timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    classify_both(rest_port, grpc_port, jpeg, key)
 
 
 def test_compose_trainer_then_api(image, sample_jpeg, tmp_path):
-    """`podman-compose up` of the default services: the trainer installs the demo version 1, the api serves it."""
+    """`podman-compose up` of the default services with teach on and a key: the trainer installs the demo
+    version 1, the api serves it, and nothing but the health checks and /metrics answers without the key."""
     if shutil.which("podman-compose") is None:
         pytest.skip("podman-compose is not installed (the Podman setup step in .ci/run installs it)")
     project = f"imgclftest{uuid.uuid4().hex[:6]}"
     rest_port, grpc_port = free_port(), free_port()
-    env = {"IMGCLF_IMAGE": image,
+    key = uuid.uuid4().hex
+    env = {"IMGCLF_IMAGE": image, "IMGCLF_TEACH": "true", "IMGCLF_MODELS_MOUNT": "rw", "IMGCLF_API_KEYS": key,
            "IMGCLF_REST_HOST_PORT": str(rest_port), "IMGCLF_GRPC_HOST_PORT": str(grpc_port)}
     compose = ["podman-compose", "-p", project, "-f", str(REPO / "docker-compose.yml")]
     try:
@@ -124,7 +155,7 @@ def test_compose_trainer_then_api(image, sample_jpeg, tmp_path):
         healthy = wait_healthy(f"{project}_api_1")
         print(f"\ncompose: trainer done and api healthy {time.monotonic() - started:.0f} s after `up` "
               f"({healthy:.0f} s from the trainer's end)")
-        classify_both(rest_port, grpc_port, sample_jpeg)
+        assert_locked(rest_port, grpc_port, key, sample_jpeg)
     finally:
         run(*compose, "down", "-v", env=env, check=False, timeout=300)
 
@@ -147,10 +178,21 @@ def test_image_train_into_a_volume_then_serve(image, sample_jpeg):
 
         trained = run("podman", "run", "--rm", "-v", f"{volume}:/models", image, *train, timeout=600)
         assert "wrote /models/rps/1 (version 1" in trained.stdout, trained.stdout[-2000:]
+        # teach on, no key, on the image's 0.0.0.0: refused in one line (and so is an unusable TLS file)
+        not_pem = ["-e", "IMGCLF_TLS_CERT_FILE=/etc/hostname", "-e", "IMGCLF_TLS_KEY_FILE=/etc/hostname"]
+        for settings, words in ((["-e", "IMGCLF_TEACH=true"], "IMGCLF_API_KEYS"),
+                                (not_pem, "IMGCLF_TLS_CERT_FILE=/etc/hostname: not a PEM certificate")):
+            refused = run("podman", "run", "--rm", "--no-healthcheck", *settings, "-v", f"{volume}:/models:ro", image,
+                          check=False)
+            lines = [line for line in (refused.stdout + refused.stderr).splitlines()
+                     if line.strip() and not line.startswith("time=")]  # podman's own log lines aside
+            assert refused.returncode == 2 and len(lines) == 1 and words in lines[0], lines
+        key = uuid.uuid4().hex
         run("podman", "run", "-d", "--name", container, "-p", f"127.0.0.1:{rest_port}:8000",
-            "-p", f"127.0.0.1:{grpc_port}:8500", "-v", f"{volume}:/models:ro", image)
+            "-p", f"127.0.0.1:{grpc_port}:8500", "-e", f"IMGCLF_API_KEYS={key}", "-e", "IMGCLF_TEACH=true",
+            "-e", "IMGCLF_DATA_ROOT=/tmp/data", "-v", f"{volume}:/models:ro", image)
         print(f"\nimage: api healthy {wait_healthy(container):.0f} s after `podman run`")
-        classify_both(rest_port, grpc_port, sample_jpeg)
+        assert_locked(rest_port, grpc_port, key, sample_jpeg)
     finally:
         run("podman", "rm", "-f", container, check=False)
         run("podman", "volume", "rm", "-f", volume, check=False)

@@ -30,7 +30,7 @@ DOCKERIGNORE = REPO / ".dockerignore"
 COMPOSE = REPO / "docker-compose.yml"
 PROMETHEUS = REPO / "deploy" / "prometheus" / "prometheus.yml"
 K8S = REPO / "deploy" / "k8s"
-KUSTOMIZATIONS = [K8S, K8S / "multi-worker"]
+KUSTOMIZATIONS = [K8S, K8S / "multi-worker", K8S / "tls"]
 
 # Oldest Kubernetes minor the manifests target (gRPC probes are GA since 1.27)
 # and the newest one kubernetes-validate ships schemas for.
@@ -462,7 +462,7 @@ def test_compose_images_are_pinned_and_ports_unique() -> None:
     for name, service in services.items():
         image = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", service["image"])
         assert not image.endswith(":latest") and ":" in image, f"{name}: {image}"
-        if "build" not in service:
+        if service["image"] != services["trainer"]["image"]:  # not the image the trainer builds
             assert PINNED_TAG.match(image), f"{name}: pin a released tag, not {image}"
     host_ports = [p.split(":")[0] for s in services.values() for p in s.get("ports", [])]
     assert len(host_ports) == len(set(host_ports)), host_ports
@@ -487,7 +487,7 @@ CLUSTER_SCOPED = {
     "CustomResourceDefinition",
     "PriorityClass",
 }
-SUPPORTED_KUSTOMIZE_KEYS = {"apiVersion", "kind", "namespace", "resources", "images"}
+SUPPORTED_KUSTOMIZE_KEYS = {"apiVersion", "kind", "namespace", "resources", "images", "patches"}
 
 
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -512,6 +512,11 @@ def render(directory: Path) -> list[dict[str, Any]]:
             docs += render(path)
         else:
             docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for patch in kustomization.get("patches", []):
+        target = patch["target"]
+        for doc in docs:
+            if doc["kind"] == target["kind"] and doc["metadata"]["name"] == target["name"]:
+                apply_json_patch(doc, yaml.safe_load((directory / patch["path"]).read_text()))
     images = {i["name"]: i for i in kustomization.get("images", [])}
     for doc in docs:
         if "namespace" in kustomization and doc["kind"] not in CLUSTER_SCOPED:
@@ -523,6 +528,21 @@ def render(directory: Path) -> list[dict[str, Any]]:
                 override = images[name]
                 container["image"] = f"{override.get('newName', name)}:{override['newTag']}"
     return docs
+
+
+def apply_json_patch(doc: dict[str, Any], operations: list[dict[str, Any]]) -> None:
+    """The add and replace operations of JSON 6902 (what kustomize applies for a patch file of them)."""
+    for op in operations:
+        *parents, last = op["path"].strip("/").split("/")
+        node: Any = doc
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        assert op["op"] in ("add", "replace"), f"extend apply_json_patch() for {op['op']}"
+        if isinstance(node, list):
+            node.append(op["value"]) if last == "-" else node.insert(int(last), op["value"])
+        else:
+            assert op["op"] == "add" or last in node, f"replace of a missing {op['path']}"
+            node[last] = op["value"]
 
 
 def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -546,6 +566,7 @@ def test_every_manifest_is_in_a_kustomization() -> None:
     for directory in KUSTOMIZATIONS:
         kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
         listed |= {(directory / r).resolve() for r in kustomization["resources"]}
+        listed |= {(directory / p["path"]).resolve() for p in kustomization.get("patches", [])}
     manifests = {p.resolve() for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml"}
     assert manifests - listed == set(), "manifests not referenced by any kustomization.yaml"
 
@@ -739,3 +760,76 @@ def test_multi_worker_job_builds_tf_config(multi_worker: list[dict[str, Any]]) -
             f"{job['metadata']['name']}-{i}.{service['metadata']['name']}:{env['WORKER_PORT']}"
             for i in range(spec["completions"])
         ]
+
+
+def test_compose_builds_the_image_once() -> None:
+    """One service builds the image; the others use it as built (never pull it, never build it again at the
+    same time, in OCI format, without the HEALTHCHECK)."""
+    services = compose()["services"]
+    ours = {name: s for name, s in services.items() if s["image"] == services["api"]["image"]}
+    assert set(ours) == {"trainer", "api", "api-tfserving"}
+    assert [name for name, s in ours.items() if "build" in s] == ["trainer"]
+    for name in ("api", "api-tfserving"):
+        assert ours[name]["pull_policy"] == "never", name
+    assert services["api"]["image"] == "${IMGCLF_IMAGE:-imgclf:local}"
+    assert "podman build --format docker -t imgclf:local ." in COMPOSE.read_text()
+
+
+def test_compose_passes_keys_and_tls() -> None:
+    services = compose()["services"]
+    for name in ("api", "api-tfserving"):
+        env = services[name]["environment"]
+        assert env["IMGCLF_API_KEYS"] == "${IMGCLF_API_KEYS:-}", name
+        assert env["IMGCLF_AUTH_EXEMPT_REFLECTION"] == "${IMGCLF_AUTH_EXEMPT_REFLECTION:-false}", name
+    assert services["api"]["environment"]["IMGCLF_UNSAFE_OPEN_TEACH"] == "${IMGCLF_UNSAFE_OPEN_TEACH:-false}"
+    tls = yaml.safe_load((REPO / "deploy" / "compose.tls.yml").read_text())
+    mtls = yaml.safe_load((REPO / "deploy" / "compose.mtls.yml").read_text())
+    for name in ("api", "api-tfserving"):
+        env = tls["services"][name]["environment"]
+        assert env["IMGCLF_TLS_CERT_FILE"] == "/run/secrets/imgclf_tls_cert"
+        assert env["IMGCLF_TLS_KEY_FILE"] == "/run/secrets/imgclf_tls_key"
+        assert "https://127.0.0.1:8000/readyz" in " ".join(tls["services"][name]["healthcheck"]["test"])
+        assert mtls["services"][name]["environment"]["IMGCLF_TLS_CLIENT_CA_FILE"] == "/run/secrets/imgclf_tls_client_ca"
+    assert {s["file"] for s in {**tls["secrets"], **mtls["secrets"]}.values()} == {
+        "${IMGCLF_TLS_DIR:-./certs}/server.pem", "${IMGCLF_TLS_DIR:-./certs}/server.key",
+        "${IMGCLF_TLS_DIR:-./certs}/client-ca.pem"}
+
+
+def test_compose_tls_overrides_validate(tmp_path: Path) -> None:
+    for name in ("server.pem", "server.key", "client-ca.pem"):
+        (tmp_path / name).write_text("placeholder\n")
+    files = ["-f", str(COMPOSE), "-f", str(REPO / "deploy" / "compose.tls.yml"),
+             "-f", str(REPO / "deploy" / "compose.mtls.yml")]
+    result = run([*compose_cmd(), *files, "--profile", "tfserving", "config"], cwd=REPO,
+                 env={**compose_env(), "IMGCLF_TLS_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    merged = yaml.safe_load(result.stdout)
+    api = merged["services"]["api"]
+    assert {s["source"] if isinstance(s, dict) else s for s in api["secrets"]} == {
+        "imgclf_tls_cert", "imgclf_tls_key", "imgclf_tls_client_ca"}
+    assert api["environment"]["IMGCLF_TEACH"] == "false"  # the base file's settings are kept
+
+
+def test_kubernetes_api_keys_come_from_a_secret(base: list[dict[str, Any]]) -> None:
+    [api] = find(base, "Deployment", "imgclf-api")["spec"]["template"]["spec"]["containers"]
+    keys = next(e for e in api["env"] if e["name"] == "IMGCLF_API_KEYS")
+    assert keys["valueFrom"]["secretKeyRef"] == {"name": "imgclf-api-keys", "key": "api-keys"}  # required
+
+
+def test_kubernetes_tls_overlay() -> None:
+    docs = render(K8S / "tls")
+    deployment = find(docs, "Deployment", "imgclf-api")
+    assert deployment["metadata"]["namespace"] == "imgclf"
+    spec = deployment["spec"]["template"]["spec"]
+    [api] = spec["containers"]
+    env = {e["name"]: e.get("value") for e in api["env"]}
+    assert env["IMGCLF_TLS_CERT_FILE"] == "/etc/imgclf/tls/tls.crt"
+    assert env["IMGCLF_TLS_KEY_FILE"] == "/etc/imgclf/tls/tls.key"
+    assert "IMGCLF_API_KEYS" in env  # the base's keys are kept
+    mount = next(m for m in api["volumeMounts"] if m["mountPath"] == "/etc/imgclf/tls")
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "imgclf-tls" and mount["readOnly"] is True
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert api[probe]["httpGet"]["scheme"] == "HTTPS", probe
+    assert find(render(K8S), "Deployment", "imgclf-api")["spec"]["template"]["spec"]["containers"][0][
+        "startupProbe"].get("grpc"), "the base is not changed by the overlay"

@@ -2,6 +2,7 @@
 
 `python standard_clients.py CLIENT ADDRESS MODEL IMAGE...` classifies the images and prints one JSON
 line: the model version, scores, labels and what the client's health and metadata calls returned.
+`python standard_clients.py health:CLIENT ADDRESS MODEL` makes only the health calls, without a key.
 """
 
 from __future__ import annotations
@@ -102,12 +103,51 @@ async def kserve_grpc(address: str, model: str, images: list[bytes]) -> dict[str
                 "model_ready": await c.is_model_ready(model), **_kserve_result(response)}
 
 
+async def health_only(which: str, address: str, model: str) -> dict[str, Any]:
+    """Each client's server health calls, and one model call that is not exempt (as `error` when refused),
+    with no key: what a load balancer's or an orchestrator's probe does."""
+    out: dict[str, Any] = {}
+    try:
+        if which == "triton-http":
+            import tritonclient.http as http_client
+
+            c: Any = http_client.InferenceServerClient(address)
+            out.update(live=c.is_server_live(), ready=c.is_server_ready())
+            out["model_ready"] = c.is_model_ready(model)
+            c.get_model_metadata(model)
+        elif which == "triton-grpc":
+            import tritonclient.grpc as grpc_client
+
+            c = grpc_client.InferenceServerClient(address)
+            out.update(live=c.is_server_live(), ready=c.is_server_ready())
+            out["model_ready"] = c.is_model_ready(model)
+        elif which == "kserve-grpc":
+            from kserve import InferenceGRPCClient
+
+            async with InferenceGRPCClient(address) as g:
+                out.update(live=await g.is_server_live(), ready=await g.is_server_ready())
+                out["model_ready"] = await g.is_model_ready(model)
+        else:
+            from kserve import InferenceRESTClient, RESTConfig
+
+            async with InferenceRESTClient(RESTConfig(protocol="v2")) as r:
+                url = f"http://{address}"
+                out.update(live=await r.is_server_live(url), ready=await r.is_server_ready(url))
+                out["model_ready"] = await r.is_model_ready(url, model)
+    except Exception as exc:  # the refusal, in the client's own words
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
 CLIENTS = {"triton-http": triton_http, "triton-grpc": triton_grpc, "kserve-rest": kserve_rest,
            "kserve-v1": kserve_v1, "kserve-grpc": kserve_grpc}
 
 
 def main() -> None:
     which, address, model, *paths = sys.argv[1:]
+    if which.startswith("health:"):
+        print(json.dumps(asyncio.run(health_only(which.split(":", 1)[1], address, model))))
+        return
     images = [Path(p).read_bytes() for p in paths]
     out = CLIENTS[which](address, model, images)
     if asyncio.iscoroutine(out):

@@ -11,60 +11,51 @@ import grpc
 import httpx
 import pytest
 import trustme
-from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from starlette.routing import Mount, Route
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
 from service.grpc._generated.imgclf.v1 import classifier_pb2_grpc
 from tests.service.conftest import RunningServer, test_settings
+from tests.service.surface import (
+    EXEMPT_GRPC,
+    EXEMPT_REST,
+    REFLECTION,
+    grpc_methods,
+    open_grpc_methods,
+    open_rest_routes,
+    rest_routes,
+)
 
 KEYS = ("old-key-0123456789abcdef", "new-key-fedcba9876543210")
-EXEMPT = {"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"}
 
 
 @pytest.fixture(scope="module")
-def keyed(trained_model_root) -> Iterator[RunningServer]:
-    server = RunningServer(test_settings(trained_model_root, api_keys=",".join(KEYS))).start()
+def keyed(trained_model_root, tmp_path_factory) -> Iterator[RunningServer]:
+    """Keys on, and every surface there is: teach too."""
+    server = RunningServer(test_settings(trained_model_root, api_keys=",".join(KEYS), teach=True,
+                                         data_root=tmp_path_factory.mktemp("data"))).start()
     yield server
     server.stop()
 
 
-def _rest_routes(server: RunningServer) -> list[tuple[str, str]]:
-    """Every (method, concrete path): the OpenAPI paths plus the page, its files and the docs."""
-    app = server.server.app
-    fill = {"model": "rps", "ver": "1", "tail": "rps:predict"}
-    out = []
-    for path, ops in app.openapi()["paths"].items():
-        for method in ops:
-            concrete = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: fill.get(m[1], "x"), path)
-            if path == "/v1/models/{tail}" and method == "get":
-                concrete = "/v1/models/rps"
-            out.append((method.upper(), concrete))
-    for route in app.routes:
-        if isinstance(route, Mount):
-            out.append(("GET", f"{route.path}/app.js"))
-        elif isinstance(route, Route):
-            out.append(("GET", route.path))
-    return out
-
-
-def test_every_rest_route_needs_a_key_except_the_exempt_ones(keyed, sample_jpeg):
-    routes = _rest_routes(keyed)
-    assert len(routes) >= 20, routes  # native, /v1, /v2, page, docs
+def test_every_rest_route_needs_a_key_except_the_exempt_ones(keyed):
+    doc = keyed.server.app.openapi()
+    routes = rest_routes(doc)
+    assert len(routes) >= 40, routes  # native, teach, /v1, /v2, page, docs
+    assert {p for _, p in routes} >= {"/v1/models/rps/examples", "/v1/models/rps/finetunes", "/v1/models/rps:predict",
+                                      "/v2/models/rps/infer", "/predict", "/", "/docs"}
+    opened = open_rest_routes(keyed.rest_url, doc)
+    assert {path for _, path, _ in opened} == EXEMPT_REST, opened
     for method, path in routes:
+        if path in EXEMPT_REST:
+            continue
         r = httpx.request(method, keyed.rest_url + path)
-        if path in EXEMPT:
-            assert r.status_code != 401, (method, path)
-        else:
-            assert r.status_code == 401, (method, path, r.status_code)
-            assert r.json()["error"].startswith("missing or invalid API key")
-            assert r.headers["www-authenticate"].startswith("Bearer")
+        assert r.json()["error"].startswith("missing or invalid API key")
+        assert r.headers["www-authenticate"].startswith("Bearer")
         for wrong in ({"authorization": "Bearer nope"}, {"x-api-key": KEYS[0][:-1]},
                       {"authorization": f"Basic {KEYS[0]}"}):
-            if path not in EXEMPT:
-                assert httpx.request(method, keyed.rest_url + path, headers=wrong).status_code == 401
+            assert httpx.request(method, keyed.rest_url + path, headers=wrong).status_code == 401
 
 
 @pytest.mark.parametrize("headers", [{"authorization": f"Bearer {KEYS[0]}"}, {"x-api-key": KEYS[1]},
@@ -83,49 +74,49 @@ def test_either_key_works_on_every_api(keyed, sample_jpeg, headers):
     assert httpx.get(f"{url}/models", headers=headers).status_code == 200
 
 
-def _grpc_methods(channel: grpc.Channel, metadata: tuple) -> list[tuple[str, bool, bool]]:
-    """(full method path, client streaming, server streaming) of every service the server lists."""
-    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    (reply,) = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
-                                         metadata=metadata, timeout=10)
-    names = [s.name for s in reply.list_services_response.service]
-    methods = []
-    for name in names:
-        service = descriptor_pool.Default().FindServiceByName(name)
-        methods.extend((f"/{name}/{m.name}", m.client_streaming, m.server_streaming) for m in service.methods)
-    return methods
-
-
 def test_every_grpc_method_needs_a_key_except_health(keyed):
-    channel = grpc.insecure_channel(keyed.grpc_target)
-    good = (("authorization", f"Bearer {KEYS[1]}"),)
-    methods = _grpc_methods(channel, good)
-    services = {m[0].split("/")[1] for m in methods}
-    assert {"imgclf.v1.ImageClassifier", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService",
-            "grpc.reflection.v1alpha.ServerReflection", "grpc.health.v1.Health"} <= services
-    identity = {"request_serializer": lambda b: b, "response_deserializer": lambda b: b}
-    for path, client_streaming, server_streaming in methods:
+    methods = {m[0] for m in grpc_methods()}
+    assert len(methods) >= 20 and REFLECTION in methods
+    with grpc.insecure_channel(keyed.grpc_target) as channel:
         for metadata in ((), (("x-api-key", "wrong-key-0123456789"),), (("authorization", KEYS[0]),)):
-            kind = {(False, False): channel.unary_unary, (False, True): channel.unary_stream,
-                    (True, False): channel.stream_unary, (True, True): channel.stream_stream}
-            call = kind[(client_streaming, server_streaming)](path, **identity)
-            request = iter([b""]) if client_streaming else b""
-            code = grpc.StatusCode.OK
-            try:
-                result = call(request, metadata=metadata, timeout=2)
-                if server_streaming:
-                    next(iter(result))  # Health/Watch streams forever: the first message is enough
-            except grpc.RpcError as err:
-                code = err.code()
-            if path.startswith("/grpc.health.v1.Health/"):  # exempt, and working (List is not in this grpcio)
-                assert code in (grpc.StatusCode.OK, grpc.StatusCode.UNIMPLEMENTED), (path, code)
-            else:
-                assert code == grpc.StatusCode.UNAUTHENTICATED, (path, code)
-    health = health_pb2_grpc.HealthStub(channel)
-    assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
-    stub = classifier_pb2_grpc.ImageClassifierStub(channel)
-    assert stub.GetModelStatus(pb.ModelStatusRequest(), metadata=(("x-api-key", KEYS[0]),), timeout=10).ready
-    channel.close()
+            opened = set(open_grpc_methods(channel, metadata))
+            assert opened <= EXEMPT_GRPC, opened - EXEMPT_GRPC  # reflection too, by default
+            assert {"/grpc.health.v1.Health/Check", "/inference.GRPCInferenceService/ServerLive",
+                    "/inference.GRPCInferenceService/ServerReady"} <= opened
+        health = health_pb2_grpc.HealthStub(channel)
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == \
+            health_pb2.HealthCheckResponse.SERVING
+        stub = classifier_pb2_grpc.ImageClassifierStub(channel)
+        assert stub.GetModelStatus(pb.ModelStatusRequest(), metadata=(("x-api-key", KEYS[0]),), timeout=10).ready
+
+
+def _reflected_services(target: str, metadata: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    """What grpcurl's `list` does, with grpcio-reflection's own client (the descriptor database)."""
+    with grpc.insecure_channel(target) as channel:
+        if metadata:
+            channel = grpc.intercept_channel(channel, _Metadata(metadata))
+        return sorted(ProtoReflectionDescriptorDatabase(channel).get_services())
+
+
+class _Metadata(grpc.StreamStreamClientInterceptor):
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.metadata = metadata
+
+    def intercept_stream_stream(self, continuation, details, requests):  # type: ignore[no-untyped-def]
+        return continuation(details._replace(metadata=self.metadata), requests)
+
+
+def test_reflection_needs_a_key_unless_exempt(keyed, trained_model_root, start_server):
+    with pytest.raises(grpc.RpcError) as err:
+        _reflected_services(keyed.grpc_target)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    services = _reflected_services(keyed.grpc_target, (("x-api-key", KEYS[0]),))
+    assert {"grpc.health.v1.Health", "inference.GRPCInferenceService", "imgclf.v1.ImageClassifier"} <= set(services)
+    opened = start_server(trained_model_root, api_keys=KEYS[0], auth_exempt_reflection=True)
+    assert _reflected_services(opened.grpc_target) == services
+    with grpc.insecure_channel(opened.grpc_target) as channel:
+        assert set(open_grpc_methods(channel)) <= EXEMPT_GRPC | {REFLECTION}
+        assert REFLECTION in open_grpc_methods(channel)
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +206,22 @@ def test_openapi_declares_the_keys_for_docs_authorize(keyed):
     assert doc["paths"]["/v1/models/{name}:predict"]["post"]["security"] == [{"apiKey": []}, {"bearer": []}]
     assert "security" not in doc["paths"]["/healthz"]["get"]
     assert "security" not in doc["paths"]["/metrics"]["get"]
+
+
+@pytest.mark.parametrize("client", ["triton-http", "triton-grpc", "kserve-rest", "kserve-grpc"])
+def test_standard_clients_reach_health_without_a_key(keyed, client):
+    """One exemption list for both transports: KServe V2 server liveness and readiness answer without a key on
+    REST and gRPC alike; the model calls next to them do not."""
+    import json
+    import subprocess
+    import sys
+
+    address = keyed.grpc_target if client.endswith("grpc") else keyed.rest_url.removeprefix("http://")
+    script = Path(__file__).with_name("standard_clients.py")
+    r = subprocess.run([sys.executable, str(script), f"health:{client}", address, "rps"], capture_output=True,
+                       text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    assert out["live"] is True and out["ready"] is True, out
+    refused = out.get("error", "") + str(out.get("model_ready"))
+    assert re.search(r"401|UNAUTHENTICATED|Unauthorized|API key|False", refused), out

@@ -158,10 +158,14 @@ def test_image_over_the_configured_pixel_limit(serving):
     _error(_predict(serving, _bomb_png(7000), "image/png"), 400, "7000x7000", "16,000,000")
 
 
-def test_version_and_label_together_is_a_client_error(serving, sample_jpeg):
+def test_version_and_label_together_must_agree(serving, sample_jpeg):
+    """Both pins name one version (a request the document allows): served when they agree, 404 when not."""
     r = httpx.post(f"{serving.rest_url}/predict", params={"version": 1, "label": "stable"}, content=sample_jpeg,
                    headers={"content-type": "image/jpeg"})
-    _error(r, 400, "not both")
+    assert r.status_code == 200 and r.json()["model_version"] == 1, r.text
+    r = httpx.post(f"{serving.rest_url}/predict", params={"version": 2, "label": "stable"}, content=sample_jpeg,
+                   headers={"content-type": "image/jpeg"})
+    _error(r, 404, "'stable'", "is version 1, not 2")
 
 
 # -- request shape ----------------------------------------------------------------------------

@@ -153,3 +153,19 @@ def test_unmatched_paths_are_404(serving):
         assert r.status_code == 404 and "error" in r.json(), (path, r.text)
     r = httpx.post(f"{serving.rest_url}/v1/models/rps:explain", json={"instances": []})
     assert r.status_code == 404 and "error" in r.json()
+
+
+def test_model_status_is_exactly_tf_servings_message(serving):
+    """GET /v1/models/{name} is the JSON mapping of GetModelStatusResponse, parsed as strictly as TF Serving's
+    clients do (protobuf's json_format rejects unknown fields): why it carries no KServe V1 `ready` field."""
+    from google.protobuf import json_format
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    for path in ("/v1/models/rps", "/v1/models/rps/versions/1", "/v1/models/rps/labels/stable"):
+        r = httpx.get(f"{serving.rest_url}{path}")
+        assert r.status_code == 200, r.text
+        status = json_format.Parse(r.text, get_model_status_pb2.GetModelStatusResponse())
+        assert status.model_version_status[0].version == 1
+        assert status.model_version_status[0].state == status.model_version_status[0].AVAILABLE
+    with pytest.raises(json_format.ParseError, match="ready"):
+        json_format.Parse('{"model_version_status": [], "ready": true}', get_model_status_pb2.GetModelStatusResponse())

@@ -52,7 +52,7 @@ def test_bad_inputs_are_4xx_and_change_nothing(teach_server, tmp_path):
                      headers={"content-type": "image/jpeg"})
     assert raw.status_code == 400
     relabel = _add(teach_server, "paper", hand_jpeg("rock", 1))
-    assert relabel.status_code == 400 and "already an example of 'rock'" in relabel.json()["error"]
+    assert relabel.status_code == 409 and "already an example of 'rock'" in relabel.json()["error"]
     assert _add(teach_server, "rock", hand_jpeg("rock", 1), name="hands").status_code == 404
     assert _counts(teach_server) == before
     # up to the per-label limit (12 in this server), then 413 and nothing stored

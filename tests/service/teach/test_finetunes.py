@@ -46,7 +46,7 @@ def _versions(server) -> dict[int, dict]:
 
 
 def test_finetune_gate_swap_rollback_restore(demo_server, demo_root):
-    assert httpx.post(f"{demo_server.rest_url}/v1/models/rps/finetunes").status_code == 400  # no examples yet
+    assert httpx.post(f"{demo_server.rest_url}/v1/models/rps/finetunes").status_code == 409  # no examples yet
     _teach(demo_server)
     started = httpx.post(f"{demo_server.rest_url}/v1/models/rps/finetunes")
     assert started.status_code == 202, started.text
