@@ -3,39 +3,32 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import Message, Receive, Scope, Send
 
 from service import request_log
 from service.auth import KeyChecker
 from service.core import ServingCore
 from service.errors import OverloadedError, ServiceError
-from service.rest.guards import send_json
 from service.rest.middleware import protocol_of
-from service.rest.protocol import STARTED
+from service.rest.routes_tfserving import classify_target
+from service.rest.scope import (
+    CLASSIFY_ROUTES,
+    PREDICT_ROUTE,
+    STARTED,
+    TFSERVING_ROUTE,
+    TICKET,
+    Refusal,
+    send_json,
+)
 
 log = logging.getLogger(__name__)
-TICKET = "imgclf.admitted"  # scope key: the place a request let in holds (its release), or None
-
-# The classify routes and the route template each one is counted under in the metrics.
-_TFSERVING = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(?:predict|classify)$")
-_V2 = re.compile(r"^/v2/models/([^/]+)(?:/versions/(\d+))?/infer$")
-_ROUTES = {"rest": "/predict", "tfserving": "/v1/models/{tail:path}", "v2": "/v2/models/{model}/infer",
-           "v2-version": "/v2/models/{model}/versions/{ver}/infer"}
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A classify request its version has no room for: the route it is counted under, and why."""
-
-    route: str
-    error: OverloadedError
-
 
 class EarlyAdmission:
     """The outermost ASGI layer. At 3x capacity the event loop, not the model, is what runs out,
@@ -49,10 +42,17 @@ class EarlyAdmission:
     parsed the head; this layer then only releases the place.
     """
 
-    def __init__(self, app: ASGIApp, core: ServingCore, keys: KeyChecker) -> None:
+    def __init__(self, app: FastAPI, core: ServingCore, keys: KeyChecker) -> None:
         self.app = app
         self.core = core
         self.keys = keys
+        # the classify routes as the app defines them, by name (service/rest/scope.py): their paths and
+        # parameters are written once, in the route modules, and a moved route moves here too
+        routes: dict[str, APIRoute] = app.state.classify_routes
+        missing = set(CLASSIFY_ROUTES) - set(routes)
+        if missing:
+            raise RuntimeError(f"early admission: the app has no route named {sorted(missing)}")
+        self._routes = [routes[name] for name in CLASSIFY_ROUTES]
         self._refused_since_log = 0
         self._last_log = 0.0
 
@@ -95,33 +95,17 @@ class EarlyAdmission:
         place it now holds (call it when the request is over). None for the rest."""
         if scope["method"] != "POST":
             return None
-        path: str = scope["path"]
-        version: int | None = None
-        label: str | None = None
-        if path == "/predict":
-            query = parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {}
-            name = query.get("model", [self.core.default_model])[0]
-            try:
-                version = int(query["version"][0]) if "version" in query else None
-            except ValueError:
-                return None
-            label = query.get("label", [None])[0]
-            route = _ROUTES["rest"]
-        elif (m := _TFSERVING.match(path)) is not None:
-            name, label = m[1], m[3]
-            version = int(m[2]) if m[2] else None
-            route = _ROUTES["tfserving"]
-        elif (m := _V2.match(path)) is not None:
-            name = m[1]
-            version = int(m[2]) if m[2] else None
-            route = _ROUTES["v2-version" if m[2] else "v2"]
-        else:
+        target = self._target(scope)
+        if target is None:
             return None
+        route, name, version, label = target
+        path: str = scope["path"]
         if self.keys.enabled:
             headers = dict(scope["headers"])
             if not self.keys.allowed(path, headers.get(b"authorization"), headers.get(b"x-api-key")):
                 return None  # the normal path answers 401: load is nobody's business without a key
         try:
+            # the early-admission fast path: the one REST layer that reads the registry, for the batcher
             served = self.core.registry_for(name).resolve(version, label)
             if served.batcher is None:
                 return None
@@ -130,6 +114,30 @@ class EarlyAdmission:
             return Refusal(route, exc)
         except ServiceError:
             return None
+
+    def _target(self, scope: Scope) -> tuple[str, str, int | None, str | None] | None:
+        """(route template, model, version, label) of a classify request, or None."""
+        for route in self._routes:
+            match, child = route.matches(scope)
+            if match is not Match.FULL:
+                continue
+            params = child["path_params"]
+            if route.name == PREDICT_ROUTE:
+                query = parse_qs(scope["query_string"].decode("latin-1")) if scope["query_string"] else {}
+                try:
+                    version = int(query["version"][0]) if "version" in query else None
+                except ValueError:
+                    return None
+                return route.path, query.get("model", [self.core.default_model])[0], version, \
+                    query.get("label", [None])[0]
+            if route.name == TFSERVING_ROUTE:
+                found = classify_target(scope["path"])
+                return None if found is None else (route.path, *found)
+            version_text = params.get("ver")
+            if version_text is not None and not (str(version_text).isdigit() and len(str(version_text)) <= 18):
+                return None
+            return route.path, params["model"], int(version_text) if version_text is not None else None, None
+        return None
 
     async def refuse(self, scope: Scope, send: Send, refusal: Refusal) -> None:
         """Send the 429 and count it, as the full stack would have; the body is never read."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -17,9 +18,11 @@ from service.core import ServingCore
 from service.errors import ServiceError
 from service.rest import routes_native, routes_tfserving, routes_v2
 from service.rest.docs import add_docs
-from service.rest.guards import CLIENT_CLOSED, AuthMiddleware, DeadlineMiddleware
+from service.rest.fast_path import PredictFastPath
+from service.rest.guards import AuthMiddleware, DeadlineMiddleware
 from service.rest.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.rest.openapi import install_openapi
+from service.rest.scope import CLASSIFY_ROUTES, CLIENT_CLOSED, error_response
 from service.settings import ServeSettings
 from service.teach.core import TeachCore
 
@@ -27,11 +30,11 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
 
-def error_response(exc: ServiceError) -> JSONResponse:
+def service_error_response(exc: ServiceError) -> Response:
     headers = {}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-    return JSONResponse({"error": exc.message}, status_code=exc.http_status, headers=headers)
+    return error_response(exc.message, exc.http_status, headers)
 
 
 def create_app(settings: ServeSettings, core: ServingCore, teach: TeachCore | None = None) -> FastAPI:
@@ -45,21 +48,20 @@ def create_app(settings: ServeSettings, core: ServingCore, teach: TeachCore | No
     app.state.core = core
 
     @app.exception_handler(ServiceError)
-    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc)
+    async def _service_error(request: Request, exc: ServiceError) -> Response:
+        return service_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         parts = []
         for err in exc.errors():
             where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
             parts.append(f"{where}: {err.get('msg')}")
-        return JSONResponse({"error": "; ".join(parts) or "invalid request"}, status_code=400)
+        return error_response("; ".join(parts) or "invalid request", 400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(str(exc.detail), exc.status_code, exc.headers)
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:
@@ -68,9 +70,9 @@ def create_app(settings: ServeSettings, core: ServingCore, teach: TeachCore | No
         return Response(status_code=CLIENT_CLOSED)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"error": "internal error; see the server log"}, status_code=500)
+        return error_response("internal error; see the server log", 500)
 
     native = routes_native.make_router(core)
     predict_route = next(r for r in native.routes if getattr(r, "path", None) == "/predict")
@@ -79,8 +81,12 @@ def create_app(settings: ServeSettings, core: ServingCore, teach: TeachCore | No
         from service.rest import routes_teach
 
         app.include_router(routes_teach.make_router(teach))
-    app.include_router(routes_tfserving.make_router(core))
-    app.include_router(routes_v2.make_router(core))
+    tfserving, v2 = routes_tfserving.make_router(core), routes_v2.make_router(core)
+    app.include_router(tfserving)
+    app.include_router(v2)
+    # what early admission (service/rest/admission.py) recognises a classify request by: these routes
+    app.state.classify_routes = {r.name: r for router in (native, tfserving, v2) for r in router.routes
+                                 if isinstance(r, APIRoute) and r.name in CLASSIFY_ROUTES}
     add_docs(app)
 
     def labels() -> tuple[str, ...] | None:
@@ -103,7 +109,7 @@ def create_app(settings: ServeSettings, core: ServingCore, teach: TeachCore | No
 
     if has_page:
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(routes_native.PredictFastPath, core=core, handlers=app.exception_handlers,
+    app.add_middleware(PredictFastPath, core=core, handlers=app.exception_handlers,
                        route=predict_route)  # innermost: inside every guard below
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(DeadlineMiddleware, timeout_s=settings.request_timeout_s)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 
@@ -12,20 +11,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import UNAUTHENTICATED_MESSAGE, KeyChecker
 from service.errors import HTTP_STATUS, Status
-from service.rest.protocol import STARTED
+from service.rest.scope import CLIENT_CLOSED, DEADLINE, STARTED, send_json
 
 log = logging.getLogger(__name__)
-DEADLINE = "imgclf.deadline"  # scope key: time.monotonic() by which the answer is due
-CLIENT_CLOSED = 499  # nginx's status for "client closed request"; only ever seen in metrics
-
-
-async def send_json(send: Send, status: int, error: str,
-                    headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"error": error}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
 
 
 class AuthMiddleware:

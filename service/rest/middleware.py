@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import request_log
 from service.errors import PayloadTooLargeError
 from service.metrics import Metrics
+from service.rest.scope import send_json
 
 
 class BodyLimitMiddleware:
@@ -25,8 +26,8 @@ class BodyLimitMiddleware:
             return
         for key, value in scope["headers"]:
             if key == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await _send_json(send, 413, b'{"error": "request body of %d bytes is over the %d '
-                                 b'byte limit"}' % (int(value), self.limit))
+                await send_json(send, 413, f"request body of {int(value)} bytes is over the {self.limit} "
+                                           "byte limit")
                 return
         received = 0
 
@@ -87,9 +88,3 @@ def protocol_of(path: str) -> str:
         return "v2"
     return "rest"
 
-
-async def _send_json(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})

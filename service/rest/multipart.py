@@ -1,8 +1,11 @@
-"""A one-pass multipart/form-data reader for the hot route: parts are slices of the body already read."""
+"""multipart/form-data: what is wrong with a malformed form, and a one-pass reader for the hot route (parts
+are slices of the body already read)."""
 
 from __future__ import annotations
 
 import re
+
+from service.errors import InvalidInputError
 
 _NAME = re.compile(rb'(?:^|;)\s*name="((?:[^"\\]|\\.)*)"', re.I)
 _FILENAME = re.compile(rb';\s*filename\*?=', re.I)
@@ -44,3 +47,17 @@ def split_form(body: bytes, boundary: str) -> list[tuple[str, bool, bytes]] | No
         parts.append((name[1].replace(b'\\"', b'"').decode("utf-8", "replace"),
                       _FILENAME.search(disposition) is not None, body[head_end + 4:end]))
         pos = end + 2 + len(delim)
+
+
+def check_multipart(content_type: str, body: bytes) -> str:
+    """Say what is wrong with a malformed form, instead of "no field named 'file'"."""
+    params = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in content_type.split(";")[1:])}
+    boundary = params.get("boundary", "").strip('"')
+    if not boundary:
+        raise InvalidInputError("multipart/form-data needs a boundary parameter in Content-Type")
+    if not body.strip():
+        raise InvalidInputError("empty multipart body: send a 'file' field")
+    if b"--" + boundary.encode("latin-1") + b"--" not in body:
+        raise InvalidInputError(f"multipart body is incomplete: no closing boundary '--{boundary}--' "
+                                "(truncated upload?)")
+    return boundary

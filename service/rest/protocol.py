@@ -10,17 +10,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from service.rest.scope import STARTED, Admission, error_body
+
 if TYPE_CHECKING:
     from starlette.types import Scope, Send
 
-    from service.rest.admission import EarlyAdmission
-
 log = logging.getLogger(__name__)
-STARTED = "imgclf.started"  # scope key: time.monotonic() of the request's first byte
 
 
 def _reply(status: bytes, message: str) -> bytes:
-    body = b'{"error": "%s"}' % message.encode()
+    body = error_body(message)
     return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
             b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
@@ -36,7 +35,7 @@ def _run_now(coro: Coroutine[Any, Any, None]) -> bool:
 
 
 def guarded_protocol(max_header_bytes: int, read_timeout_s: float,
-                     early: EarlyAdmission | None = None) -> type[HttpToolsProtocol]:
+                     early: Admission | None = None) -> type[HttpToolsProtocol]:
     """A protocol class for uvicorn.Config(http=...) with these limits built in.
 
     With `early`, a classify request its version has no room for is refused inside the callback

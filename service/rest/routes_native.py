@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.core import ServingCore
 from service.errors import InvalidInputError
-from service.rest.guards import DEADLINE
-from service.rest.multipart import split_form
+from service.rest.multipart import check_multipart, split_form
 from service.rest.schemas import ERROR_RESPONSES, ModelsResponse, PredictResponse, VersionOut
+from service.rest.scope import DEADLINE, PREDICT_ROUTE
 
 _PREDICT_BODY = {
     "requestBody": {
@@ -36,7 +32,7 @@ _PREDICT_BODY = {
 def make_router(core: ServingCore) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES,
+    @router.post("/predict", name=PREDICT_ROUTE, response_model=PredictResponse, responses=ERROR_RESPONSES,
                  openapi_extra=_PREDICT_BODY, tags=["classify"],
                  summary="Classify one or more images (multipart field `file` or a raw image body)")
     async def predict(request: Request,
@@ -93,41 +89,6 @@ async def predict_reply(core: ServingCore, request: Request, *, version: int | N
         media_type="application/json")
 
 
-Handler = Callable[[Request, Any], Response | Awaitable[Response]]
-
-
-class PredictFastPath:
-    """`POST /predict` without a query string, answered without FastAPI's routing, dependency solving
-    and exception layers: on the int8 runtime those cost the event loop about as much as the rest of the
-    request, and the event loop is what bounds throughput. The same `predict_reply` as the route, the
-    app's own exception handlers, and the route's template in the scope (metrics and request logs),
-    so clients cannot tell the two apart; anything else goes on to the app."""
-
-    def __init__(self, app: ASGIApp, core: ServingCore, handlers: Mapping[Any, Handler],
-                 route: BaseRoute) -> None:
-        self.app = app
-        self.core = core
-        self.handlers = handlers  # the app's dict: handlers registered after this is built count too
-        self.route = route
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not (scope["type"] == "http" and scope["path"] == "/predict" and scope["method"] == "POST"
-                and not scope["query_string"]):
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = self.route
-        request = Request(scope, receive)
-        try:
-            reply = await predict_reply(self.core, request)
-        except Exception as exc:
-            handler = next((self.handlers[c] for c in type(exc).__mro__ if c in self.handlers), None)
-            if handler is None:
-                raise
-            answer = handler(request, exc)
-            reply = await answer if inspect.isawaitable(answer) else answer
-        await reply(scope, receive, send)
-
-
 def card_summary(card: dict[str, Any]) -> dict[str, Any]:
     """The model card's fields a person choosing a version wants; server paths never leave the server."""
     demo: dict[str, Any] = card["demo"] if isinstance(card.get("demo"), dict) else {}
@@ -157,7 +118,7 @@ async def read_images(request: Request) -> list[bytes]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         body = await request.body()
-        boundary = _check_multipart(request.headers["content-type"], body)
+        boundary = check_multipart(request.headers["content-type"], body)
         parts = split_form(body, boundary)
         if parts is not None:
             uploads = [(content, upload) for name, upload, content in parts if name == "file"]
@@ -186,17 +147,3 @@ async def read_images(request: Request) -> list[bytes]:
     raise InvalidInputError(
         f"unsupported content type {ctype or 'none'!r}: send multipart/form-data with a 'file' "
         "field or a raw image/* body")
-
-
-def _check_multipart(content_type: str, body: bytes) -> str:
-    """Say what is wrong with a malformed form, instead of "no field named 'file'"."""
-    params = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in content_type.split(";")[1:])}
-    boundary = params.get("boundary", "").strip('"')
-    if not boundary:
-        raise InvalidInputError("multipart/form-data needs a boundary parameter in Content-Type")
-    if not body.strip():
-        raise InvalidInputError("empty multipart body: send a 'file' field")
-    if b"--" + boundary.encode("latin-1") + b"--" not in body:
-        raise InvalidInputError(f"multipart body is incomplete: no closing boundary '--{boundary}--' "
-                                "(truncated upload?)")
-    return boundary

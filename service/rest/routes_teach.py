@@ -11,8 +11,8 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from service.errors import InvalidInputError
-from service.rest.guards import DEADLINE
-from service.rest.routes_native import _check_multipart
+from service.rest.multipart import check_multipart
+from service.rest.scope import DEADLINE
 from service.teach.core import TeachCore
 
 _EXAMPLE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -116,7 +116,7 @@ async def _read_example(request: Request) -> tuple[str, bytes]:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "multipart/form-data":
         raise InvalidInputError("send multipart/form-data with a 'file' field and a 'label' field")
-    _check_multipart(content_type, await request.body())
+    check_multipart(content_type, await request.body())
     form = await request.form()
     files = form.getlist("file")
     label = form.get("label")

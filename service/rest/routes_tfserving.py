@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core import ClassifyResult, ServingCore
 from service.errors import InvalidInputError, NotFoundError
-from service.rest.guards import DEADLINE
+from service.rest.scope import DEADLINE, TFSERVING_ROUTE
 
 # TF Serving's own route patterns (http_rest_api_util.cc), matched case-insensitively.
 _POST = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(classify|regress|predict)$",
@@ -24,6 +24,15 @@ _GET = re.compile(r"^/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+)
                   re.IGNORECASE)
 _INPUT = "image_bytes"
 _SIGNATURES = ("", "serving_default")
+
+
+def classify_target(path: str) -> tuple[str, int | None, str | None] | None:
+    """(model, version, label) of a `:predict` or `:classify` path (what takes a version's batcher, or
+    gets refused for it); None for any other path."""
+    m = _POST.match(path)
+    if m is None or m[4].lower() == "regress" or len(m[2] or "") > 18:  # out of range: the route says so
+        return None
+    return m[1], int(m[2]) if m[2] else None, m[3]
 
 
 def b64decode(value: Any, where: str) -> bytes:
@@ -111,7 +120,7 @@ def make_router(core: ServingCore) -> APIRouter:
 
     # One route for TF Serving's two URL families (documented path by path in service/rest/openapi.py),
     # so a wrong method gets 405 with exactly the methods that path takes.
-    @router.api_route("/v1/models/{tail:path}", methods=_METHODS, include_in_schema=False)
+    @router.api_route("/v1/models/{tail:path}", methods=_METHODS, include_in_schema=False, name=TFSERVING_ROUTE)
     async def dispatch(request: Request, tail: str) -> JSONResponse:
         # the ASGI path is already percent-decoded: decoding again would let %2572 mean "r"
         path = request.scope["path"]

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from service import v2
 from service.core import ServingCore
 from service.errors import InvalidInputError, NotFoundError
-from service.rest.guards import DEADLINE
+from service.rest.scope import DEADLINE, V2_INFER_ROUTE, V2_INFER_VERSION_ROUTE
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -196,11 +196,11 @@ def make_router(core: ServingCore) -> APIRouter:
         result = await core.classify(model, images, version=ver, deadline=request.scope.get(DEADLINE))
         return _reply(req, model, result.model_version, v2.outputs(result, wanted), wanted)
 
-    @router.post("/models/{model}/infer")
+    @router.post("/models/{model}/infer", name=V2_INFER_ROUTE)
     async def infer_latest(request: Request, model: str) -> Response:
         return await infer(request, model, None)
 
-    @router.post("/models/{model}/versions/{ver}/infer")
+    @router.post("/models/{model}/versions/{ver}/infer", name=V2_INFER_VERSION_ROUTE)
     async def infer_version(request: Request, model: str, ver: int) -> Response:
         return await infer(request, model, ver)
 

@@ -9,7 +9,7 @@ import pytest
 
 from service import errors
 from service.errors import GRPC_CODE, HTTP_STATUS, ServiceError, Status
-from service.rest.app import error_response
+from service.rest.app import service_error_response
 
 EXPECTED = {
     Status.INVALID_ARGUMENT: (400, grpc.StatusCode.INVALID_ARGUMENT),
@@ -59,7 +59,7 @@ def test_client_errors_are_4xx_and_server_errors_5xx():
 
 @pytest.mark.parametrize(("retry_after", "header"), [(None, None), (0.2, "1"), (2, "2"), (7.6, "8")])
 def test_rest_error_body_and_retry_after(retry_after, header):
-    response = error_response(errors.OverloadedError("queue full", retry_after=retry_after))
+    response = service_error_response(errors.OverloadedError("queue full", retry_after=retry_after))
     assert response.status_code == 429
     assert json.loads(bytes(response.body)) == {"error": "queue full"}
     assert response.headers.get("retry-after") == header

@@ -212,6 +212,7 @@ class _SlowModel:
     def __init__(self, model: object, seen: list[bytes]) -> None:
         self._model = model
         self.info = model.info  # type: ignore[attr-defined]
+        self.decoder = model.decoder  # type: ignore[attr-defined]  (TensorFlow's: None, it takes bytes)
         self.seen = seen
 
     def predict(self, images):
@@ -223,24 +224,21 @@ class _SlowModel:
         self._model.close()  # type: ignore[attr-defined]
 
 
-class _SlowBackend:
-    kind = "local"
+def _slow_backend(root):
+    """The local backend whose versions are _SlowModels."""
+    from service.backends.local import LocalBackend
 
-    def __init__(self, root) -> None:
-        from service.backends.local import LocalBackend
+    class SlowBackend(LocalBackend):
+        seen: list[bytes] = []
 
-        self._inner = LocalBackend(root)
-        self.seen: list[bytes] = []
+        def load(self, name, version):
+            return _SlowModel(super().load(name, version), self.seen)
 
-    def discover(self, name):
-        return self._inner.discover(name)
-
-    def load(self, name, version):
-        return _SlowModel(self._inner.load(name, version), self.seen)
+    return SlowBackend(root)
 
 
 def test_client_gone_while_queued_never_reaches_the_model(trained_model_root, sample_jpeg, start_server):
-    backend = _SlowBackend(trained_model_root)
+    backend = _slow_backend(trained_model_root)
     server = start_server(trained_model_root, backend, warmup_requests=0, inference_threads=1)
     busy, gone = _png((64, 64)), _png((65, 65))
     before = _status_counts(server.rest_url)
