@@ -229,7 +229,9 @@ def _slow_backend(root):
     from service.backends.local import LocalBackend
 
     class SlowBackend(LocalBackend):
-        seen: list[bytes] = []
+        def __init__(self, model_root) -> None:
+            super().__init__(model_root)
+            self.seen: list[bytes] = []
 
         def load(self, name, version):
             return _SlowModel(super().load(name, version), self.seen)
