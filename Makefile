@@ -44,7 +44,7 @@ test: install-dev system-deps
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy service training scripts bench
+	$(VENV)/bin/mypy service training version_format hands scripts bench
 
 protos: install-dev
 	$(PY) scripts/gen_protos.py
