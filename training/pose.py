@@ -146,7 +146,7 @@ def extract_landmarks(folder: str | Path, *, cache: Path | None = None, stage: F
         from hands import HandStage
 
         stage = HandStage(threads=1, budget_ms=math.inf)
-    finder = stage
+    finder = stage  # not Optional: the closure below sees the narrowed type
     landmarks = np.zeros((len(files), 21, 3), np.float32)
     found = np.zeros(len(files), bool)
     done = 0
@@ -269,7 +269,9 @@ class PoseClassifier:
         if (model.weights.shape != (f, c) or model.bias.shape != (c,) or model.mean.shape != (f,)
                 or model.std.shape != (f,)):
             raise ValueError(f"pose classifier shapes disagree with its {f} features and {c} labels")
-        if features in FEATURES and FEATURES[features][1] != names:
+        if features not in FEATURES:
+            raise ValueError(f"unknown features {features!r}; known: {sorted(FEATURES)}")
+        if FEATURES[features][1] != names:
             raise ValueError(f"the classifier's feature names are not those of the {features!r} features")
         return model
 

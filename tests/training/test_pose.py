@@ -132,6 +132,8 @@ def test_from_dict_refuses_what_is_not_a_classifier() -> None:
         PoseClassifier.from_dict({k: v for k, v in data.items() if k != "weights"})
     with pytest.raises(ValueError, match="shapes disagree"):
         PoseClassifier.from_dict({**data, "labels": ["rock", "paper"]})
+    with pytest.raises(ValueError, match="unknown features 'depth'"):
+        PoseClassifier.from_dict({**data, "features": "depth"})
     model = PoseClassifier.from_dict(data)
     with pytest.raises(ValueError, match="expected 35 features"):
         model.predict_proba(np.zeros((1, 3)))
@@ -176,8 +178,8 @@ def test_the_entry_point_prints_the_figures(stage: HandStage, sample_folder: Pat
 def test_the_entry_point_reports_a_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--data", str(tmp_path / "absent")]) == 2
     assert "is not a folder of class folders" in capsys.readouterr().err
+    (tmp_path / "only" / "rock").mkdir(parents=True)
     with pytest.raises(DataError, match="at least two are needed"):
-        (tmp_path / "only" / "rock").mkdir(parents=True)
         extract_landmarks(tmp_path / "only")
 
 
