@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
-from tests.service.test_openapi import run_schemathesis
+from tests.service.rest.test_openapi import run_schemathesis
 
 
 def test_teach_paths_are_documented_only_when_on(teach_server, serving):
