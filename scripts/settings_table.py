@@ -1,4 +1,4 @@
-"""Write the README's settings table from ServeSettings (`--check`: fail when it is out of date)."""
+"""Write the settings table of docs/settings.md from ServeSettings (`--check`: fail when it is out of date)."""
 
 from __future__ import annotations
 
@@ -30,16 +30,19 @@ def table() -> str:
 
 
 def main() -> int:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+    page = ROOT / "docs" / "settings.md"
+    text = page.read_text()
+    if START not in text or END not in text:
+        print(f"docs/settings.md has no {START} ... {END} block to hold the table")
+        return 1
     new = re.sub(re.escape(START) + ".*?" + re.escape(END), f"{START}\n{table()}\n{END}", text, flags=re.S)
     if "--check" in sys.argv:
         if new != text:
-            print("README.md settings table is out of date: run python scripts/settings_table.py")
+            print("docs/settings.md settings table is out of date: run python scripts/settings_table.py")
             return 1
-        print("README.md settings table is up to date")
+        print("docs/settings.md settings table is up to date")
         return 0
-    readme.write_text(new)
+    page.write_text(new)
     return 0
 
 
