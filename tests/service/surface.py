@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from service.grpc.server import SERVICE_NAMES
 
-# The documented exemptions (README "Locking it down"): health on both transports, and /metrics.
+# The documented exemptions (docs/operations.md, "Locking it down"): health on both transports, and /metrics.
 EXEMPT_REST = {"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"}
 EXEMPT_GRPC = {"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady",
                "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch", "/grpc.health.v1.Health/List"}
