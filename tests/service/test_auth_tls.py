@@ -182,8 +182,8 @@ def test_tls_settings_are_checked_at_start_up(pki, tmp_path):
 
 
 def test_the_page_can_be_exempt_without_opening_every_route(tmp_path):
-    """`/` in the exempt list is the page's own path, not a prefix of every route (the lock-down recipe in docs/operations.md
-    recipe exempts `/` and `/static/` so the page loads and then asks for a key)."""
+    """`/` in the exempt list is the page's own path, not a prefix of every route (the lock-down
+    recipe in docs/operations.md exempts `/` and `/static/` so the page loads and then asks for a key)."""
     from service.auth import KeyChecker
 
     checker = KeyChecker(test_settings(tmp_path, api_keys=KEYS[0], auth_exempt_paths="/,/static/,/healthz"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+
 from tests.service.rest.test_openapi import run_schemathesis
 
 

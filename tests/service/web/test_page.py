@@ -327,7 +327,7 @@ PAGE_KEY = "page-test-key-0123456789abcdef"
 
 
 def test_a_server_with_keys_asks_for_one_and_sends_it(browse, start_server, trained_model_root, sample_jpeg):
-    """With IMGCLF_API_KEYS and the page's own files exempt (the lock-down recipe in docs/operations.md recipe), the page asks
+    """With IMGCLF_API_KEYS and the page's own files exempt (docs/operations.md), the page asks
     for a key on the first 401, then sends it with every call: models, classify."""
     exempt = "/healthz,/readyz,/metrics,/,/static/"
     server = start_server(trained_model_root, api_keys=PAGE_KEY, auth_exempt_paths=exempt)
