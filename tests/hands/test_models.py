@@ -33,4 +33,5 @@ def test_licence_is_apache_2():
 
 def test_package_data_ships_the_models():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "hands/models/*" in config["tool"]["setuptools"]["package-data"]["service"]
+    assert "models/*" in config["tool"]["setuptools"]["package-data"]["hands"]
+    assert any(p.startswith("hands") for p in config["tool"]["setuptools"]["packages"]["find"]["include"])
