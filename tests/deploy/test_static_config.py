@@ -351,6 +351,7 @@ def test_package_installs_from_build_context(tmp_path: Path) -> None:
     module = scripts["imgclf"].split(":")[0]
     assert (target / (module.replace(".", "/") + ".py")).is_file(), module
     assert (target / "bin" / "imgclf").is_file()
+    assert (target / "hands" / "models" / "palm_detection_full.tflite").is_file(), "package data"
     packages = ("service", "training", "version_format", "hands")
     sources = [p for package in packages for p in (REPO / package).rglob("*.py")]
     for source in sorted(sources):
