@@ -206,3 +206,31 @@ def test_first_start_shows_only_imgclfs_own_lines(tmp_path, sample_jpeg):
         assert noise not in text, f"{noise!r} in the start-up output:\n{text}"
     assert not (tmp_path / "mpl").exists(), "the server imported matplotlib"
     assert "installed the demo version" in text and "REST on" in text
+
+
+_SERVING_IMPORTS = """
+import json, sys
+from pathlib import Path
+from service.quiet import quiet_start
+quiet_start()
+import service.cli, service.server
+from service.server import make_backend
+from service.settings import ServeSettings
+for runtime in ("auto", "litert", "tensorflow"):
+    make_backend(ServeSettings(model_root=Path(sys.argv[1]), runtime=runtime)).load("rps", 1).close()
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_serving_loads_no_training_stack_and_no_plotting(trained_model_root):
+    # what `imgclf serve` imports on its way to loading a version on each runtime: the CLI's own light
+    # modules of training/, never its data pipeline, model, trainer or quantizer, and no matplotlib
+    import json
+
+    r = subprocess.run([sys.executable, "-c", _SERVING_IMPORTS, str(trained_model_root)], capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    modules = set(json.loads(r.stdout.strip().splitlines()[-1]))
+    loaded = sorted(m for m in modules if m.startswith("training."))
+    assert set(loaded) <= {"training.cli", "training.errors", "training.finetune"}, loaded
+    assert not any(m == "matplotlib" or m.startswith("matplotlib.") for m in modules)
