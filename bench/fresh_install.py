@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -23,16 +22,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from runtimes import cpu_description  # bench/runtimes.py, beside this script (standard library only)
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "service" / "web" / "static" / "samples" / "rock.jpg"
-
-
-def cpu() -> str:
-    """The CPU's model name (the figures depend on it as much as on the network)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return f"{line.partition(':')[2].strip()}, {os.cpu_count()} cores"
-    return f"{platform.machine()}, {os.cpu_count()} cores"
 
 
 def free_port() -> int:
@@ -97,7 +90,7 @@ def main() -> None:
     parser.add_argument("--baseline", help="an older revision timed in the same run, for comparison")
     parser.add_argument("--keep", action="store_true", help="keep the clones and logs (their folder is printed)")
     args = parser.parse_args()
-    print(f"CPU: {cpu()}", flush=True)
+    print(f"CPU: {cpu_description()}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="imgclf-fresh-"))
     results = {rev: measure(rev, workdir) for rev in [args.rev, *([args.baseline] if args.baseline else [])]}
     for rev, (cold, warm) in results.items():

@@ -210,17 +210,14 @@ print(json.dumps({"env": env, "dists": dists}))
 def test_image_holds_exactly_the_locked_versions(image):
     """Every distribution in the image is the one requirements.txt (uv.lock) pins for its Python and machine,
     and nothing else is there but pip (the venv's own) and imgclf itself."""
-    import importlib.util
     import json
 
     from packaging.utils import canonicalize_name
 
-    spec = importlib.util.spec_from_file_location("lockfile", REPO / "scripts" / "lockfile.py")
-    assert spec and spec.loader
-    lockfile = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lockfile)
+    from tests.test_dependencies import lockfile
+
     found = json.loads(run("podman", "run", "--rm", "--entrypoint", "python", image, "-c", _DISTRIBUTIONS).stdout)
-    expected = lockfile.pinned(REPO / "requirements.txt", found["env"])
+    expected = lockfile().pinned(REPO / "requirements.txt", found["env"])
     installed = {str(canonicalize_name(k)): v for k, v in found["dists"].items()}
     assert installed.pop("imgclf", None), "the package itself is not installed"
     installed.pop("pip", None)

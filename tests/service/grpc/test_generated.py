@@ -100,9 +100,10 @@ def generated_versions() -> tuple[Version, Version]:
 
 
 def test_generated_code_comes_from_the_locked_generator() -> None:
-    locked = tomllib.loads((ROOT / "uv.lock").read_text())["package"]
-    tools = [p["version"] for p in locked if p["name"] == "grpcio-tools"]
-    assert generated_versions()[0] == Version(tools[0]), "regenerate with the locked grpcio-tools: make protos"
+    from tests.test_dependencies import lockfile
+
+    locked = lockfile().locked_version("grpcio-tools")
+    assert generated_versions()[0] == Version(locked), "regenerate with the locked grpcio-tools: make protos"
 
 
 @pytest.mark.parametrize("package", ["grpcio", "protobuf"])
