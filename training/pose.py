@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy.optimize import minimize
 
-from hands.pose import FEATURE_NAMES, NORMALISED_NAMES, normalised_coordinates, pose_features
+from hands.classifier import FEATURES, PoseClassifier, featurise
 from training.errors import DataError
 from training.metrics import confusion
 from version_format.exif import UPRIGHT, orientation
@@ -44,13 +44,6 @@ MAX_THREADS = 2  # the stage holds an interpreter pair per thread; this machine 
 # the stage's settings for extraction: every attempt whatever the time, so that what is found does not depend
 # on the machine's load (serving keeps its time budget); recorded in the cache, which is redone if they change
 EXTRACTION = "budget=inf"
-
-# name -> (landmarks [21, 3] -> features, feature names)
-FEATURES: dict[str, tuple[Callable[[np.ndarray], np.ndarray], tuple[str, ...]]] = {
-    "pose": (pose_features, FEATURE_NAMES),
-    "normalised": (normalised_coordinates, NORMALISED_NAMES),
-}
-
 
 class Finder(Protocol):
     """What extraction needs of the hand stage (tests count its calls)."""
@@ -210,70 +203,6 @@ def augment(landmarks: np.ndarray, rng: np.random.Generator, how: Augmentation =
         out[i] = out[i] @ turn.T
     out[rng.random(len(out)) < 0.5, :, 0] *= -1
     return (out + wrist).astype(np.float32)
-
-
-def featurise(landmarks: np.ndarray, features: str = "pose") -> np.ndarray:
-    """[n, 21, 3] landmarks -> float32 [n, F] features of the named kind (`FEATURES`)."""
-    if features not in FEATURES:
-        raise ValueError(f"unknown features {features!r}; known: {sorted(FEATURES)}")
-    fn, names = FEATURES[features]
-    return np.stack([fn(hand) for hand in landmarks]) if len(landmarks) else np.zeros((0, len(names)), np.float32)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-@dataclass(frozen=True)
-class PoseClassifier:
-    """Standardised features -> softmax(x @ weights + bias) over `labels`."""
-
-    weights: np.ndarray  # [F, C]
-    bias: np.ndarray  # [C]
-    mean: np.ndarray  # [F]
-    std: np.ndarray  # [F]
-    labels: tuple[str, ...]
-    feature_names: tuple[str, ...]
-    features: str = "pose"
-
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """[n, F] (or one [F]) features -> [n, C] (or [C]) class probabilities."""
-        x = np.asarray(features, np.float64)
-        one = x.ndim == 1
-        x = np.atleast_2d(x)
-        if x.shape[1] != len(self.feature_names):
-            raise ValueError(f"expected {len(self.feature_names)} features, got {x.shape[1]}")
-        probs = _softmax((x - self.mean) / self.std @ self.weights + self.bias)
-        return probs[0] if one else probs
-
-    def predict_landmarks(self, landmarks: np.ndarray) -> np.ndarray:
-        """[n, 21, 3] landmarks -> [n, C] class probabilities."""
-        return self.predict_proba(featurise(landmarks, self.features))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "pose-logistic-regression", "features": self.features, "labels": list(self.labels),
-                "feature_names": list(self.feature_names), "mean": self.mean.tolist(), "std": self.std.tolist(),
-                "weights": self.weights.tolist(), "bias": self.bias.tolist()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PoseClassifier:
-        try:
-            labels, names = tuple(data["labels"]), tuple(data["feature_names"])
-            features = str(data.get("features", "pose"))
-            model = cls(np.array(data["weights"], np.float64), np.array(data["bias"], np.float64),
-                        np.array(data["mean"], np.float64), np.array(data["std"], np.float64), labels, names, features)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"not a pose classifier: {e}") from e
-        f, c = len(names), len(labels)
-        if (model.weights.shape != (f, c) or model.bias.shape != (c,) or model.mean.shape != (f,)
-                or model.std.shape != (f,)):
-            raise ValueError(f"pose classifier shapes disagree with its {f} features and {c} labels")
-        if features not in FEATURES:
-            raise ValueError(f"unknown features {features!r}; known: {sorted(FEATURES)}")
-        if FEATURES[features][1] != names:
-            raise ValueError(f"the classifier's feature names are not those of the {features!r} features")
-        return model
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, *, l2: float = 1e-3,

@@ -10,6 +10,7 @@ from version_format.layout import CARD_FILE, LABELS_FILE
 
 GATE_KEY = "gate"  # the quality gate's verdict (written by fine-tuning and the registry's gate)
 INT8_KEY = "int8"  # the int8 model's measured accuracy against fp32 (training/quantize.py)
+POSE_KEY = "pose"  # the pose classifier's figures (training/pose.py), when the version has one
 RECIPE_KEY = "recipe"  # the training recipe's name ("talk", "real-hands", ...)
 
 

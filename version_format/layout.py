@@ -9,6 +9,7 @@ CARD_FILE = "assets.extra/model_card.json"
 WARMUP_FILE = "assets.extra/tf_serving_warmup_requests"
 TFLITE_FILE = "assets.extra/model.tflite"
 INT8_FILE = "assets.extra/model_int8.tflite"  # full-integer LiteRT model (training/quantize.py)
+POSE_FILE = "assets.extra/pose_classifier.json"  # hand landmarks -> scores (hands/classifier.py)
 TMP_PREFIX = ".tmp-"  # not an integer: TF Serving and our registry both ignore it
 
 

@@ -11,5 +11,10 @@ PIXELS_SIGNATURE = "serving_pixels"
 LABELS_SIGNATURE = "labels"
 IMAGE_INPUT = "image_bytes"
 SCORES_OUTPUT = "scores"
+# the pose classifier as a signature, for TF Serving: one hand's 21 landmarks (x, y, z in the picture's
+# pixels, as the hand stage gives them) per row -> scores in the version's label order (0 for a label the
+# pose classifier does not know, such as `none`)
+POSE_SIGNATURE = "pose"
+LANDMARKS_INPUT = "landmarks"
 
 NONE_LABEL = "none"  # the class a real-hands model answers when no hand is in view

@@ -17,12 +17,12 @@ import pytest
 from PIL import Image, ImageOps
 
 from hands import HandStage
+from hands.classifier import PoseClassifier
 from hands.pose import FEATURE_NAMES, NORMALISED_NAMES
 from training.errors import DataError
 from training.pose import (
     Augmentation,
     LandmarkSet,
-    PoseClassifier,
     evaluate_by_hand,
     extract_landmarks,
     hand_folds,
