@@ -13,17 +13,21 @@ from typing import Any
 import numpy as np
 
 from service import request_log
-from service.backends.base import Backend, Decoder, ModelInfo
+from service.backends.base import Backend, Decoder, ModelInfo, PoseScorer
 from service.errors import DeadlineError, InvalidInputError, NotFoundError, PayloadTooLargeError
+from service.hand_reader import HandOut, HandReader
 from service.images import check_image, header_pixels
 from service.metrics import Metrics
 from service.priority import lower_this_thread
 from service.registry.model_config import ModelSpec
-from service.registry.model_registry import STATES, ModelRegistry
+from service.registry.model_registry import STATES, ModelRegistry, ServedVersion
 from service.registry.model_set import ModelSet
 from service.settings import ServeSettings
 
 Decode = Decoder  # bytes -> (model input, pixels held), raising InvalidInputError
+
+
+POSE, CNN = "pose", "cnn"  # what answered an image: the pose classifier on its hand, or the image CNN
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class Prediction:
     label: str
     confidence: float
     scores: dict[str, float]
+    path: str = CNN
+    hand: HandOut | None = None
 
 
 @dataclass(frozen=True)
@@ -39,14 +45,27 @@ class ClassifyResult:
     model_version: int
     labels: tuple[str, ...]
     scores: np.ndarray  # float32 [n_images, n_labels], label order
+    paths: tuple[str, ...] = ()  # per image, POSE or CNN (empty: all CNN, the hand stage did not run)
+    hands: tuple[HandOut | None, ...] = ()  # per image, when the hand stage ran
 
     @property
     def predictions(self) -> list[Prediction]:
         out = []
-        for row in self.scores.tolist():  # Python floats at once: numpy calls per element cost more
+        for i, row in enumerate(self.scores.tolist()):  # Python floats at once: numpy calls per element cost more
             best = max(range(len(row)), key=row.__getitem__)  # the first of equal maxima, as argmax
-            out.append(Prediction(self.labels[best], row[best], dict(zip(self.labels, row, strict=True))))
+            out.append(Prediction(self.labels[best], row[best], dict(zip(self.labels, row, strict=True)),
+                                  self.paths[i] if self.paths else CNN, self.hands[i] if self.hands else None))
         return out
+
+
+@dataclass(frozen=True)
+class HandReading:
+    """One image through the hand stage: its hand, its pixels, and the pose classifier's scores for the hand
+    (None when no hand was found or the version has no pose classifier)."""
+
+    hand: HandOut | None
+    pixels: int
+    pose: np.ndarray | None
 
 
 VERSION_STATES = STATES  # TF Serving's ModelVersionStatus states, as the transports report them
@@ -94,6 +113,9 @@ class ServingCore:
         # litert versions decode and resize here (Pillow releases the GIL), beside the model calls
         self.decoder = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="imgclf-decode")
         self.backend = backend
+        # the hand stage's models load once here (tens of milliseconds); each decode thread makes its own
+        # interpreters on its first picture
+        self.hand_reader = HandReader(settings.hands_budget_ms) if settings.hands != "off" else None
         self.models_set = ModelSet(settings, backend, self.metrics, self.executor)
         self.started = time.time()
         self.draining = False
@@ -208,13 +230,25 @@ class ServingCore:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 decode = first.model.decoder if first.model else None
                 scores = None
-                if decode is not None and len(images) == 1 and first.batcher.idle:
+                reader = self._reader_for(first)
+                if reader is not None:  # the hand stage first; the CNN answers the images without a hand
+                    readings = await self._read_hands(reader, images, first.model.info.pose if first.model
+                                                      else None)
+                    served = registry.resolve(version, label)  # again: a swap may have happened
+                    stats = self._counting(name, served.version)
+                    if served is not first:
+                        readings = await self._pose_again(readings, served)
+                    scores, paths = await self._answer(served, images, readings, deadline)
+                    hands = tuple(r.hand for r in readings)
+                elif decode is not None and len(images) == 1 and first.batcher.idle:
                     # a lone image on an idle model: decoded and scored in one thread hop
                     served = first
                     stats = self._counting(name, served.version)
                     scores = await first.batcher.submit_alone(functools.partial(self._decode_one, decode,
                                                                                 images[0]))
+                    paths, hands = (), ()
                 if scores is None:
+                    paths, hands = (), ()
                     checked = await self._check_all(images, decode)
                     served = registry.resolve(version, label)  # again: a swap may have happened
                     now = served.model.decoder if served.model else None
@@ -238,7 +272,71 @@ class ServingCore:
         stats.success_ns += time.perf_counter_ns() - started
         stats.inference_count += len(images)
         stats.last_inference_ms = int(time.time() * 1000)
-        return ClassifyResult(name, served.version, served.labels, scores)
+        return ClassifyResult(name, served.version, served.labels, scores, paths, hands)
+
+    def _reader_for(self, served: ServedVersion) -> HandReader | None:
+        """The hand stage, if it runs for this version: IMGCLF_HANDS=on, or auto and a pose classifier."""
+        if self.hand_reader is None or served.model is None:
+            return None
+        return self.hand_reader if self.settings.hands == "on" or served.model.info.pose is not None else None
+
+    async def _read_hands(self, reader: HandReader, images: Sequence[bytes], pose: PoseScorer | None
+                          ) -> list[HandReading]:
+        """Every image checked (a bad one is refused before the stage runs) and read by the hand stage in
+        the decode threads, one task per image; the pose classifier scores each hand in the same hop."""
+        s = self.settings
+        many = len(images) > 1
+        loop = asyncio.get_running_loop()
+        if many:  # the request's pixel total from the headers first: no decoding past the 413
+            sizes = await loop.run_in_executor(self.decoder, functools.partial(
+                header_pixels, images, max_pixels=s.max_image_pixels, min_side=s.min_image_side))
+            self._check_total(sum(sizes))
+        readings = list(await asyncio.gather(*(
+            loop.run_in_executor(self.decoder, self._read_one, reader, pose, data, i + 1 if many else 0)
+            for i, data in enumerate(images))))
+        self._check_total(sum(r.pixels for r in readings))
+        return readings
+
+    def _read_one(self, reader: HandReader, pose: PoseScorer | None, data: bytes, index: int) -> HandReading:
+        s = self.settings
+        hand, pixels, seconds = reader.read(data, max_pixels=s.max_image_pixels, min_side=s.min_image_side,
+                                            index=index)
+        self.metrics.hand_seconds.observe(seconds)
+        scores = pose(hand.landmarks[None])[0] if hand is not None and pose is not None else None
+        return HandReading(hand, pixels, scores)
+
+    async def _pose_again(self, readings: list[HandReading], served: ServedVersion) -> list[HandReading]:
+        """After a swap between the hand stage and the answer: the new version's pose classifier (or none)."""
+        pose = served.model.info.pose if served.model else None
+        found = [i for i, r in enumerate(readings) if r.hand is not None]
+        if pose is None or not found:
+            return [HandReading(r.hand, r.pixels, None) for r in readings]
+        landmarks = np.stack([readings[i].hand.landmarks for i in found])  # type: ignore[union-attr]
+        scores = await asyncio.get_running_loop().run_in_executor(self.decoder, pose, landmarks)
+        out = [HandReading(r.hand, r.pixels, None) for r in readings]
+        for row, i in zip(scores, found, strict=True):
+            out[i] = HandReading(readings[i].hand, readings[i].pixels, row)
+        return out
+
+    async def _answer(self, served: ServedVersion, images: Sequence[bytes], readings: list[HandReading],
+                      deadline: float) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Scores per image: the pose classifier's where it scored a hand, the CNN's (batched) elsewhere."""
+        scores = np.zeros((len(images), len(served.labels)), np.float32)
+        cnn = [i for i, r in enumerate(readings) if r.pose is None]
+        for i, r in enumerate(readings):
+            if r.pose is not None:
+                scores[i] = r.pose
+        if cnn:
+            assert served.batcher is not None
+            checked = await self._check_all([images[i] for i in cnn], served.model.decoder if served.model else None)
+            scores[cnn] = await served.batcher.submit([c[0] for c in checked], deadline - time.monotonic(),
+                                                      [c[1] for c in checked])
+        paths = tuple(CNN if r.pose is None else POSE for r in readings)
+        for path in (POSE, CNN):
+            if count := paths.count(path):
+                self.metrics.answers.labels(served.model.info.name if served.model else "", str(served.version),
+                                            path).inc(count)
+        return scores, paths
 
     async def _check_all(self, images: Sequence[bytes], decode: Decode | None = None) -> list[tuple[Any, int]]:
         """(what the model takes, pixels) per image: checked bytes, or pixels from the model's `decode`."""

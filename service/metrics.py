@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2.5, 5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
 REFUSED_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1)
+HAND_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25)
 
 
 class Metrics:
@@ -26,6 +27,11 @@ class Metrics:
                                     buckets=BATCH_BUCKETS, registry=r)
         self.model_calls = Counter("imgclf_model_calls_total", "Model calls (batches)", per_version,
                                    registry=r)
+        self.answers = Counter("imgclf_answers_total", "Images answered, by what answered: pose (a hand was "
+                               "found and the version's pose classifier answered) or cnn", [*per_version, "path"],
+                               registry=r)
+        self.hand_seconds = Histogram("imgclf_hand_stage_seconds", "The hand stage's time per picture (decode, "
+                                      "palm detection, landmarks, retries)", buckets=HAND_BUCKETS, registry=r)
         self.queue_depth = Gauge("imgclf_queue_depth", "Images waiting for a batch", per_version,
                                  registry=r)
         self.version_state = Gauge("imgclf_model_version_state",

@@ -66,6 +66,14 @@ class ServeSettings(BaseSettings):
         "thread)")
     decode_threads: int = Field(
         2, ge=1, le=64, description="litert: threads decoding and resizing images, beside the model calls")
+    hands: Literal["auto", "on", "off"] = Field(
+        "auto", description="The hand stage in front of the classifier (palm detection and 21 landmarks, in the "
+        "decode threads): auto runs it for versions with a pose classifier, which then answers wherever a hand "
+        "is found (the CNN where none is); on runs it for every version (the hand is reported, the pose "
+        "classifier answers where the version has one); off never runs it")
+    hands_budget_ms: float = Field(
+        30.0, gt=0, le=1000, description="The hand stage's time per picture: a retry for a close-up (a padded "
+        "or turned view) starts only if it can end within it")
     gil_switch_interval_ms: float = Field(
         0.5, gt=0, le=100, description="Python's thread switch interval: how long a thread back from "
         "a model or decode call may wait for the interpreter lock (Python's default is 5)")

@@ -21,7 +21,7 @@ PACKAGES = ("service", "training", "version_format", "hands")
 SERVICE_LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("shared", ("service.errors", "service.settings", "service.metrics", "service.request_log", "service.heap",
                 "service.priority", "service.images", "service.auth", "service.tls", "service.grpc_options",
-                "service.quiet", "service.demo")),
+                "service.quiet", "service.demo", "service.hand_reader")),
     ("runtimes", ("service.backends",)),
     ("registry", ("service.registry",)),
     ("core", ("service.core", "service.v2")),

@@ -8,6 +8,9 @@ Two roles, each a protocol that mypy checks (strict) against every implementatio
   in-flight call. A runtime that decodes images itself (LiteRT, with Pillow) names its `decoder`; the
   core then checks and decodes each image in the decode pool, before the batcher, and `predict` gets pixels.
   One without a decoder (TensorFlow's graph, TF Serving) gets the encoded bytes.
+- A **PoseScorer** is a version's pose classifier (landmarks -> scores), named in its `ModelInfo.pose` by the
+  backend that loaded it: numpy on the version's POSE_FILE for local runtimes, the `pose` signature on TF
+  Serving. The hand stage itself is the front end's, like decoding.
 
 A new runtime is one module with a class that satisfies `Runtime`, and one branch in the backend that
 chooses it; nothing above the registry changes.
@@ -21,6 +24,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+
+class PoseScorer(Protocol):
+    """A version's pose classifier: hand landmarks -> scores. Blocking (TF Serving's is a gRPC call), so it runs
+    in the decode threads beside the hand stage; safe to call from several threads at once."""
+
+    def __call__(self, landmarks: np.ndarray) -> np.ndarray:
+        """float32 [n, 21, 3] landmarks (picture pixels) -> float32 [n, len(labels)] scores in the version's
+        label order (0 for a label the pose classifier does not know, such as `none`)."""
+        ...
 
 
 @dataclass
@@ -39,6 +52,8 @@ class ModelInfo:
     runtime_note: str = ""  # why that runtime (e.g. the int8 accuracy gate of IMGCLF_RUNTIME=auto)
     # the most images this runtime wants in one call (None: IMGCLF_MAX_BATCH_SIZE alone decides)
     max_batch_size: int | None = None
+    # the version's pose classifier (it answers wherever the hand stage finds a hand), or None
+    pose: PoseScorer | None = None
 
 
 class Decoder(Protocol):

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from service.backends.litert import LiteRTRuntime, Precision, int8_gate
+from service.backends.pose import local_pose
 from service.backends.tensorflow_runtime import TensorFlowRuntime, read_signature_defs, read_warmup_images
 from version_format.card import read_card
 from version_format.layout import INT8_FILE, scan_versions
@@ -63,6 +64,15 @@ class LocalBackend:
 
     def load(self, name: str, version: int) -> TensorFlowRuntime | LiteRTRuntime:
         path = self.base_path(name) / str(version)
+        runtime = self._runtime(name, version, path)
+        try:
+            runtime.info.pose = local_pose(path, runtime.info.labels)
+        except Exception:
+            runtime.close()
+            raise
+        return runtime
+
+    def _runtime(self, name: str, version: int, path: Path) -> TensorFlowRuntime | LiteRTRuntime:
         if self.runtime == "tensorflow":
             return TensorFlowRuntime(name, version, path, "IMGCLF_RUNTIME=tensorflow")
         if self.runtime == "litert-float":

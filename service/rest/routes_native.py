@@ -85,7 +85,9 @@ async def predict_reply(core: ServingCore, request: Request, *, version: int | N
     # on the int8 runtime; PredictResponse still describes it in the OpenAPI schema
     return Response(json.dumps({
         "model_name": result.model_name, "model_version": result.model_version,
-        "predictions": [p.__dict__ for p in result.predictions]}, separators=(",", ":")).encode(),
+        "predictions": [{"label": p.label, "confidence": p.confidence, "scores": p.scores, "path": p.path,
+                         "hand": p.hand.as_dict() if p.hand else None} for p in result.predictions]},
+        separators=(",", ":")).encode(),
         media_type="application/json")
 
 

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+
+class HandOutSchema(BaseModel):
+    box: list[float] = Field(min_length=4, max_length=4, description="x_min, y_min, x_max, y_max around the "
+                             "landmarks, in pixels of the picture as sent, turned upright by its EXIF orientation")
+    landmarks: list[list[float]] = Field(min_length=21, max_length=21, description="21 points (x, y, z) in "
+                                         "MediaPipe's order (0 wrist, 1-4 thumb, 5-8 index, 9-12 middle, 13-16 "
+                                         "ring, 17-20 little); z on x's scale, negative towards the camera")
+    handedness: Literal["Left", "Right"] = Field(description="As for a mirrored (selfie) picture")
+    score: float = Field(description="The landmark model's hand presence, 0 to 1")
 
 
 class PredictionOut(BaseModel):
     label: str = Field(description="The most likely class")
     confidence: float = Field(description="Probability of that class")
     scores: dict[str, float] = Field(description="Probability of every class, in label order")
+    path: Literal["pose", "cnn"] = Field(description="What answered: pose (the version's pose classifier on "
+                                         "the hand found) or cnn (the image classifier: no hand found, or the "
+                                         "version has no pose classifier)")
+    hand: HandOutSchema | None = Field(description="The hand found, when the hand stage ran and found one")
 
 
 class PredictResponse(BaseModel):
