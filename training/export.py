@@ -14,6 +14,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from hands.classifier import PoseClassifier
 from training.errors import ExportError
 from training.preprocessing import decode_and_resize
 from version_format.atomic import fsync_tree
@@ -21,6 +22,7 @@ from version_format.layout import (
     CARD_FILE,
     INT8_FILE,
     LABELS_FILE,
+    POSE_FILE,
     TFLITE_FILE,
     TMP_PREFIX,
     WARMUP_FILE,
@@ -90,7 +92,8 @@ def _write_tflite(module: ServingModule, path: Path) -> None:
 
 def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, name: str, *,
            version: int | None = None, card: dict[str, Any] | None = None,
-           warmup_images: Sequence[bytes] = (), tflite: bool = False, int8_model: bytes | None = None) -> Path:
+           warmup_images: Sequence[bytes] = (), tflite: bool = False, int8_model: bytes | None = None,
+           pose: PoseClassifier | None = None) -> Path:
     """Save to a temporary folder beside the versions, then rename it to the next integer.
 
     A reader polling `<root>/<name>/` sees either nothing or a complete version; a run
@@ -120,6 +123,8 @@ def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, na
             _write_tflite(module, tmp / TFLITE_FILE)
         if int8_model is not None:
             (tmp / INT8_FILE).write_bytes(int8_model)
+        if pose is not None:  # the hand stage's classifier: the server answers with it where a hand is found
+            (tmp / POSE_FILE).write_text(json.dumps(pose.to_dict()) + "\n")
         return _publish(tmp, base, version, card or {}, name, labels)
     finally:
         if tmp.exists():
