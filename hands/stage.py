@@ -1,10 +1,14 @@
 """The hand stage's public entry: `HandStage(threads=1).find(rgb) -> Hand | None`.
 
-One attempt is MediaPipe's image path: the palm detector on the whole picture (letterboxed to 192x192),
-the best palm after suppression -> its rotated hand region -> the landmark model on a 224x224 crop of it.
-The palm detector expects a hand inside a scene, so a close-up (a hand filling the picture) often gives no
-palm: the later attempts show it the picture padded with grey, and turned a quarter. Retries stop when the
-next one would overrun the time budget (estimated from the latest palm and landmark calls).
+The first attempt is MediaPipe's image path: the palm detector on the whole picture (letterboxed to
+192x192), the best palm after suppression -> its rotated hand region -> the landmark model on a 224x224 crop
+of it. The palm detector expects a hand inside a scene, so a close-up (a hand filling the picture) often
+gives no palm. The first retry skips the detector: the landmark model on the whole picture, centred in a
+square 1.8 times its long side (a close-up's hand then sits in the crop as a detected palm's region would
+put it), kept when the model says a hand is present. It costs one landmark call instead of two calls, and
+on close-ups of rendered hands it read more of them right than the palm retries (docs/hands.md). The later
+attempts show the detector the picture padded with grey, and turned a quarter. Retries stop when the next
+one would overrun the time budget (estimated from the latest palm and landmark calls).
 
 Thread-safety: `find` may be called from any number of threads at once; each thread runs its own pair of
 interpreters (created on its first call, which is the slower for it, and kept for the thread's life), never
@@ -33,21 +37,27 @@ GREY = 128
 @dataclass(frozen=True)
 class Attempt:
     """How the picture is shown to the palm detector: padded on every side to a square of (1 + pad) times
-    its long side, turned by `quarter_turns` quarter turns (clockwise, as the detector sees it)."""
+    its long side, turned by `quarter_turns` quarter turns (clockwise, as the detector sees it). With
+    `whole` > 0 there is no palm detection: the landmark model reads the centred square of `whole` times the
+    picture's long side."""
 
     pad: float = 0.0
     quarter_turns: int = 0
+    whole: float = 0.0
 
 
-# the plain picture first, then the retries in the order of what they found on 134 close-ups of rendered
-# hands (square crops on the short side of the hand's box) after the attempts before them: padding by the
-# whole long side 75, then by 1.5 times it 14 more; a quarter turn found 10 more after the first retry
-ATTEMPTS = (Attempt(), Attempt(pad=1.0), Attempt(pad=1.5), Attempt(pad=1.0, quarter_turns=1))
-# per picture, retries included: a retry starts only if the estimate of its palm and landmark calls (the
-# median of the latest ones) ends within it. On one core of this project's machine a palm call takes about
-# 8.5 ms and a landmark call 8 ms: a hand found at once costs about 17 ms, and 30 ms leaves room for
-# exactly one retry (about 26 ms); 25 ms would leave room for none (docs/hands.md)
-BUDGET_MS = 30.0
+# the plain picture first, then the landmark model on the whole picture (160 close-ups of 80 rendered hands:
+# 57% read right after the plain attempt, against 49% with the three palm retries below, for 2.1 model calls
+# a picture against 3.8), then the palm retries in the order of what they found on 134 close-ups: padding by
+# the whole long side, by 1.5 times it, and a quarter turn (docs/hands.md)
+WHOLE_SCALE = 1.8  # measured against 1.4 to 2.4: 1.6 misses more close-ups, 2.0 reads fewer of them right
+ATTEMPTS = (Attempt(), Attempt(whole=WHOLE_SCALE), Attempt(pad=1.0), Attempt(pad=1.5),
+            Attempt(pad=1.0, quarter_turns=1))
+# per picture, retries included: a retry starts only if the estimate of its calls (the median of the latest
+# ones) ends within it. On one core of this project's machine a palm call takes about 8.5 ms and a landmark
+# call 8 ms: a hand found at once costs about 17 ms, a picture without a palm about 9 ms plus the whole-picture
+# retry's 8 ms; the palm retries only start under a larger budget (docs/hands.md)
+BUDGET_MS = 25.0
 # above MediaPipe's 0.5: a face in the portrait sample scores 0.55, while the 1st percentile of presence on
 # 83 rendered hands is 0.75 (docs/hands.md)
 MIN_PRESENCE = 0.6
@@ -59,7 +69,8 @@ class Hand:
     """A hand in the picture, in its pixels: `box` (x_min, y_min, x_max, y_max) around the landmarks,
     `landmarks` float32 [21, 3] (x, y, z; z on x's scale, 0 near the wrist, negative towards the camera),
     `handedness` "Left" or "Right" (as for a mirrored picture), `score` the landmark model's hand presence,
-    `palm_score` the palm detector's score, `attempt` the index in the stage's attempts that found it."""
+    `palm_score` the palm detector's score (0 for the whole-picture attempt), `attempt` the index in the
+    stage's attempts that found it."""
 
     box: tuple[float, float, float, float]
     landmarks: np.ndarray
@@ -99,11 +110,12 @@ class HandStage:
         with self._costs:
             durations.append(seconds * 1000)
 
-    def retry_cost_ms(self) -> float:
-        """The estimated duration of one more attempt that finds a palm: a palm and a landmark call."""
+    def retry_cost_ms(self, attempt: Attempt = Attempt()) -> float:
+        """The estimated duration of one more attempt: a landmark call, after a palm call unless it reads the
+        whole picture."""
         with self._costs:
             palm, landmarks = list(self._palm_ms), list(self._landmark_ms)
-        return statistics.median(palm) + statistics.median(landmarks)
+        return (0.0 if attempt.whole else statistics.median(palm)) + statistics.median(landmarks)
 
     def find(self, rgb: np.ndarray | Image.Image) -> Hand | None:
         """uint8 [h, w, 3] RGB (or a Pillow image, which saves a copy of a large picture) -> the most confident
@@ -119,7 +131,7 @@ class HandStage:
         for index, attempt in enumerate(self.attempts):
             spent = (time.perf_counter() - start) * 1000
             # a retry starts only if it can end, landmarks included, within the budget
-            if index and spent + self.retry_cost_ms() > self.budget_ms:
+            if index and spent + self.retry_cost_ms(attempt) > self.budget_ms:
                 break
             hand = self._attempt(picture, attempt, index)
             if hand is not None:
@@ -145,6 +157,8 @@ class HandStage:
         return lm.project(raw, float(presence[0]), float(right[0]), region)
 
     def _attempt(self, picture: Image.Image, attempt: Attempt, index: int) -> Hand | None:
+        if attempt.whole:
+            return self._whole(picture, attempt.whole, index)
         began = time.perf_counter()
         view, palms = self.palms(picture, attempt)
         middle = time.perf_counter()
@@ -155,8 +169,18 @@ class HandStage:
         region = pd.hand_region(best, view.width).within(view)
         found = self.landmarks(picture, region)
         self._record(self._landmark_ms, time.perf_counter() - middle)
+        return self._hand(found, best.score, index)
+
+    def _whole(self, picture: Image.Image, scale: float, index: int) -> Hand | None:
+        began = time.perf_counter()
+        w, h = picture.size
+        found = self.landmarks(picture, Region(w / 2, h / 2, max(w, h) * scale, max(w, h) * scale))
+        self._record(self._landmark_ms, time.perf_counter() - began)
+        return self._hand(found, 0.0, index)
+
+    def _hand(self, found: lm.LandmarkResult, palm_score: float, index: int) -> Hand | None:
         if found.presence < self.min_presence:
             return None
         xy = found.landmarks[:, :2]
         box = (float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max()))
-        return Hand(box, found.landmarks, found.handedness, found.presence, best.score, index)
+        return Hand(box, found.landmarks, found.handedness, found.presence, palm_score, index)

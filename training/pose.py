@@ -35,6 +35,7 @@ from PIL import Image, UnidentifiedImageError
 from scipy.optimize import minimize
 
 from hands.classifier import FEATURES, PoseClassifier, featurise
+from hands.stage import ATTEMPTS
 from training.errors import DataError
 from training.metrics import confusion
 from version_format.exif import UPRIGHT, orientation
@@ -43,7 +44,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 MAX_THREADS = 2  # the stage holds an interpreter pair per thread; this machine has two cores
 # the stage's settings for extraction: every attempt whatever the time, so that what is found does not depend
 # on the machine's load (serving keeps its time budget); recorded in the cache, which is redone if they change
-EXTRACTION = "budget=inf"
+EXTRACTION = f"budget=inf;attempts={ATTEMPTS!r}"
 
 class Finder(Protocol):
     """What extraction needs of the hand stage (tests count its calls)."""

@@ -67,20 +67,35 @@ def test_close_ups_need_and_get_the_retries(unbounded, samples, name, scale):
 
 
 def test_the_budget_bounds_the_retries(samples):
-    calls: list[int] = []
+    calls: list[str] = []
     stage = HandStage(budget_ms=0)
-    palm = stage.models.palm
-    stage.models.palm = lambda image: calls.append(1) or palm(image)  # type: ignore[assignment]
+    palm, landmarks = stage.models.palm, stage.models.landmarks
+    stage.models.palm = lambda image: calls.append("palm") or palm(image)  # type: ignore[assignment]
+    stage.models.landmarks = lambda image: calls.append("landmarks") or landmarks(image)  # type: ignore[assignment]
     whole = stage.find(samples["rock"])
-    assert whole is not None and len(calls) == 1
+    assert whole is not None and calls == ["palm", "landmarks"]
     calls.clear()
     rgb, _ = close_up(samples["rock"], whole.box, 1.0)
     assert stage.find(rgb) is None
-    assert len(calls) == 1  # no time left for a retry
+    assert calls == ["palm"]  # no time left for a retry
     calls.clear()
     stage.budget_ms = math.inf
     assert stage.find(rgb) is not None
     assert len(calls) >= 2
+
+
+def test_the_whole_picture_retry_costs_one_landmark_call(samples):
+    stage = HandStage(budget_ms=math.inf)
+    assert stage.retry_cost_ms(Attempt(whole=1.8)) < stage.retry_cost_ms(Attempt(pad=1.0))
+    calls: list[str] = []
+    palm, landmarks = stage.models.palm, stage.models.landmarks
+    stage.models.palm = lambda image: calls.append("palm") or palm(image)  # type: ignore[assignment]
+    stage.models.landmarks = lambda image: calls.append("landmarks") or landmarks(image)  # type: ignore[assignment]
+    rgb, _ = close_up(samples["paper"], stage.find(samples["paper"]).box, 1.0)  # type: ignore[union-attr]
+    calls.clear()
+    hand = stage.find(rgb)
+    assert hand is not None and stage.attempts[hand.attempt].whole and hand.palm_score == 0
+    assert calls == ["palm", "landmarks"]  # the plain attempt's palm call, then the whole picture's
 
 
 @pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8),
