@@ -38,7 +38,7 @@ def _scores(prediction: dict) -> np.ndarray:
 
 
 def _check_prediction(p: dict) -> None:
-    assert set(p) == {"label", "confidence", "scores"}
+    assert set(p) == {"label", "confidence", "scores", "path", "hand"}
     s = _scores(p)
     assert np.all((s >= 0) & (s <= 1))
     assert s.sum() == pytest.approx(1, abs=1e-4)
@@ -176,7 +176,7 @@ def test_openapi_documents_predict(serving):
         assert op["responses"][code]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
     schemas = spec["components"]["schemas"]
     assert set(schemas["PredictResponse"]["properties"]) == {"model_name", "model_version", "predictions"}
-    assert set(schemas["PredictionOut"]["properties"]) == {"label", "confidence", "scores"}
+    assert set(schemas["PredictionOut"]["properties"]) == {"label", "confidence", "scores", "path", "hand"}
 
     docs = httpx.get(f"{serving.rest_url}/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower() and "/docs/init.js" in docs.text
