@@ -19,8 +19,10 @@ from tensorflow_serving.apis import (
 from service.core import VERSION_STATES, ServingCore
 from service.errors import InvalidInputError
 from service.grpc.errors import deadline_of, grpc_errors
+from service.hand_tensors import HAND_OUTPUTS, hand_tensor
 
 _INPUT = "image_bytes"
+_OUTPUTS = ("scores", "label")  # what a request without an output_filter gets; the hand's outputs by name only
 _STATE_CODES = {"LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 assert set(_STATE_CODES) == set(VERSION_STATES)
 
@@ -69,14 +71,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise InvalidInputError(f"input '{_INPUT}' must be DT_STRING (encoded images), got "
                                     f"{types_pb2.DataType.Name(tensor.dtype)}")
         _check_shape(tensor)
+        unknown = set(request.output_filter) - set(_OUTPUTS) - set(HAND_OUTPUTS)
+        if unknown:  # before any inference: a bad request costs no model call
+            raise InvalidInputError(f"output_filter names unknown outputs {sorted(unknown)}; outputs are "
+                                    f"{[*_OUTPUTS, *HAND_OUTPUTS]}")
         version, label = _version_choice(spec)
         result = await self.core.classify(
             spec.name, list(tensor.string_val), version=version, label=label,
             deadline=deadline_of(context, self.core.settings.request_timeout_s))
-        unknown = set(request.output_filter) - {"scores", "label"}
-        if unknown:
-            raise InvalidInputError(f"output_filter names unknown outputs {sorted(unknown)}")
-        wanted = set(request.output_filter) or {"scores", "label"}
+        wanted = set(request.output_filter) or set(_OUTPUTS)
         response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(
             name=result.model_name, signature_name="serving_default",
             version=wrappers_pb2.Int64Value(value=result.model_version)))
@@ -85,6 +88,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if "label" in wanted:
             response.outputs["label"].CopyFrom(
                 _string_tensor([p.label.encode() for p in result.predictions]))
+        for name in HAND_OUTPUTS:
+            if name in wanted:
+                values = hand_tensor(result, name)
+                response.outputs[name].CopyFrom(tf.make_tensor_proto(values) if isinstance(values, np.ndarray)
+                                                else _string_tensor(values))
         return response
 
     async def _labels(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:

@@ -122,6 +122,23 @@ def start_server() -> Iterator[Callable[..., RunningServer]]:
         server.stop()
 
 
+def rest_predictions(server: RunningServer, images: list[bytes]) -> list[dict[str, Any]]:
+    """/predict's predictions for the images, one request."""
+    import httpx
+
+    files = [("file", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
+    r = httpx.post(f"{server.rest_url}/predict", files=files, timeout=60)
+    assert r.status_code == 200, r.text
+    return list(r.json()["predictions"])
+
+
+def stage_runs(server: RunningServer) -> float:
+    """How many pictures the hand stage has read (imgclf_hand_stage_seconds' count)."""
+    import httpx
+
+    return metric_value(httpx.get(f"{server.rest_url}/metrics").text, "imgclf_hand_stage_seconds_count")
+
+
 SAMPLES = Path(__file__).resolve().parents[2] / "service" / "web" / "static" / "samples"
 HANDS = ("paper", "rock", "scissors")
 

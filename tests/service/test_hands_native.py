@@ -20,27 +20,14 @@ import pytest
 from service.client import classify_grpc, print_table
 from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
 from service.grpc._generated.imgclf.v1 import classifier_pb2_grpc
-from tests.service.conftest import HANDS, demo_version, metric_value
+from tests.service.conftest import HANDS, demo_version, rest_predictions, stage_runs
 from version_format.layout import POSE_FILE
-
-STAGE_RUNS = "imgclf_hand_stage_seconds_count"
 
 
 @pytest.fixture(scope="module")
 def stub(hand_serving) -> Iterator[classifier_pb2_grpc.ImageClassifierStub]:
     with grpc.insecure_channel(hand_serving.grpc_target) as channel:
         yield classifier_pb2_grpc.ImageClassifierStub(channel)
-
-
-def rest_predictions(server: Any, images: list[bytes]) -> list[dict[str, Any]]:
-    files = [("file", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
-    r = httpx.post(f"{server.rest_url}/predict", files=files, timeout=60)
-    assert r.status_code == 200, r.text
-    return r.json()["predictions"]
-
-
-def stage_runs(server: Any) -> float:
-    return metric_value(httpx.get(f"{server.rest_url}/metrics").text, STAGE_RUNS)
 
 
 def check_hand(hand: dict[str, Any]) -> None:
