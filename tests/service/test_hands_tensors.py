@@ -212,3 +212,32 @@ def test_tritonclient_asks_for_the_hand(hand_serving, expected, which):
     assert got.pop("default_outputs") == ["scores", "label"]
     assert got.pop("label") == ["rock", "none"]
     check_tensors(got, expected)
+
+
+def pose_request(landmarks: Any) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = "rps", "pose"
+    request.inputs["landmarks"].CopyFrom(tf.make_tensor_proto(landmarks))
+    return request
+
+
+def test_tfserving_grpc_pose_signature(hand_serving, serving, channel, expected):
+    """The `pose` signature an exported version carries for TF Serving, answered by the version's pose
+    classifier: what an imgclf whose TF Serving is this server calls for each hand it finds."""
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    rock = expected[0]
+    response = stub.Predict(pose_request(np.array([rock["hand"]["landmarks"]] * 2, np.float32)), timeout=30)
+    assert response.model_spec.signature_name == "pose" and response.model_spec.version.value == 1
+    scores = tf.make_ndarray(response.outputs["scores"])
+    np.testing.assert_allclose(scores, [list(rock["scores"].values())] * 2, atol=1e-3)  # landmarks rounded
+    for bad, what in [(np.zeros((1, 20, 3), np.float32), "[n, 21, 3]"),
+                      (np.full((1, 21, 3), np.nan, np.float32), "finite"),
+                      (np.zeros((1, 21, 3), np.float64), "DT_FLOAT")]:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Predict(pose_request(bad), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and what in info.value.details()
+    # the shared server's version has no pose classifier
+    with grpc.insecure_channel(serving.grpc_target) as plain, pytest.raises(grpc.RpcError) as info:
+        prediction_service_pb2_grpc.PredictionServiceStub(plain).Predict(
+            pose_request(np.zeros((1, 21, 3), np.float32)), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not found" in info.value.details()
