@@ -52,8 +52,20 @@ def classify_grpc(target: str, images: list[bytes], *, version: int | None = Non
             raise ClientError(f"{target}: {exc.code().name}: {exc.details()}") from None
     return {"model_name": reply.model_name, "model_version": reply.model_version,
             "predictions": [{"label": p.label, "confidence": p.confidence,
-                             "scores": dict(zip(reply.labels, p.scores, strict=True))}
+                             "scores": dict(zip(reply.labels, p.scores, strict=True)),
+                             "path": p.path or "cnn", "hand": _hand(p.hand) if p.HasField("hand") else None}
                             for p in reply.predictions]}
+
+
+def _hand(hand: Any) -> dict[str, Any]:
+    """A gRPC Hand as /predict's JSON carries it."""
+    return {"box": list(hand.box), "landmarks": [[p.x, p.y, p.z] for p in hand.landmarks],
+            "handedness": hand.handedness, "score": hand.score}
+
+
+def hand_cell(hand: dict[str, Any] | None) -> str:
+    """The hand column: handedness and presence, or "-" where no hand was found (or none was looked for)."""
+    return f"{hand['handedness']} {hand['score']:.2f}" if hand else "-"
 
 
 def print_table(reply: dict[str, Any], names: list[str]) -> None:
@@ -64,6 +76,9 @@ def print_table(reply: dict[str, Any], names: list[str]) -> None:
     table.add_column("label", style="bold")
     for lab in labels:
         table.add_column(lab, justify="right")
+    table.add_column("path")  # what answered: pose (on the hand found) or cnn
+    table.add_column("hand")
     for name, p in zip(names, preds, strict=True):
-        table.add_row(name, p["label"], *(f"{p['scores'][lab]:.3f}" for lab in labels))
+        table.add_row(name, p["label"], *(f"{p['scores'][lab]:.3f}" for lab in labels),
+                      p.get("path", "cnn"), hand_cell(p.get("hand")))
     Console().print(table)

@@ -13,9 +13,10 @@ import numpy as np
 
 from service.core import ClassifyResult, InferStats, ServingCore
 from service.errors import InvalidInputError, PayloadTooLargeError
+from service.hand_tensors import HAND_OUTPUTS, hand_tensor
 
 INPUT = "image_bytes"
-OUTPUTS = ("scores", "label")
+OUTPUTS = ("scores", "label")  # what a request that names no output gets
 EXTENSIONS = ["classification", "binary_tensor_data", "model_repository", "statistics"]
 
 
@@ -71,13 +72,16 @@ class Requested:
 
 def requested(name: str, parameters: Mapping[str, Any] | None) -> Requested:
     """Checked before any inference, so a bad request costs no model call."""
-    if name not in OUTPUTS:
-        raise InvalidInputError(f"unknown output {name!r}; outputs are {list(OUTPUTS)}")
+    if name not in OUTPUTS and name not in HAND_OUTPUTS:
+        raise InvalidInputError(f"unknown output {name!r}; outputs are {[*OUTPUTS, *HAND_OUTPUTS]}")
     params = parameters or {}
     k = params.get("classification", 0)
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise InvalidInputError(f"output {name!r}: parameter 'classification' must be a "
                                 f"non-negative integer, got {k!r}")
+    if k and name in HAND_OUTPUTS:
+        raise InvalidInputError(f"output {name!r}: parameter 'classification' applies to 'scores' and "
+                                "'label' only")
     binary = params.get("binary_data")
     if binary is not None and not isinstance(binary, bool):
         raise InvalidInputError(f"output {name!r}: parameter 'binary_data' must be true or false")
@@ -114,6 +118,9 @@ def outputs(result: ClassifyResult, wanted: Sequence[Requested]) -> list[OutputT
         elif req.name == "scores":
             out.append(OutputTensor("scores", "FP32", list(result.scores.shape),
                                     result.scores.astype(np.float32)))
+        elif req.name in HAND_OUTPUTS:
+            datatype, shape = HAND_OUTPUTS[req.name]
+            out.append(OutputTensor(req.name, datatype, [n, *shape], hand_tensor(result, req.name)))
         else:
             out.append(OutputTensor("label", "BYTES", [n], [p.label.encode() for p in result.predictions]))
     return out
@@ -136,7 +143,9 @@ def model_metadata(core: ServingCore, model: str, ver: int | None) -> dict[str, 
         "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
         "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, len(info.labels)]},
                     {"name": "label", "datatype": "BYTES", "shape": [-1]}],
-        "parameters": {"labels": list(info.labels), "runtime": info.runtime},
+        # the hand outputs, sent only to a request that names them (V2's tensor metadata has no "optional")
+        "parameters": {"labels": list(info.labels), "runtime": info.runtime,
+                       "optional_outputs": list(HAND_OUTPUTS)},
     }
 
 

@@ -24,7 +24,7 @@ SERVICE_LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "service.quiet", "service.demo", "service.hand_reader")),
     ("runtimes", ("service.backends",)),
     ("registry", ("service.registry",)),
-    ("core", ("service.core", "service.v2")),
+    ("core", ("service.core", "service.v2", "service.hand_tensors")),
     ("features", ("service.teach",)),
     ("transports", ("service.rest", "service.grpc", "service.server", "service.cli", "service.client")),
 ]

@@ -34,6 +34,7 @@ from service.errors import (
 )
 from service.grpc_options import channel_options
 from service.settings import ServeSettings
+from version_format.model_io import LANDMARKS_INPUT, POSE_SIGNATURE, SCORES_OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,14 @@ class TFServingBackend:
             raise ValueError(f"the '{_LABELS}' signature of version {version} of {name!r} is empty")
         info = ModelInfo(name=name, version=version, labels=labels, card={}, signature_defs=defs,
                          runtime="tfserving", runtime_note="TF Serving answers this version")
-        return RemoteModel(self, info)
+        model = RemoteModel(self, info)
+        pose = defs.get(POSE_SIGNATURE)
+        if pose is not None:  # the version's pose classifier, as a signature (training/export.py)
+            if LANDMARKS_INPUT not in pose.inputs or SCORES_OUTPUT not in pose.outputs:
+                raise ValueError(f"the '{POSE_SIGNATURE}' signature of version {version} of {name!r} on TF "
+                                 f"Serving does not take '{LANDMARKS_INPUT}' and give '{SCORES_OUTPUT}'")
+            info.pose = RemotePose(model)
+        return model
 
 
 class RemoteModel:
@@ -195,8 +203,12 @@ class RemoteModel:
     def predict(self, images: Sequence[bytes]) -> np.ndarray:
         request = predict_pb2.PredictRequest(model_spec=self._spec, output_filter=[_SCORES])
         request.inputs[_INPUT].CopyFrom(tf.make_tensor_proto(list(images), dtype=tf.string))
+        return self.scores(request, "Predict")
+
+    def scores(self, request: predict_pb2.PredictRequest, what: str) -> np.ndarray:
+        """One Predict call through the backend's retries and error mapping -> its float32 `scores`."""
         try:
-            response = self.backend.call(self.backend.predictions.Predict, request, "Predict")
+            response = self.backend.call(self.backend.predictions.Predict, request, what)
         except (*_TRANSIENT, NotFoundError) as exc:
             if not self._answered:  # the registry's warm-up: fail now, try again next poll (as load does)
                 self.backend.retry_later(self.info.name, self.info.version)
@@ -209,8 +221,29 @@ class RemoteModel:
             raise
         self._answered = True
         if _SCORES not in response.outputs:
-            raise InternalError(f"TF Serving's answer has no '{_SCORES}' output")
+            raise InternalError(f"TF Serving's answer to {what} has no '{_SCORES}' output")
         return tf.make_ndarray(response.outputs[_SCORES]).astype(np.float32, copy=False)
 
     def close(self) -> None:
         """Nothing to release: the channel is the backend's and outlives every version."""
+
+
+class RemotePose:
+    """A version's pose classifier on TF Serving (its `pose` signature): a PoseScorer making one blocking,
+    thread-safe Predict call, with the same retries and error mapping as the version's images."""
+
+    def __init__(self, model: RemoteModel):
+        self.model = model
+        self._spec = model_pb2.ModelSpec(name=model.info.name, signature_name=POSE_SIGNATURE,
+                                         version=wrappers_pb2.Int64Value(value=model.info.version))
+
+    def __call__(self, landmarks: np.ndarray) -> np.ndarray:
+        landmarks = np.asarray(landmarks, np.float32)
+        request = predict_pb2.PredictRequest(model_spec=self._spec, output_filter=[SCORES_OUTPUT])
+        request.inputs[LANDMARKS_INPUT].CopyFrom(tf.make_tensor_proto(landmarks))
+        scores = self.model.scores(request, "Predict (pose)")
+        expected = (len(landmarks), len(self.model.info.labels))
+        if scores.shape != expected:  # the batcher checks the images' rows; nothing else checks these
+            raise InternalError(f"TF Serving's '{POSE_SIGNATURE}' signature answered scores of shape "
+                                f"{list(scores.shape)} for {list(expected)}")
+        return scores

@@ -7,11 +7,20 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from service.core import ServingCore
+from service.core import Prediction, ServingCore
 from service.errors import ServiceError
 from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
 from service.grpc._generated.imgclf.v1 import classifier_pb2_grpc
 from service.grpc.errors import deadline_of, grpc_errors, grpc_stream_errors
+
+
+def _prediction(p: Prediction) -> pb.Prediction:
+    out = pb.Prediction(label=p.label, confidence=p.confidence, scores=list(p.scores.values()), path=p.path)
+    if p.hand is not None:  # unset otherwise: `HasField("hand")` tells a hand from none
+        out.hand.CopyFrom(pb.Hand(
+            box=list(p.hand.box), handedness=p.hand.handedness, score=p.hand.score,
+            landmarks=[pb.Landmark(x=x, y=y, z=z) for x, y, z in p.hand.landmarks.tolist()]))
+    return out
 
 
 class ImageClassifierServicer(classifier_pb2_grpc.ImageClassifierServicer):
@@ -29,9 +38,7 @@ class ImageClassifierServicer(classifier_pb2_grpc.ImageClassifierServicer):
         return pb.ClassifyResponse(
             model_name=result.model_name, model_version=result.model_version,
             labels=list(result.labels), request_id=request.request_id,
-            predictions=[pb.Prediction(label=p.label, confidence=p.confidence,
-                                       scores=list(p.scores.values()))
-                         for p in result.predictions])
+            predictions=[_prediction(p) for p in result.predictions])
 
     @grpc_errors
     async def Classify(self, request: pb.ClassifyRequest,

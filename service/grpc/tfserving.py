@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import numpy as np
 import tensorflow as tf
@@ -17,10 +19,13 @@ from tensorflow_serving.apis import (
 )
 
 from service.core import VERSION_STATES, ServingCore
-from service.errors import InvalidInputError
+from service.errors import InvalidInputError, PayloadTooLargeError
 from service.grpc.errors import deadline_of, grpc_errors
+from service.hand_tensors import HAND_OUTPUTS, hand_tensor
+from version_format.model_io import LANDMARKS_INPUT, POSE_SIGNATURE, SCORES_OUTPUT
 
 _INPUT = "image_bytes"
+_OUTPUTS = ("scores", "label")  # what a request without an output_filter gets; the hand's outputs by name only
 _STATE_CODES = {"LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 assert set(_STATE_CODES) == set(VERSION_STATES)
 
@@ -59,6 +64,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         spec = request.model_spec
         if spec.signature_name == "labels":  # the exported label-order signature, no inputs
             return await self._labels(request)
+        if spec.signature_name == POSE_SIGNATURE:
+            return await self._pose(request)
         if spec.signature_name not in ("", "serving_default"):
             raise InvalidInputError(f"Serving signature name: \"{spec.signature_name}\" not found "
                                     "in signature def")
@@ -69,14 +76,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise InvalidInputError(f"input '{_INPUT}' must be DT_STRING (encoded images), got "
                                     f"{types_pb2.DataType.Name(tensor.dtype)}")
         _check_shape(tensor)
+        unknown = set(request.output_filter) - set(_OUTPUTS) - set(HAND_OUTPUTS)
+        if unknown:  # before any inference: a bad request costs no model call
+            raise InvalidInputError(f"output_filter names unknown outputs {sorted(unknown)}; outputs are "
+                                    f"{[*_OUTPUTS, *HAND_OUTPUTS]}")
         version, label = _version_choice(spec)
         result = await self.core.classify(
             spec.name, list(tensor.string_val), version=version, label=label,
             deadline=deadline_of(context, self.core.settings.request_timeout_s))
-        unknown = set(request.output_filter) - {"scores", "label"}
-        if unknown:
-            raise InvalidInputError(f"output_filter names unknown outputs {sorted(unknown)}")
-        wanted = set(request.output_filter) or {"scores", "label"}
+        wanted = set(request.output_filter) or set(_OUTPUTS)
         response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(
             name=result.model_name, signature_name="serving_default",
             version=wrappers_pb2.Int64Value(value=result.model_version)))
@@ -85,6 +93,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if "label" in wanted:
             response.outputs["label"].CopyFrom(
                 _string_tensor([p.label.encode() for p in result.predictions]))
+        for name in HAND_OUTPUTS:
+            if name in wanted:
+                values = hand_tensor(result, name)
+                response.outputs[name].CopyFrom(tf.make_tensor_proto(values) if isinstance(values, np.ndarray)
+                                                else _string_tensor(values))
         return response
 
     async def _labels(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
@@ -95,6 +108,36 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(
             name=info.name, signature_name="labels", version=wrappers_pb2.Int64Value(value=info.version)))
         response.outputs["labels"].CopyFrom(_string_tensor([x.encode() for x in info.labels]))
+        return response
+
+    async def _pose(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+        """The exported `pose` signature, answered by the version's pose classifier: landmarks float32
+        [n, 21, 3] -> scores [n, labels]. So an imgclf whose TF Serving is another imgclf scores hands there."""
+        version, label = _version_choice(request.model_spec)
+        info = self.core.model_info(request.model_spec.name, version, label)
+        if info.pose is None:  # as TF Serving answers for a signature the version does not have
+            raise InvalidInputError(f"Serving signature name: \"{POSE_SIGNATURE}\" not found in signature def")
+        if set(request.inputs) != {LANDMARKS_INPUT}:
+            raise InvalidInputError(f"expected exactly one input '{LANDMARKS_INPUT}', got {sorted(request.inputs)}")
+        tensor = request.inputs[LANDMARKS_INPUT]
+        if tensor.dtype != types_pb2.DT_FLOAT:
+            raise InvalidInputError(f"input '{LANDMARKS_INPUT}' must be DT_FLOAT, got "
+                                    f"{types_pb2.DataType.Name(tensor.dtype)}")
+        try:
+            landmarks = tf.make_ndarray(tensor)
+        except (ValueError, TypeError) as exc:  # values that do not fill the shape, a bad tensor_content
+            raise InvalidInputError(f"input '{LANDMARKS_INPUT}': {exc}") from None
+        if landmarks.ndim != 3 or landmarks.shape[1:] != (21, 3) or not np.isfinite(landmarks).all():
+            raise InvalidInputError(f"input '{LANDMARKS_INPUT}' must be finite, of shape [n, 21, 3]; got "
+                                    f"{list(landmarks.shape)}")
+        if len(landmarks) > self.core.settings.max_images_per_request:
+            raise PayloadTooLargeError(f"{len(landmarks)} hands in one request; the limit is "
+                                       f"{self.core.settings.max_images_per_request}")
+        # off the event loop: on the tfserving backend the scorer is itself a blocking gRPC call
+        scores = await asyncio.to_thread(info.pose, landmarks)
+        response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(
+            name=info.name, signature_name=POSE_SIGNATURE, version=wrappers_pb2.Int64Value(value=info.version)))
+        response.outputs[SCORES_OUTPUT].CopyFrom(tf.make_tensor_proto(np.asarray(scores, np.float32)))
         return response
 
     @grpc_errors

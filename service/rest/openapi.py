@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from service.auth import KeyChecker
+from service.hand_tensors import HAND_OUTPUTS
 from service.settings import ServeSettings
+from service.v2 import OUTPUTS
 
 _ERROR_TEXT = {400: "Bad input", 401: "Missing or invalid API key", 404: "Unknown model, version or label",
                409: "Conflicts with the current state (a fine-tune job runs; nothing to roll back to)",
@@ -76,7 +78,7 @@ def _infer_request(max_images: int) -> dict[str, Any]:
         "id": {"type": ["string", "null"]}, "parameters": nullable_object,
         "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": tensor},
         "outputs": {"type": ["array", "null"], "items": {"type": "object", "required": ["name"], "properties": {
-            "name": {"type": "string", "enum": ["scores", "label"]}, "parameters": nullable_object}}}}}
+            "name": {"type": "string", "enum": [*OUTPUTS, *HAND_OUTPUTS]}, "parameters": nullable_object}}}}}
 
 
 def _tf_serving_paths() -> dict[str, Any]:

@@ -120,3 +120,77 @@ def start_server() -> Iterator[Callable[..., RunningServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+def rest_predictions(server: RunningServer, images: list[bytes]) -> list[dict[str, Any]]:
+    """/predict's predictions for the images, one request."""
+    import httpx
+
+    files = [("file", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
+    r = httpx.post(f"{server.rest_url}/predict", files=files, timeout=60)
+    assert r.status_code == 200, r.text
+    return list(r.json()["predictions"])
+
+
+def stage_runs(server: RunningServer) -> float:
+    """How many pictures the hand stage has read (imgclf_hand_stage_seconds' count)."""
+    import httpx
+
+    return metric_value(httpx.get(f"{server.rest_url}/metrics").text, "imgclf_hand_stage_seconds_count")
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "service" / "web" / "static" / "samples"
+HANDS = ("paper", "rock", "scissors")
+
+
+@pytest.fixture(scope="session")
+def samples() -> dict[str, bytes]:
+    """The web page's sample photos: a hand per class, and a portrait without one (`no-hand`)."""
+    return {p.stem: p.read_bytes() for p in SAMPLES.glob("*.jpg")}
+
+
+@pytest.fixture(scope="session")
+def sample_pose() -> Any:
+    """A pose classifier trained on the landmarks of the three sample hands (no external data): it reads
+    each of them right. Its labels are the hands' only; a version's `none` gets 0 from it."""
+    import math
+
+    import numpy as np
+    from PIL import Image
+
+    from hands import HandStage
+    from training.pose import train_pose
+
+    stage = HandStage(threads=1, budget_ms=math.inf)
+    found = []
+    for name in HANDS:
+        with Image.open(SAMPLES / f"{name}.jpg") as img:
+            hand = stage.find(img.convert("RGB"))
+        assert hand is not None, name
+        found.append(hand.landmarks)
+    return train_pose(np.stack(found), np.arange(len(HANDS)), HANDS)
+
+
+def demo_version(root: Path, pose: Any = None) -> Path:
+    """The shipped demo as `<root>/rps/1` (labels none, paper, rock, scissors), with `pose` (a
+    PoseClassifier) as its pose classifier file when given; returns the root."""
+    import json
+
+    from service.demo import install_demo
+    from version_format.layout import POSE_FILE
+
+    version = install_demo(root, "rps")
+    assert version is not None
+    if pose is not None:
+        (version / POSE_FILE).write_text(json.dumps(pose.to_dict()) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def hand_serving(tmp_path_factory: pytest.TempPathFactory, sample_pose: Any) -> Iterator[RunningServer]:
+    """A server over the demo version with the samples' pose classifier (IMGCLF_HANDS=auto runs the hand
+    stage for it), the stage's time budget wide enough that a loaded machine finds the same hands."""
+    root = demo_version(tmp_path_factory.mktemp("hands"), sample_pose)
+    server = RunningServer(test_settings(root, hands_budget_ms=1000)).start()
+    yield server
+    server.stop()

@@ -53,6 +53,29 @@ def triton_grpc(address: str, model: str, images: list[bytes]) -> dict[str, Any]
             "index": [m.name for m in c.get_model_repository_index().models]}
 
 
+HAND_OUTPUTS = ("label", "path", "hand_box", "hand_landmarks", "hand_score", "handedness")
+
+
+def triton_hands(which: str, address: str, model: str, images: list[bytes]) -> dict[str, Any]:
+    """tritonclient asking for the hand's outputs by name (binary, its default), and the default outputs."""
+    import tritonclient.grpc as grpc_client
+    import tritonclient.http as http_client
+
+    client: Any = grpc_client if which == "grpc" else http_client
+    c = client.InferenceServerClient(address)
+    inp = client.InferInput("image_bytes", [len(images)], "BYTES")
+    inp.set_data_from_numpy(np.array(images, dtype=np.object_))
+    result = c.infer(model, [inp], outputs=[client.InferRequestedOutput(name) for name in HAND_OUTPUTS])
+    plain = c.infer(model, [inp])
+    names = ([o["name"] for o in plain.get_response()["outputs"]] if which == "http"
+             else [o.name for o in plain.get_response().outputs])
+    out: dict[str, Any] = {"default_outputs": names}
+    for name in HAND_OUTPUTS:
+        value = result.as_numpy(name)
+        out[name] = [x.decode() for x in value] if value.dtype == np.object_ else value.tolist()
+    return out
+
+
 def _kserve_request(model: str, images: list[bytes]) -> Any:
     from kserve import InferInput, InferRequest
 
@@ -140,7 +163,9 @@ async def health_only(which: str, address: str, model: str) -> dict[str, Any]:
 
 
 CLIENTS = {"triton-http": triton_http, "triton-grpc": triton_grpc, "kserve-rest": kserve_rest,
-           "kserve-v1": kserve_v1, "kserve-grpc": kserve_grpc}
+           "kserve-v1": kserve_v1, "kserve-grpc": kserve_grpc,
+           "triton-hands-http": lambda *a: triton_hands("http", *a),
+           "triton-hands-grpc": lambda *a: triton_hands("grpc", *a)}
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ import pytest
 import tensorflow as tf
 from google.protobuf import wrappers_pb2
 from PIL import Image
+from tensorflow.core.framework import tensor_shape_pb2, types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -26,21 +28,29 @@ from tensorflow_serving.apis import (
 )
 
 from service.settings import ServeSettings
+from version_format.model_io import LANDMARKS_INPUT, POSE_SIGNATURE, SCORES_OUTPUT
 
 
 class FakeTFServing:
     """PredictionService + ModelService for model "rps" version 1, with knobs for failures.
 
     Label-order and metadata calls always answer; the knobs only touch serving_default Predict,
-    except `fail_metadata`, which fails GetModelMetadata with UNAVAILABLE.
+    except `fail_metadata`, which fails GetModelMetadata with UNAVAILABLE, and `fail_pose`, which fails the
+    `pose` signature's Predict (answered when the fake is given a pose classifier).
     """
 
     scores = (0.2, 0.3, 0.5)  # every image's answer
     bad_side = 13  # a batch holding an image this wide fails with INVALID_ARGUMENT
 
-    def __init__(self, labels: list[str], signature_defs: dict[str, Any], port: int = 0):
+    def __init__(self, labels: list[str], signature_defs: dict[str, Any], port: int = 0, pose: Any = None):
         self.labels = labels
-        self.signature_defs = signature_defs
+        self.signature_defs = dict(signature_defs)
+        # a PoseClassifier answering the `pose` signature, as an exported version's own signature does
+        self.pose = pose
+        if pose is not None:
+            self.signature_defs[POSE_SIGNATURE] = pose_signature(len(labels))
+        self.pose_batches: list[int] = []  # hands per `pose` Predict call, failed ones too
+        self.fail_pose = 0  # `pose` Predict calls still to fail with UNAVAILABLE
         self.delay_s = 0.0
         self.fail_next = 0  # Predict calls still to fail with UNAVAILABLE
         self.fail_metadata = 0  # GetModelMetadata calls still to fail with UNAVAILABLE
@@ -86,6 +96,8 @@ class _Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
         if spec.signature_name == "labels":
             out.outputs["labels"].CopyFrom(tf.make_tensor_proto([x.encode() for x in fake.labels]))
             return out
+        if spec.signature_name == POSE_SIGNATURE and fake.pose is not None:
+            return self._pose(request, context, out)
         images = list(request.inputs["image_bytes"].string_val)
         with fake._lock:
             fake.batches.append(len(images))
@@ -100,6 +112,25 @@ class _Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
         out.outputs["scores"].CopyFrom(tf.make_tensor_proto(scores))
         return out
 
+    def _pose(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext,
+              out: predict_pb2.PredictResponse) -> Any:
+        """The `pose` signature: landmarks float32 [n, 21, 3] -> scores [n, labels], in the labels' order."""
+        from hands.classifier import scores_in_order
+
+        fake = self.fake
+        if set(request.inputs) != {LANDMARKS_INPUT}:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"expected one input {LANDMARKS_INPUT!r}")
+        landmarks = tf.make_ndarray(request.inputs[LANDMARKS_INPUT])
+        with fake._lock:
+            fake.pose_batches.append(len(landmarks))
+        if fake.take("fail_pose"):
+            context.abort(grpc.StatusCode.UNAVAILABLE, "scripted outage")
+        if landmarks.dtype != np.float32 or landmarks.shape[1:] != (21, 3):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"landmarks of {landmarks.dtype} {landmarks.shape}")
+        scores = scores_in_order(fake.pose.predict_landmarks(landmarks), fake.pose.labels, tuple(fake.labels))
+        out.outputs[SCORES_OUTPUT].CopyFrom(tf.make_tensor_proto(scores.astype(np.float32)))
+        return out
+
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
                          context: grpc.ServicerContext) -> Any:
         if self.fake.take("fail_metadata"):
@@ -110,6 +141,18 @@ class _Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
         out = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=request.model_spec)
         out.metadata["signature_def"].Pack(sig_map)
         return out
+
+
+def pose_signature(labels: int) -> meta_graph_pb2.SignatureDef:
+    """The `pose` signature as an exported version declares it (version_format.model_io)."""
+    def info(name: str, *dims: int) -> meta_graph_pb2.TensorInfo:
+        shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims])
+        return meta_graph_pb2.TensorInfo(name=name, dtype=types_pb2.DT_FLOAT, tensor_shape=shape)
+
+    sig = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
+    sig.inputs[LANDMARKS_INPUT].CopyFrom(info("pose_landmarks:0", -1, 21, 3))
+    sig.outputs[SCORES_OUTPUT].CopyFrom(info("StatefulPartitionedCall_2:0", -1, labels))
+    return sig
 
 
 class _Models(model_service_pb2_grpc.ModelServiceServicer):
@@ -136,8 +179,8 @@ def fake_tfserving(trained_model_root: Path) -> Iterator[Callable[..., FakeTFSer
     defs = read_signature_defs(version_dir)
     started: list[FakeTFServing] = []
 
-    def start(port: int = 0) -> FakeTFServing:
-        started.append(FakeTFServing(labels, defs, port))
+    def start(port: int = 0, pose: Any = None) -> FakeTFServing:
+        started.append(FakeTFServing(labels, defs, port, pose))
         return started[-1]
 
     yield start

@@ -59,7 +59,8 @@ def test_model_metadata(serving, path):
         "inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [-1]}],
         "outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, 3]},
                     {"name": "label", "datatype": "BYTES", "shape": [-1]}],
-        "parameters": {"labels": LABELS, "runtime": "tensorflow"},
+        "parameters": {"labels": LABELS, "runtime": "tensorflow", "optional_outputs": [
+            "path", "hand_box", "hand_landmarks", "hand_score", "handedness"]},
     }
 
 

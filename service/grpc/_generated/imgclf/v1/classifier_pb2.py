@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aimgclf/v1/classifier.proto\x12\timgclf.v1\"\x87\x01\n\x0f\x43lassifyRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x11\n\x07version\x18\x03 \x01(\x03H\x00\x12\x17\n\rversion_label\x18\x04 \x01(\tH\x00\x12\x12\n\nrequest_id\x18\x05 \x01(\tB\x10\n\x0eversion_choice\"?\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x0e\n\x06scores\x18\x03 \x03(\x02\"\x8d\x01\n\x10\x43lassifyResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12*\n\x0bpredictions\x18\x04 \x03(\x0b\x32\x15.imgclf.v1.Prediction\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"(\n\x12ModelStatusRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"N\n\rVersionStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\"d\n\x13ModelStatusResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12*\n\x08versions\x18\x03 \x03(\x0b\x32\x18.imgclf.v1.VersionStatus2\xf6\x01\n\x0fImageClassifier\x12\x43\n\x08\x43lassify\x12\x1a.imgclf.v1.ClassifyRequest\x1a\x1b.imgclf.v1.ClassifyResponse\x12M\n\x0e\x43lassifyStream\x12\x1a.imgclf.v1.ClassifyRequest\x1a\x1b.imgclf.v1.ClassifyResponse(\x01\x30\x01\x12O\n\x0eGetModelStatus\x12\x1d.imgclf.v1.ModelStatusRequest\x1a\x1e.imgclf.v1.ModelStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aimgclf/v1/classifier.proto\x12\timgclf.v1\"\x87\x01\n\x0f\x43lassifyRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x11\n\x07version\x18\x03 \x01(\x03H\x00\x12\x17\n\rversion_label\x18\x04 \x01(\tH\x00\x12\x12\n\nrequest_id\x18\x05 \x01(\tB\x10\n\x0eversion_choice\"l\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x0e\n\x06scores\x18\x03 \x03(\x02\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x1d\n\x04hand\x18\x05 \x01(\x0b\x32\x0f.imgclf.v1.Hand\"^\n\x04Hand\x12\x0b\n\x03\x62ox\x18\x01 \x03(\x02\x12&\n\tlandmarks\x18\x02 \x03(\x0b\x32\x13.imgclf.v1.Landmark\x12\x12\n\nhandedness\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x02\"+\n\x08Landmark\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\t\n\x01z\x18\x03 \x01(\x02\"\x8d\x01\n\x10\x43lassifyResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12*\n\x0bpredictions\x18\x04 \x03(\x0b\x32\x15.imgclf.v1.Prediction\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"(\n\x12ModelStatusRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"N\n\rVersionStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\"d\n\x13ModelStatusResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12*\n\x08versions\x18\x03 \x03(\x0b\x32\x18.imgclf.v1.VersionStatus2\xf6\x01\n\x0fImageClassifier\x12\x43\n\x08\x43lassify\x12\x1a.imgclf.v1.ClassifyRequest\x1a\x1b.imgclf.v1.ClassifyResponse\x12M\n\x0e\x43lassifyStream\x12\x1a.imgclf.v1.ClassifyRequest\x1a\x1b.imgclf.v1.ClassifyResponse(\x01\x30\x01\x12O\n\x0eGetModelStatus\x12\x1d.imgclf.v1.ModelStatusRequest\x1a\x1e.imgclf.v1.ModelStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLASSIFYREQUEST']._serialized_start=42
   _globals['_CLASSIFYREQUEST']._serialized_end=177
   _globals['_PREDICTION']._serialized_start=179
-  _globals['_PREDICTION']._serialized_end=242
-  _globals['_CLASSIFYRESPONSE']._serialized_start=245
-  _globals['_CLASSIFYRESPONSE']._serialized_end=386
-  _globals['_MODELSTATUSREQUEST']._serialized_start=388
-  _globals['_MODELSTATUSREQUEST']._serialized_end=428
-  _globals['_VERSIONSTATUS']._serialized_start=430
-  _globals['_VERSIONSTATUS']._serialized_end=508
-  _globals['_MODELSTATUSRESPONSE']._serialized_start=510
-  _globals['_MODELSTATUSRESPONSE']._serialized_end=610
-  _globals['_IMAGECLASSIFIER']._serialized_start=613
-  _globals['_IMAGECLASSIFIER']._serialized_end=859
+  _globals['_PREDICTION']._serialized_end=287
+  _globals['_HAND']._serialized_start=289
+  _globals['_HAND']._serialized_end=383
+  _globals['_LANDMARK']._serialized_start=385
+  _globals['_LANDMARK']._serialized_end=428
+  _globals['_CLASSIFYRESPONSE']._serialized_start=431
+  _globals['_CLASSIFYRESPONSE']._serialized_end=572
+  _globals['_MODELSTATUSREQUEST']._serialized_start=574
+  _globals['_MODELSTATUSREQUEST']._serialized_end=614
+  _globals['_VERSIONSTATUS']._serialized_start=616
+  _globals['_VERSIONSTATUS']._serialized_end=694
+  _globals['_MODELSTATUSRESPONSE']._serialized_start=696
+  _globals['_MODELSTATUSRESPONSE']._serialized_end=796
+  _globals['_IMAGECLASSIFIER']._serialized_start=799
+  _globals['_IMAGECLASSIFIER']._serialized_end=1045
 # @@protoc_insertion_point(module_scope)

@@ -21,14 +21,40 @@ class ClassifyRequest(_message.Message):
     def __init__(self, images: _Optional[_Iterable[bytes]] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., version_label: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("label", "confidence", "scores")
+    __slots__ = ("label", "confidence", "scores", "path", "hand")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    HAND_FIELD_NUMBER: _ClassVar[int]
     label: str
     confidence: float
     scores: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, label: _Optional[str] = ..., confidence: _Optional[float] = ..., scores: _Optional[_Iterable[float]] = ...) -> None: ...
+    path: str
+    hand: Hand
+    def __init__(self, label: _Optional[str] = ..., confidence: _Optional[float] = ..., scores: _Optional[_Iterable[float]] = ..., path: _Optional[str] = ..., hand: _Optional[_Union[Hand, _Mapping]] = ...) -> None: ...
+
+class Hand(_message.Message):
+    __slots__ = ("box", "landmarks", "handedness", "score")
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    HANDEDNESS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    box: _containers.RepeatedScalarFieldContainer[float]
+    landmarks: _containers.RepeatedCompositeFieldContainer[Landmark]
+    handedness: str
+    score: float
+    def __init__(self, box: _Optional[_Iterable[float]] = ..., landmarks: _Optional[_Iterable[_Union[Landmark, _Mapping]]] = ..., handedness: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class Landmark(_message.Message):
+    __slots__ = ("x", "y", "z")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    Z_FIELD_NUMBER: _ClassVar[int]
+    x: float
+    y: float
+    z: float
+    def __init__(self, x: _Optional[float] = ..., y: _Optional[float] = ..., z: _Optional[float] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
     __slots__ = ("model_name", "model_version", "labels", "predictions", "request_id")
