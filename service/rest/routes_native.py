@@ -49,10 +49,13 @@ def make_router(core: ServingCore) -> APIRouter:
                      ) -> ModelsResponse:
         name = model or core.default_model
         versions = []
+        loaded = core.registry_for(name).versions
         for v in core.statuses(name, allow_empty=True):
             runtime: dict[str, Any] = {"runtime": v.runtime, "runtime_note": v.runtime_note} if v.runtime else {}
+            # the core's own rule: whether an answer's `hand: null` means "no hand found" or "not looked for"
+            hand_stage = v.version in loaded and core._reader_for(loaded[v.version]) is not None
             versions.append(VersionOut(version=v.version, state=v.state, error=v.error, labels=list(v.labels),
-                                       **card_summary(v.card), **runtime))
+                                       hand_stage=hand_stage, **card_summary(v.card), **runtime))
         available = core.available_versions(name)
         return ModelsResponse(name=name, ready=core.model_ready(name),
                               default_version=available[-1] if available else None,

@@ -62,6 +62,8 @@ class VersionOut(BaseModel):
     pose: dict[str, Any] | None = Field(
         None, description="The pose classifier's figures, when the version has one (model card): "
                           "held_out_by_hand_accuracy, hand_found_rate, pictures, hands, ...")
+    hand_stage: bool = Field(False, description="The hand stage reads this version's pictures (IMGCLF_HANDS): "
+                             "its answers' `hand` is then null only when no hand was found")
 
 
 class ModelsResponse(BaseModel):

@@ -1,7 +1,7 @@
 // imgclf page, the hand behind an answer: its box and skeleton drawn on a <canvas> laid over the picture it was
 // found in (an upload's <img>, the camera's <video>), and a line saying whether a hand was seen and what answered.
 
-import { el, pct } from "./common.js";
+import { el, pct, state } from "./common.js";
 
 // MediaPipe's 21 landmarks: 0 wrist; thumb 1-4; index 5-8; middle 9-12; ring 13-16; little 17-20.
 export const BONES = [
@@ -19,18 +19,31 @@ const PATHS = {
   cnn: "Read from the whole picture (image CNN)",
 };
 
+// The hand of an answer (`classify`'s result): the hand found; null when the hand stage read the picture and
+// found none; undefined when it did not look (IMGCLF_HANDS, or a version without a pose classifier), since
+// /predict then also says null.
+export function answeredHand(result) {
+  const { hand } = result.prediction;
+  if (hand) return hand;
+  return hand === null && state.handStage[result.version] ? null : undefined;
+}
+
 // The line under an answer: "Right hand 95.8%" or "No hand in view", then what answered. null when the
-// server sends neither (a version served without the hand stage): the page then says nothing about hands.
-export function handNote(prediction) {
-  const { hand, path } = prediction;
-  if (hand === undefined && path === undefined) return null;
+// answer says neither (a server without the hand stage).
+export function handNote(result) {
+  const hand = answeredHand(result);
+  const { path } = result.prediction;
+  if (hand === undefined && !path) return null;
   const note = el("p", "hand-note");
   note.dataset.testid = "hand-note";
-  note.dataset.hand = hand ? "found" : "none";
-  if (path) note.dataset.path = path;
-  const seen = hand ? `${hand.handedness} hand ${pct(hand.score)}` : "No hand in view";
-  note.append(el("span", "hand-seen", seen));
-  if (path) note.append(el("span", "hand-path", PATHS[path] || `Answered by: ${path}`));
+  if (hand !== undefined) {
+    note.dataset.hand = hand ? "found" : "none";
+    note.append(el("span", "hand-seen", hand ? `${hand.handedness} hand ${pct(hand.score)}` : "No hand in view"));
+  }
+  if (path) {
+    note.dataset.path = path;
+    note.append(el("span", "hand-path", PATHS[path] || `Answered by: ${path}`));
+  }
   return note;
 }
 

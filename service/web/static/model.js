@@ -121,6 +121,7 @@ export async function loadModels() {
     const response = await api("/models");
     if (!response.ok) throw new Error(await errorText(response));
     const models = await response.json();
+    state.handStage = Object.fromEntries(models.versions.map((v) => [v.version, Boolean(v.hand_stage)]));
     fillSelect(models);
     fillTable(models);
     fillModelCard(models);

@@ -2,7 +2,7 @@
 
 import { cameraError, cameraMissing, grabFrame, startCamera, stopCamera } from "./camera.js";
 import { $, NO_HAND, classify, pct, title } from "./common.js";
-import { clearHand, handNote, showHand } from "./hand.js";
+import { answeredHand, clearHand, handNote, showHand } from "./hand.js";
 
 const MOVES = ["rock", "paper", "scissors"];
 const BEATS = { rock: "scissors", paper: "rock", scissors: "paper" };
@@ -169,8 +169,8 @@ async function playRound() {
     player.dataset.move = label;
     $("player-confidence").textContent = `${pct(confidence)} sure (${result.model} v${result.version})`;
     // the hand in the frame just sent, over the camera picture (mirrored as it is shown)
-    showHand($("camera-hand"), video, result.prediction.hand);
-    const note = handNote(result.prediction);
+    showHand($("camera-hand"), video, answeredHand(result));
+    const note = handNote(result);
     if (note) $("player-hand").replaceChildren(note);
     if (label === NO_HAND) {
       player.textContent = "No hand";

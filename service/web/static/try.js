@@ -1,7 +1,7 @@
 // imgclf page, "Try it" tab: classify uploads, pastes, drops and the sample images.
 
 import { $, NO_HAND, classify, el, pct, title } from "./common.js";
-import { handNote, showHand } from "./hand.js";
+import { answeredHand, handNote, showHand } from "./hand.js";
 import { selectTab } from "./tabs.js";
 
 const UPLOAD_CONCURRENCY = 4;
@@ -65,11 +65,11 @@ function fillCard(card, result) {
   const head = el("div", "card-head");
   head.append(label, confidence);
   body.append(head, scoreBars(prediction.scores, prediction.label));
-  const note = handNote(prediction);
+  const note = handNote(result);
   if (note) body.append(note);
   body.append(model);
   const overlay = card.querySelector(".hand-overlay");
-  if (overlay) showHand(overlay, card.querySelector(".thumb"), prediction.hand);
+  if (overlay) showHand(overlay, card.querySelector(".thumb"), answeredHand(result));
   card.classList.remove("pending");
 }
 
