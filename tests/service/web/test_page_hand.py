@@ -165,6 +165,23 @@ def assert_hand_seen(note: Any, handedness: str, score: float) -> None:
     assert float(percent.rstrip("%")) == pytest.approx(score * 100, abs=0.051), shown
 
 
+@pytest.mark.browser
+def test_a_high_density_screen_gets_a_canvas_of_its_own_pixels(browser, serving):
+    context = browser.new_context(device_scale_factor=2, viewport={"width": 800, "height": 600})
+    try:
+        page = context.new_page()
+        page.goto(serving.rest_url + "/")
+        page.wait_for_selector('[data-testid="model-status"][data-ready]')
+        hand = recorded("rock")["predictions"][0]["hand"]
+        page.evaluate(SHOW_ON_A_PICTURE, [hand, "cover", True, 360, 240])
+        page.wait_for_selector('#hand-test canvas[data-hand="drawn"]')
+        assert page.evaluate("[document.querySelector('#hand-test canvas').width, "
+                             "document.querySelector('#hand-test canvas').height]") == [720, 480]
+        check_drawing(page, "#hand-test canvas", hand, Layout((360, 240), (240, 240), "cover", True))
+    finally:
+        context.close()
+
+
 def answer_with(page: Any, answer: dict[str, Any]) -> None:
     """/predict answers `answer` (a recorded one) from now on."""
     page.unroute("**/predict*")
