@@ -92,6 +92,7 @@ def test_a_sample_through_the_hand_stage_and_the_pose_classifier(browse, start_s
                   "features: pose"):
         assert shown in figures
     assert "cache" not in figures and "fold" not in figures
+    b.shot("model-pose")
     b.assert_clean_console()
 
 
