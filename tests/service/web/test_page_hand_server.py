@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.service.web.test_page import start_camera
 from tests.service.web.test_page_hand import (
     READ_ALPHA,
     SAMPLES,
@@ -110,4 +111,24 @@ def test_without_the_hand_stage_the_page_claims_no_hand(browse, serving):
     page.get_by_test_id("tab-model").click()
     page.get_by_test_id("model-card").wait_for()
     assert page.get_by_test_id("card-pose-classifier").count() == 0
+    b.assert_clean_console()
+
+
+def test_a_round_of_play_draws_the_hand_the_server_found_in_the_frame(browse, start_server, pose_root):
+    """The fake camera's hand (conftest's hand_video) through the hand stage: drawn over the mirrored view."""
+    b = browse("/?min_confidence=0", camera=True, server=start_server(pose_root))
+    page = b.page
+    start_camera(page)
+    with page.expect_response(lambda r: "/predict" in r.url) as answered:
+        page.get_by_test_id("play-round").click()
+    answer = answered.value.json()["predictions"][0]
+    assert answer["hand"] is not None and answer["path"] == "pose"
+    page.wait_for_selector('[data-testid="camera-hand"][data-hand="drawn"]')
+    note = page.get_by_test_id("player-hand").get_by_test_id("hand-note")
+    assert_hand_seen(note, answer["hand"]["handedness"], answer["hand"]["score"])
+    assert page.get_by_test_id("player-move").get_attribute("data-move") == answer["label"]
+    video = page.get_by_test_id("camera-video").bounding_box()
+    check_drawing(page, "#camera-hand", answer["hand"],
+                  Layout((video["width"], video["height"]), (320, 240), "cover", True))
+    b.shot("play-hand-server")
     b.assert_clean_console()
