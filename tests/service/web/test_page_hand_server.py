@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
 
 from tests.service.web.test_page import start_camera
 from tests.service.web.test_page_hand import (
@@ -31,21 +29,16 @@ POSE_FIGURES = {"held_out_by_hand_accuracy": 0.9976, "hand_found_rate": 0.979, "
 
 @pytest.fixture(scope="module")
 def pose_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo version given a pose classifier, fitted on what the hand stage finds in the three hand samples,
-    and the pose classifier's figures in its card (a server path and a list among them, which stay home)."""
-    from hands import HandStage
+    """The demo version given a pose classifier fitted on the three hand samples (as the runtime tests do), and
+    the pose classifier's figures in its card (a server path and a list among them, which stay home)."""
     from service.demo import install_demo
-    from training.pose import train_pose
+    from tests.service.test_hands_runtimes import _pose_from_samples
     from version_format.layout import CARD_FILE, POSE_FILE
 
     root = tmp_path_factory.mktemp("pose") / "models"
     path = install_demo(root, "rps")
     assert path is not None
-    stage = HandStage()
-    moves = ("paper", "rock", "scissors")
-    hands = [stage.find(Image.open(SAMPLES / f"{move}.jpg").convert("RGB")) for move in moves]
-    classifier = train_pose(np.stack([hand.landmarks for hand in hands if hand is not None]), np.arange(3), moves)
-    (path / POSE_FILE).write_text(json.dumps(classifier.to_dict()))
+    (path / POSE_FILE).write_text(json.dumps(_pose_from_samples()))
     card = json.loads((path / CARD_FILE).read_text())
     (path / CARD_FILE).write_text(json.dumps({**card, "pose": POSE_FIGURES}))
     return root
