@@ -4,15 +4,15 @@
 import { el, pct, state } from "./common.js";
 
 // MediaPipe's 21 landmarks: 0 wrist; thumb 1-4; index 5-8; middle 9-12; ring 13-16; little 17-20.
-export const BONES = [
+const BONES = [
   [0, 1], [1, 2], [2, 3], [3, 4],
   [0, 5], [5, 6], [6, 7], [7, 8],
   [5, 9], [9, 10], [10, 11], [11, 12],
   [9, 13], [13, 14], [14, 15], [15, 16],
   [13, 17], [0, 17], [17, 18], [18, 19], [19, 20],
 ];
-// Bright on any photo, and told apart from each other (the tests read them back from the canvas).
-export const COLOURS = { box: "#ffd43b", bone: "#51cf66", joint: "#ffffff", text: "#1c2130" };
+// Bright on any photo, and told apart from each other (the tests tell them apart on the canvas).
+const COLOURS = { box: "#ffd43b", bone: "#51cf66", joint: "#ffffff", text: "#1c2130" };
 
 const PATHS = {
   pose: "Read from the hand's landmarks (pose classifier)",
@@ -55,7 +55,7 @@ function pictureSize(media) {
 
 // Where a picW x picH picture is shown in a boxW x boxH element under CSS `object-fit` (object-position
 // centred, its default): the scale on each axis and the offset of the picture's corner.
-export function placement(boxW, boxH, picW, picH, fit) {
+function placement(boxW, boxH, picW, picH, fit) {
   let sx = boxW / picW;
   let sy = boxH / picH;
   if (fit && fit !== "fill") {
@@ -97,6 +97,11 @@ export function clearHand(canvas) {
 function redraw(canvas) {
   const view = views.get(canvas);
   if (!view) return;
+  if (!canvas.isConnected) { // its card was cleared: let both go
+    resized.unobserve(canvas);
+    views.delete(canvas);
+    return;
+  }
   const { media, hand } = view;
   const width = canvas.clientWidth;
   const height = canvas.clientHeight;
