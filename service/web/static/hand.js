@@ -14,6 +14,11 @@ const BONES = [
 // Bright on any photo, and told apart from each other (the tests tell them apart on the canvas).
 const COLOURS = { box: "#ffd43b", bone: "#51cf66", joint: "#ffffff", text: "#1c2130" };
 
+// The server gives MediaPipe's handedness, which assumes a mirrored (selfie) picture. The pictures this page
+// sends are as taken (uploads, and camera frames before the selfie view's flip): the person's hand is the other.
+const PERSONS_HAND = { Left: "Right", Right: "Left" };
+const handName = (hand) => PERSONS_HAND[hand.handedness] || hand.handedness;
+
 const PATHS = {
   pose: "Read from the hand's landmarks (pose classifier)",
   cnn: "Read from the whole picture (image CNN)",
@@ -38,7 +43,7 @@ export function handNote(result) {
   note.dataset.testid = "hand-note";
   if (hand !== undefined) {
     note.dataset.hand = hand ? "found" : "none";
-    note.append(el("span", "hand-seen", hand ? `${hand.handedness} hand ${pct(hand.score)}` : "No hand in view"));
+    note.append(el("span", "hand-seen", hand ? `${handName(hand)} hand ${pct(hand.score)}` : "No hand in view"));
   }
   if (path) {
     note.dataset.path = path;
@@ -116,7 +121,7 @@ function redraw(canvas) {
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   const ready = Boolean(pictureW && width); // else hidden (another tab) or not loaded: an event comes back
   canvas.dataset.hand = hand ? (ready ? "drawn" : "pending") : hand === null ? "none" : "";
-  canvas.setAttribute("aria-label", hand ? `${hand.handedness} hand found, ${pct(hand.score)}`
+  canvas.setAttribute("aria-label", hand ? `${handName(hand)} hand found, ${pct(hand.score)}`
     : hand === null ? "No hand in view" : "Nothing drawn");
   if (!hand || !ready) return;
 
@@ -139,7 +144,7 @@ function redraw(canvas) {
   // before the skeleton, which is drawn over it
   const size = Math.max(10, Math.min(14, Math.round(width / 30)));
   ctx.font = `600 ${size}px system-ui, sans-serif`;
-  const text = `${hand.handedness} ${pct(hand.score)}`;
+  const text = `${handName(hand)} ${pct(hand.score)}`;
   const tabW = ctx.measureText(text).width + 8;
   const tabH = size + 6;
   const tabX = Math.max(0, Math.min(left - line / 2, width - tabW));
