@@ -13,6 +13,7 @@ from service.errors import InvalidInputError
 from service.rest.multipart import check_multipart, split_form
 from service.rest.schemas import ERROR_RESPONSES, ModelsResponse, PredictResponse, VersionOut
 from service.rest.scope import DEADLINE, PREDICT_ROUTE
+from version_format.card import POSE_KEY
 
 _PREDICT_BODY = {
     "requestBody": {
@@ -48,10 +49,13 @@ def make_router(core: ServingCore) -> APIRouter:
                      ) -> ModelsResponse:
         name = model or core.default_model
         versions = []
+        loaded = core.registry_for(name).versions
         for v in core.statuses(name, allow_empty=True):
             runtime: dict[str, Any] = {"runtime": v.runtime, "runtime_note": v.runtime_note} if v.runtime else {}
+            # the core's own rule: whether an answer's `hand: null` means "no hand found" or "not looked for"
+            hand_stage = v.version in loaded and core._reader_for(loaded[v.version]) is not None
             versions.append(VersionOut(version=v.version, state=v.state, error=v.error, labels=list(v.labels),
-                                       **card_summary(v.card), **runtime))
+                                       hand_stage=hand_stage, **card_summary(v.card), **runtime))
         available = core.available_versions(name)
         return ModelsResponse(name=name, ready=core.model_ready(name),
                               default_version=available[-1] if available else None,
@@ -106,13 +110,23 @@ def card_summary(card: dict[str, Any]) -> dict[str, Any]:
             "recipe": card.get("recipe"), "arch": card.get("arch"), "trained_on": source,
             "validation": card.get("validation"), "reallike_accuracy": number("reallike_accuracy"),
             "reallike_seen_hands_accuracy": number("reallike_seen_hands_accuracy"),
-            "provenance": demo.get("provenance"), "int8": _int8_summary(card.get("int8"))}
+            "provenance": demo.get("provenance"), "int8": _int8_summary(card.get("int8")),
+            "pose": _pose_summary(card.get(POSE_KEY))}
 
 
 def _int8_summary(record: Any) -> dict[str, Any] | None:
     if not isinstance(record, dict):
         return None
     return {k: record.get(k) for k in ("fp32_accuracy", "int8_accuracy", "drop_points", "max_drop_points")}
+
+
+def _pose_summary(record: Any) -> dict[str, Any] | None:
+    """The pose entry's plain figures (numbers, flags, words); lists, tables and server paths stay home."""
+    if not isinstance(record, dict):
+        return None
+    kept = {str(k): v for k, v in record.items()
+            if isinstance(v, int | float | bool) or (isinstance(v, str) and not v.startswith("/"))}
+    return kept or None
 
 
 async def read_images(request: Request) -> list[bytes]:

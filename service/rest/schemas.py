@@ -59,6 +59,11 @@ class VersionOut(BaseModel):
     runtime_note: str | None = Field(None, description="Why that runtime (IMGCLF_RUNTIME and the int8 gate)")
     int8: dict[str, Any] | None = Field(
         None, description="The int8 model's measured top-1 beside fp32's, per set (model card)")
+    pose: dict[str, Any] | None = Field(
+        None, description="The pose classifier's figures, when the version has one (model card): "
+                          "held_out_by_hand_accuracy, hand_found_rate, pictures, hands, ...")
+    hand_stage: bool = Field(False, description="The hand stage reads this version's pictures (IMGCLF_HANDS): "
+                             "its answers' `hand` is then null only when no hand was found")
 
 
 class ModelsResponse(BaseModel):

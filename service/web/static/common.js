@@ -5,6 +5,7 @@ export const NO_HAND = "none"; // the label of models that can say no hand is in
 export const $ = (id) => document.getElementById(id);
 export const state = {
   target: "", // "" (latest), "label:NAME" or "version:N": applies to every request
+  handStage: {}, // version -> whether the hand stage reads its pictures (GET /models), see hand.js
 };
 
 export function el(tag, className, text) {

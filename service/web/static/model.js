@@ -58,6 +58,29 @@ function int8Summary(int8) {
     `${set}: fp32 ${pct(int8.fp32_accuracy[set])}, int8 ${pct(int8.int8_accuracy[set])}`).join("; ");
 }
 
+// The pose classifier's figures (the card's "pose" entry): the known ones in words, any other as it is named.
+const POSE_KNOWN = ["held_out_by_hand_accuracy", "hand_found_rate", "pictures", "hands"];
+
+function poseSummary(pose) {
+  if (!pose || typeof pose !== "object") return null;
+  const number = (key) => (typeof pose[key] === "number" ? pose[key] : null);
+  const parts = [];
+  if (number("held_out_by_hand_accuracy") !== null) {
+    parts.push(`${pct(pose.held_out_by_hand_accuracy)} on hands it never saw (held out by hand)`);
+  }
+  if (number("hand_found_rate") !== null) parts.push(`a hand found in ${pct(pose.hand_found_rate)} of pictures`);
+  if (number("pictures") !== null || number("hands") !== null) {
+    parts.push([number("pictures") !== null && `${pose.pictures.toLocaleString("en")} pictures`,
+      number("hands") !== null && `${pose.hands} hands`].filter(Boolean).join(" of "));
+  }
+  for (const [key, value] of Object.entries(pose)) {
+    if (POSE_KNOWN.includes(key) || !["number", "string", "boolean"].includes(typeof value)) continue;
+    const shown = typeof value === "number" && /(_accuracy|_rate)$/.test(key) ? pct(value) : String(value);
+    parts.push(`${key.replace(/_/g, " ")}: ${shown}`);
+  }
+  return parts.join("; ") || null;
+}
+
 // What the serving version learned from and how well it does, from its model card.
 function fillModelCard(models) {
   const serving = models.versions.find((v) => v.version === models.default_version);
@@ -80,6 +103,7 @@ function fillModelCard(models) {
         ? `${pct(serving.reallike_seen_hands_accuracy)} (hands it trained on, in unseen scenes, webcam-sized)` : null],
     ["Runtime", serving.runtime && `${serving.runtime}${serving.runtime_note ? ` (${serving.runtime_note})` : ""}`],
     ["Int8 model", int8Summary(serving.int8)],
+    ["Pose classifier", poseSummary(serving.pose)],
     ["Provenance", serving.provenance],
   ].filter(([, value]) => value);
   $("card-facts").replaceChildren(...facts.flatMap(([name, value]) => {
@@ -97,6 +121,7 @@ export async function loadModels() {
     const response = await api("/models");
     if (!response.ok) throw new Error(await errorText(response));
     const models = await response.json();
+    state.handStage = Object.fromEntries(models.versions.map((v) => [v.version, Boolean(v.hand_stage)]));
     fillSelect(models);
     fillTable(models);
     fillModelCard(models);

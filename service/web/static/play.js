@@ -2,6 +2,7 @@
 
 import { cameraError, cameraMissing, grabFrame, startCamera, stopCamera } from "./camera.js";
 import { $, NO_HAND, classify, pct, title } from "./common.js";
+import { answeredHand, clearHand, handNote, showHand } from "./hand.js";
 
 const MOVES = ["rock", "paper", "scissors"];
 const BEATS = { rock: "scissors", paper: "rock", scissors: "paper" };
@@ -47,6 +48,7 @@ async function startPlayCamera() {
 
 function stopPlayCamera() {
   stopCamera(video);
+  clearHand($("camera-hand"));
   game.stream = null;
   $("camera-placeholder").hidden = false;
   $("camera-start").hidden = false;
@@ -91,6 +93,8 @@ function resetRound() {
   $("round-result").textContent = "";
   delete $("round-result").dataset.outcome;
   $("player-frame").hidden = true;
+  $("player-hand").replaceChildren();
+  clearHand($("camera-hand"));
 }
 
 async function playRound() {
@@ -164,6 +168,10 @@ async function playRound() {
     player.textContent = title(label);
     player.dataset.move = label;
     $("player-confidence").textContent = `${pct(confidence)} sure (${result.model} v${result.version})`;
+    // the hand in the frame just sent, over the camera picture (mirrored as it is shown)
+    showHand($("camera-hand"), video, answeredHand(result));
+    const note = handNote(result);
+    if (note) $("player-hand").replaceChildren(note);
     if (label === NO_HAND) {
       player.textContent = "No hand";
       verdict.textContent = "No hand seen: show your hand to the camera. This round does not count.";

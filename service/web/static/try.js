@@ -1,6 +1,7 @@
 // imgclf page, "Try it" tab: classify uploads, pastes, drops and the sample images.
 
 import { $, NO_HAND, classify, el, pct, title } from "./common.js";
+import { answeredHand, handNote, showHand } from "./hand.js";
 import { selectTab } from "./tabs.js";
 
 const UPLOAD_CONCURRENCY = 4;
@@ -33,7 +34,13 @@ function resultCard(file) {
     objectUrls.push(url);
     img.src = url;
     img.alt = file.name;
-    card.append(img);
+    // the hand the server finds is drawn over the thumbnail, on a canvas of the same box
+    const frame = el("div", "thumb-frame");
+    const overlay = el("canvas", "hand-overlay");
+    overlay.dataset.testid = "hand-overlay";
+    overlay.setAttribute("role", "img");
+    frame.append(img, overlay);
+    card.append(frame);
   } else {
     card.append(el("div", "thumb none", (file.name.split(".").pop() || "?").slice(0, 4)));
   }
@@ -57,7 +64,12 @@ function fillCard(card, result) {
   model.dataset.testid = "result-model";
   const head = el("div", "card-head");
   head.append(label, confidence);
-  body.append(head, scoreBars(prediction.scores, prediction.label), model);
+  body.append(head, scoreBars(prediction.scores, prediction.label));
+  const note = handNote(result);
+  if (note) body.append(note);
+  body.append(model);
+  const overlay = card.querySelector(".hand-overlay");
+  if (overlay) showHand(overlay, card.querySelector(".thumb"), answeredHand(result));
   card.classList.remove("pending");
 }
 
