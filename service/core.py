@@ -230,7 +230,7 @@ class ServingCore:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 decode = first.model.decoder if first.model else None
                 scores = None
-                reader = self._reader_for(first)
+                reader = self.hand_reader_for(first)
                 if reader is not None:  # the hand stage first; the CNN answers the images without a hand
                     readings = await self._read_hands(reader, images, first.model.info.pose if first.model
                                                       else None)
@@ -274,7 +274,7 @@ class ServingCore:
         stats.last_inference_ms = int(time.time() * 1000)
         return ClassifyResult(name, served.version, served.labels, scores, paths, hands)
 
-    def _reader_for(self, served: ServedVersion) -> HandReader | None:
+    def hand_reader_for(self, served: ServedVersion) -> HandReader | None:
         """The hand stage, if it runs for this version: IMGCLF_HANDS=on, or auto and a pose classifier."""
         if self.hand_reader is None or served.model is None:
             return None

@@ -53,7 +53,7 @@ def make_router(core: ServingCore) -> APIRouter:
         for v in core.statuses(name, allow_empty=True):
             runtime: dict[str, Any] = {"runtime": v.runtime, "runtime_note": v.runtime_note} if v.runtime else {}
             # the core's own rule: whether an answer's `hand: null` means "no hand found" or "not looked for"
-            hand_stage = v.version in loaded and core._reader_for(loaded[v.version]) is not None
+            hand_stage = v.version in loaded and core.hand_reader_for(loaded[v.version]) is not None
             versions.append(VersionOut(version=v.version, state=v.state, error=v.error, labels=list(v.labels),
                                        hand_stage=hand_stage, **card_summary(v.card), **runtime))
         available = core.available_versions(name)

@@ -6,50 +6,24 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
 
-from hands import HandStage
-from service.demo import install_demo
-from tests.service.conftest import metric_value
+from tests.service.conftest import demo_version, metric_value
 from version_format.layout import POSE_FILE
 
 SAMPLES = Path(__file__).resolve().parents[2] / "service" / "web" / "static" / "samples"
 HANDS = ("rock", "paper", "scissors")
 
 
-def _pose_from_samples() -> dict[str, object]:
-    """A pose classifier trained on the three samples' landmarks and augmented copies of them: enough to
-    tell the samples apart, and trained here so that no external data is needed."""
-    from training.pose import Augmentation, train_pose
-
-    stage = HandStage(budget_ms=float("inf"))
-    landmarks = []
-    for name in HANDS:
-        with Image.open(SAMPLES / f"{name}.jpg") as im:
-            hand = stage.find(im.convert("RGB"))
-        assert hand is not None
-        landmarks.append(hand.landmarks)
-    model = train_pose(np.stack(landmarks * 8), list(range(3)) * 8, HANDS,
-                       augmentation=Augmentation(copies=4))
-    return model.to_dict()
-
-
 @pytest.fixture(scope="module")
-def hand_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Model roots: `pose` holds the demo version with a pose classifier, `plain` one without."""
-    roots = {}
-    for kind in ("pose", "plain"):
-        root = tmp_path_factory.mktemp(kind)
-        version = install_demo(root, "rps")
-        assert version is not None
-        (version / POSE_FILE).unlink(missing_ok=True)
-        roots[kind] = root
-    pose_file = roots["pose"] / "rps" / "1" / POSE_FILE
-    pose_file.write_text(json.dumps(_pose_from_samples()))
+def hand_models(tmp_path_factory: pytest.TempPathFactory, sample_pose: Any) -> dict[str, Path]:
+    """Model roots: `pose` holds the demo version with the samples' pose classifier, `plain` one without."""
+    roots = {"pose": demo_version(tmp_path_factory.mktemp("pose"), sample_pose),
+             "plain": demo_version(tmp_path_factory.mktemp("plain"))}
+    (roots["plain"] / "rps" / "1" / POSE_FILE).unlink(missing_ok=True)
     return roots
 
 

@@ -28,17 +28,14 @@ POSE_FIGURES = {"held_out_by_hand_accuracy": 0.9976, "hand_found_rate": 0.979, "
 
 
 @pytest.fixture(scope="module")
-def pose_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pose_root(tmp_path_factory: pytest.TempPathFactory, sample_pose: Any) -> Path:
     """The demo version given a pose classifier fitted on the three hand samples (as the runtime tests do), and
     the pose classifier's figures in its card (a server path and a list among them, which stay home)."""
-    from service.demo import install_demo
-    from tests.service.test_hands_runtimes import _pose_from_samples
-    from version_format.layout import CARD_FILE, POSE_FILE
+    from tests.service.conftest import demo_version
+    from version_format.layout import CARD_FILE
 
-    root = tmp_path_factory.mktemp("pose") / "models"
-    path = install_demo(root, "rps")
-    assert path is not None
-    (path / POSE_FILE).write_text(json.dumps(_pose_from_samples()))
+    root = demo_version(tmp_path_factory.mktemp("pose") / "models", sample_pose)
+    path = root / "rps" / "1"
     card = json.loads((path / CARD_FILE).read_text())
     (path / CARD_FILE).write_text(json.dumps({**card, "pose": POSE_FIGURES}))
     return root
