@@ -134,6 +134,7 @@ def finetune_pose(*, base_dir: Path, card: dict[str, Any], labels: tuple[str, ..
     except ValueError as exc:
         raise FinetuneError(f"the base version's pose classifier is broken: {exc}") from None
     pose_labels = prior.labels if prior is not None else tuple(x for x in labels if x != NONE_LABEL)
+    features = prior.features if prior is not None else "pose"
     hands = example_hands(data, examples)
     target = {label: i for i, label in enumerate(pose_labels)}
 
@@ -172,11 +173,12 @@ def finetune_pose(*, base_dir: Path, card: dict[str, Any], labels: tuple[str, ..
         repeat = max(1, round(EXAMPLE_SHARE * int((~in_ref).sum()) / max(1, len(train_y)))) if len(train_y) else 0
         x = np.concatenate([marks[~in_ref], *([train_x] * repeat)])
         y = np.concatenate([targets[~in_ref], *([train_y] * repeat)])
-        classifier = train_pose(x, y, pose_labels, seed=seed)
+        classifier = train_pose(x, y, pose_labels, seed=seed, features=features)
         how = f"{len(y) - repeat * len(train_y)} hands of {source} and {len(train_y)} examples x {repeat}"
     elif len(train_y):
-        classifier = (train_pose(train_x, train_y, pose_labels, seed=seed, prior=prior, l2=PRIOR_L2)
-                      if prior is not None else train_pose(train_x, train_y, pose_labels, seed=seed))
+        # l2 holds a prior near its weights (PRIOR_L2); without one, train_pose's own default applies
+        classifier = train_pose(train_x, train_y, pose_labels, seed=seed, features=features, prior=prior,
+                                l2=PRIOR_L2 if prior is not None else 1e-3)
         how = (f"{len(train_y)} examples, from the base version's pose classifier (l2 {PRIOR_L2:g} towards it)"
                if prior is not None else f"{len(train_y)} examples")
     else:  # every hand was held back: nothing to learn from

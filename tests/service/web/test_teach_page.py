@@ -65,6 +65,16 @@ def _wait_count(button, ok, timeout: float = 30) -> None:
     raise AssertionError(f"count stayed at {button.get_attribute('data-count')}")
 
 
+def _assert_no_hand_note(page, listing: dict, thumbs: bool = True) -> None:
+    """The tab counts the examples in which the server found no hand, as the listing does, and marks them."""
+    no_hand = [e for e in listing["examples"] if e["hand"] is False and e["label"] != "none"]
+    note = page.locator('[data-testid="teach-no-hand"]')
+    assert no_hand and note.is_visible()
+    assert note.text_content() == f"{len(no_hand)} without a hand: used for the image model only."
+    if thumbs:
+        assert page.locator('[data-testid="teach-thumb"][data-hand="false"]').count() == len(no_hand)
+
+
 def _predicted_version(server) -> int:
     from tests.service.teach.conftest import hand_jpeg
 
@@ -112,8 +122,9 @@ def test_capture_train_gate_swap_rollback(teach_server, tmp_path):
             assert errors == []
             if label != LABELS[-1]:
                 browser.close()
-        counts = httpx.get(f"{teach_server.rest_url}/v1/models/rps/examples").json()["counts"]
-        assert all(counts[label] >= PER_LABEL for label in LABELS), counts
+        listing = httpx.get(f"{teach_server.rest_url}/v1/models/rps/examples").json()
+        assert all(listing["counts"][label] >= PER_LABEL for label in LABELS), listing["counts"]
+        _assert_no_hand_note(page, listing, thumbs=False)  # this page shows only the last move's frames
 
         page.click('[data-testid="teach-train"]')
         page.wait_for_selector('[data-testid="teach-progress"]:not([hidden])')
@@ -202,6 +213,9 @@ def test_server_restart_mid_job_leaves_no_half_version_and_the_page_keeps_the_ex
             assert page.locator(f'[data-testid="teach-class"][data-label="{label}"]').get_attribute("data-count") == "3"
         assert page.locator('[data-testid="teach-thumb"]').count() == 9
         assert page.locator('[data-testid="teach-train"]').is_enabled()  # no job left running
+        listing = httpx.get(f"{again.rest_url}/v1/models/rps/examples").json()
+        assert listing["without_hand"]["rock"] == 3  # the hand stage finds none of these rendered fists
+        _assert_no_hand_note(page, listing)
         assert errors == []
         browser.close()
     assert sorted(p.name for p in (root / "rps").iterdir() if not p.name.startswith(".")) == ["1"]
