@@ -65,6 +65,20 @@ def _wait_count(button, ok, timeout: float = 30) -> None:
     raise AssertionError(f"count stayed at {button.get_attribute('data-count')}")
 
 
+def _settled_count(button, quiet: float = 1.0, timeout: float = 30) -> int:
+    """The button's count once it has not changed for `quiet` seconds."""
+    end = time.monotonic() + timeout
+    last, since = button.get_attribute("data-count"), time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(0.1)
+        now = button.get_attribute("data-count")
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return int(last or 0)
+    raise AssertionError(f"count kept changing: {last}")
+
+
 def _assert_no_hand_note(page, listing: dict, thumbs: bool = True) -> None:
     """The tab counts the examples in which the server found no hand, as the listing does, and marks them."""
     no_hand = [e for e in listing["examples"] if e["hand"] is False and e["label"] != "none"]
@@ -114,9 +128,9 @@ def test_capture_train_gate_swap_rollback(teach_server, tmp_path):
             page.mouse.down()
             _wait_count(button, lambda n: n >= PER_LABEL + 1)
             page.mouse.up()
+            count = _settled_count(button)  # a frame sent just before the release is stored after it
             assert page.locator(f'[data-testid="teach-thumb"][data-label="{label}"]').count() >= PER_LABEL + 1
             # one frame too many: delete it from the strip
-            count = int(button.get_attribute("data-count"))
             page.locator('[data-testid="teach-thumb"] [data-testid="teach-thumb-delete"]').first.click()
             _wait_count(button, lambda n, left=count - 1: n == left)
             assert errors == []
