@@ -182,9 +182,11 @@ function addThumb(id, label, src, hand) {
       applyCounts(body.counts, body.without_hand);
     }
   });
-  const caption = hand === false && label !== NO_HAND ? `${label}, no hand` : label;
-  if (hand === false && label !== NO_HAND) item.title = "No hand found: used for the image model only";
-  item.append(img, el("span", "label", caption), remove);
+  item.append(img, el("span", "label", label), remove);
+  if (hand === false && label !== NO_HAND) {
+    item.title = "No hand found: used for the image model only";
+    item.append(el("span", "label", "no hand"));
+  }
   $("teach-strip").prepend(item);
 }
 
