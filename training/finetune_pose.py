@@ -7,7 +7,7 @@ the gate's figures for it.
 - **The base data's hands**: `extract_landmarks` (cached) of the fine-tune's base data, or else of what the
   base version was trained on (its card's `data_source`), when that is a folder of class folders. A fixed
   share of them (the reference set's size per label, drawn with its seed) is never trained on: the pose
-  reference set.
+  reference set; of the rest, at most `BASE_HANDS_PER_LABEL` per label are trained on.
 - **Training**: on the base data's hands and the examples' (repeated so that they weigh about a fifth), or,
   with no base data to read, from the base version's classifier, held near it by l2 (`train_pose(prior=)`).
   With neither, a new classifier is trained only when every move has a hand among the examples.
@@ -35,6 +35,9 @@ from version_format.model_io import NONE_LABEL
 
 PRIOR_L2 = 0.05  # how hard a classifier fine-tuned without base hands is held near the base version's
 EXAMPLE_SHARE = 0.2  # the examples' weight among the base data's hands (by repetition)
+# base hands trained on, per label: seconds, not tens of them (rps-train has 840 a move; its 2,467 hands train
+# in 4 s on a quiet core, 8 s under load)
+BASE_HANDS_PER_LABEL = 400
 
 Item = tuple[bytes, str]  # an example's bytes and label, as finetune.split_holdout gives them
 
@@ -112,13 +115,14 @@ def _accuracy(classifier: PoseClassifier, landmarks: np.ndarray, targets: np.nda
     return float((classifier.predict_landmarks(landmarks).argmax(axis=1) == targets).mean())
 
 
-def _reference_split(targets: np.ndarray, per_label: int, seed: int) -> np.ndarray:
-    """A mask of `per_label` hands per label (fewer when a label has fewer than twice that), drawn with `seed`."""
+def _draw(targets: np.ndarray, among: np.ndarray, per_label: int, seed: int, *, half: bool = False) -> np.ndarray:
+    """A mask of at most `per_label` of the `among` hands per label (at most half of them with `half`), drawn
+    with `seed`."""
     rng = np.random.default_rng(seed)
     mask = np.zeros(len(targets), bool)
-    for c in np.unique(targets):
-        index = np.flatnonzero(targets == c)
-        mask[rng.choice(index, size=min(per_label, len(index) // 2), replace=False)] = True
+    for c in np.unique(targets[among]):
+        index = np.flatnonzero(among & (targets == c))
+        mask[rng.choice(index, size=min(per_label, len(index) // 2 if half else len(index)), replace=False)] = True
     return mask
 
 
@@ -168,11 +172,13 @@ def finetune_pose(*, base_dir: Path, card: dict[str, Any], labels: tuple[str, ..
     ref_x = ref_y = None
     if base is not None:
         marks, targets, source = base
-        in_ref = _reference_split(targets, reference_per_label, reference_seed)
+        everything = np.ones(len(targets), bool)
+        in_ref = _draw(targets, everything, reference_per_label, reference_seed, half=True)
         ref_x, ref_y = marks[in_ref], targets[in_ref]
-        repeat = max(1, round(EXAMPLE_SHARE * int((~in_ref).sum()) / max(1, len(train_y)))) if len(train_y) else 0
-        x = np.concatenate([marks[~in_ref], *([train_x] * repeat)])
-        y = np.concatenate([targets[~in_ref], *([train_y] * repeat)])
+        trained = _draw(targets, ~in_ref, BASE_HANDS_PER_LABEL, seed)
+        repeat = max(1, round(EXAMPLE_SHARE * int(trained.sum()) / max(1, len(train_y)))) if len(train_y) else 0
+        x = np.concatenate([marks[trained], *([train_x] * repeat)])
+        y = np.concatenate([targets[trained], *([train_y] * repeat)])
         classifier = train_pose(x, y, pose_labels, seed=seed, features=features)
         how = f"{len(y) - repeat * len(train_y)} hands of {source} and {len(train_y)} examples x {repeat}"
     elif len(train_y):
