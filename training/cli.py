@@ -190,6 +190,8 @@ def finetune_command(init_from: Path, data: Path, model_root: Path, name: str, *
     verdict = "promoted" if gate["promoted"] else "rejected (never served)"
     print(f"wrote {result['path']} (version {result['version']}, fine-tuned from {init_from}): gate {verdict}: "
           f"{gate['reason']} wall_time={result['seconds']:.1f}s", flush=True)
+    if gate.get("pose"):
+        print(f"pose classifier: {gate['pose']['reason']}", flush=True)
 
 
 def evaluate_command(

@@ -1,4 +1,7 @@
-"""Fine-tune a version on a few labelled examples: warm start, mixed base data, the quality gate, atomic export."""
+"""Fine-tune a version on a few labelled examples: warm start, mixed base data, the quality gate, atomic export.
+
+The image model's classifier layer is retrained here; the pose classifier (answering wherever the hand stage
+finds a hand) is retrained beside it in training/finetune_pose.py, and the gate judges both."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from training.errors import FinetuneError
-from version_format.card import GATE_KEY
+from version_format.card import GATE_KEY, POSE_KEY
 
 if TYPE_CHECKING:
     from training.data import ImageSet
@@ -71,6 +74,7 @@ class GateVerdict:
     reference_count: int
     tolerance_points: float
     details: dict[str, Any] = field(default_factory=dict)
+    pose: dict[str, Any] | None = None  # the pose classifier's figures (training/finetune_pose.PoseGate)
 
 
 def decide(holdout_before: float, holdout_after: float, reference_before: float, reference_after: float,
@@ -157,6 +161,7 @@ def run(config: FinetuneConfig, progress: Progress | None = None) -> dict[str, A
 
     from training.data import load_source, make_augmenter
     from training.export import ServingModule, export
+    from training.finetune_pose import finetune_pose
     from training.model import make_model
     from training.preprocessing import decode_and_resize
     from training.realhands.scenes import light_augment
@@ -241,6 +246,7 @@ def run(config: FinetuneConfig, progress: Progress | None = None) -> dict[str, A
         return _accuracy(feats_ @ kernel + bias, targets)
 
     before_held, before_ref = scored(held_f, y_held), scored(ref_f, y_ref)
+    image_model_right = np.argmax(held_f @ old_head[0] + old_head[1], axis=1) == y_held
     clf.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"])
 
@@ -256,9 +262,17 @@ def run(config: FinetuneConfig, progress: Progress | None = None) -> dict[str, A
     after_held, after_ref = scored(held_f, y_held), scored(ref_f, y_ref)
     head.set_weights(clf.layers[-1].get_weights())
     promoted, reason = decide(before_held, after_held, before_ref, after_ref, config.tolerance_points)
+    emit({"event": "progress", "phase": "pose", "fraction": 0.9})
+    pose = finetune_pose(base_dir=base_dir, card=card, labels=labels, data=Path(config.data), examples=examples,
+                         train_items=train_items, held_items=held_items, image_model_right=image_model_right,
+                         base_data=config.base_data, reference_per_label=config.reference_per_label,
+                         reference_seed=REFERENCE_SEED, seed=config.seed, tolerance_points=config.tolerance_points)
+    if promoted and not pose.gate.promoted:
+        promoted, reason = False, f"pose classifier: {pose.gate.reason}"
     verdict = GateVerdict(promoted, reason, before_held, after_held, len(held_items), before_ref, after_ref,
                           len(reference), config.tolerance_points,
-                          details={"held_back_per_label": {k: int((y_held == target[k]).sum()) for k in examples}})
+                          details={"held_back_per_label": {k: int((y_held == target[k]).sum()) for k in examples}},
+                          pose=asdict(pose.gate))
     emit({"event": "progress", "phase": "export", "fraction": 0.92, "gate": asdict(verdict)})
 
     new_card = {
@@ -275,10 +289,11 @@ def run(config: FinetuneConfig, progress: Progress | None = None) -> dict[str, A
                      "trained": "the classifier layer, on the frozen network's features",
                      "seconds": round(time.monotonic() - started, 1)},
         GATE_KEY: asdict(verdict),
+        POSE_KEY: pose.card,
     }
     warmup = [data for data, _ in held_items[:4]]
     path = export(model, labels, config.model_root, config.name, version=config.version, card=new_card,
-                  warmup_images=warmup)
+                  warmup_images=warmup, pose=pose.classifier)
     result = {"version": int(path.name), "path": str(path), "gate": asdict(verdict),
               "seconds": round(time.monotonic() - started, 1)}
     emit({"event": "done", "fraction": 1.0, **result})

@@ -103,7 +103,8 @@ def data_digest(root: Path, files: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
-def _read(file: Path) -> Image.Image | None:
+def read_picture(file: Path) -> Image.Image | None:
+    """The file as an upright RGB picture (EXIF orientation applied), or None when it is not a readable image."""
     try:
         with Image.open(file) as img:
             turn = orientation(img)
@@ -149,7 +150,7 @@ def extract_landmarks(folder: str | Path, *, cache: Path | None = None, stage: F
 
     def one(index: int) -> None:
         nonlocal done
-        picture = _read(files[index])
+        picture = read_picture(files[index])
         hand = finder.find(picture) if picture is not None else None
         with lock:
             if hand is not None:
@@ -207,32 +208,37 @@ def augment(landmarks: np.ndarray, rng: np.random.Generator, how: Augmentation =
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, *, l2: float = 1e-3,
-                 max_iter: int = 500) -> tuple[np.ndarray, np.ndarray]:
+                 max_iter: int = 500, start: tuple[np.ndarray, np.ndarray] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression (mean cross-entropy + l2/2 |W|^2) from zero weights by L-BFGS:
-    deterministic for the same inputs. -> (weights [F, C], bias [C])."""
+    deterministic for the same inputs. -> (weights [F, C], bias [C]). With `start` (weights, bias) it starts
+    there and l2 pulls towards those weights instead of zero (a fine-tune of an existing classifier)."""
     n, f = x.shape
     onehot = np.eye(num_classes)[y]
+    w0 = np.zeros((f, num_classes)) if start is None else np.asarray(start[0], np.float64)
+    b0 = np.zeros(num_classes) if start is None else np.asarray(start[1], np.float64)
 
     def loss_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[: f * num_classes].reshape(f, num_classes), theta[f * num_classes:]
         logits = x @ w + b
         logits -= logits.max(axis=1, keepdims=True)
         log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        loss = -(onehot * log_probs).sum() / n + 0.5 * l2 * (w**2).sum()
+        loss = -(onehot * log_probs).sum() / n + 0.5 * l2 * ((w - w0)**2).sum()
         d = (np.exp(log_probs) - onehot) / n
-        return float(loss), np.concatenate([(x.T @ d + l2 * w).ravel(), d.sum(axis=0)])
+        return float(loss), np.concatenate([(x.T @ d + l2 * (w - w0)).ravel(), d.sum(axis=0)])
 
-    result = minimize(loss_and_grad, np.zeros(f * num_classes + num_classes), jac=True, method="L-BFGS-B",
+    result = minimize(loss_and_grad, np.concatenate([w0.ravel(), b0]), jac=True, method="L-BFGS-B",
                       options={"maxiter": max_iter})
     return result.x[: f * num_classes].reshape(f, num_classes), result.x[f * num_classes:]
 
 
 def train_pose(landmarks: np.ndarray, targets: np.ndarray, labels: Sequence[str], *, seed: int = 0,
                features: str = "pose", augmentation: Augmentation | None = Augmentation(), l2: float = 1e-3,
-               ) -> PoseClassifier:
+               prior: PoseClassifier | None = None) -> PoseClassifier:
     """A seeded pose classifier on [n, 21, 3] landmarks (hands found only) and their targets into `labels`:
     the landmarks plus augmented copies of them (none when `augmentation` is None), their features
-    standardised."""
+    standardised. With a `prior` (same labels and features) it keeps the prior's standardisation and l2 pulls
+    towards the prior's weights: a few hands adjust it where they disagree with it and leave the rest."""
     landmarks = np.asarray(landmarks, np.float32)
     targets = np.asarray(targets, np.int64)
     if landmarks.ndim != 3 or landmarks.shape[1:] != (21, 3) or len(landmarks) != len(targets):
@@ -247,6 +253,12 @@ def train_pose(landmarks: np.ndarray, targets: np.ndarray, labels: Sequence[str]
             ys.append(targets)
     x = featurise(np.concatenate(hands), features).astype(np.float64)
     y = np.concatenate(ys)
+    if prior is not None:
+        if prior.labels != tuple(labels) or prior.features != features:
+            raise ValueError(f"the prior's labels {prior.labels} and features {prior.features!r} differ")
+        weights, bias = fit_logistic((x - prior.mean) / prior.std, y, len(labels), l2=l2,
+                                     start=(prior.weights, prior.bias))
+        return PoseClassifier(weights, bias, prior.mean, prior.std, tuple(labels), prior.feature_names, features)
     mean, std = x.mean(axis=0), x.std(axis=0)
     std = np.where(std > 1e-6, std, 1.0)  # a constant feature stays 0 after standardising
     weights, bias = fit_logistic((x - mean) / std, y, len(labels), l2=l2)

@@ -38,9 +38,10 @@ def make_router(teach: TeachCore) -> APIRouter:
         out = await teach.add_example(name, label, data)
         return JSONResponse(out, status_code=201 if out["created"] else 200)
 
-    @router.get("/v1/models/{name}/examples", summary="Examples per label, with their ids")
+    @router.get("/v1/models/{name}/examples",
+                summary="Examples per label, with their ids and whether a hand was found in each")
     async def list_examples(name: str) -> dict[str, Any]:
-        return teach.list_examples(name)
+        return await teach.list_examples(name)
 
     @router.get("/v1/models/{name}/examples/{example_id}", summary="One example's image",
                 response_class=FileResponse, responses={200: {"content": {"image/*": {}}}})

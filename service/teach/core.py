@@ -7,11 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hands.record import HandRecord
 from service.core import ServingCore
 from service.errors import ConflictError, InvalidInputError, NotFoundError
+from service.hand_reader import HandReader
 from service.registry import verdicts
 from service.settings import ServeSettings
-from service.teach.examples import ExampleStore
+from service.teach.examples import Example, ExampleStore
 from service.teach.jobs import Job, JobRunner
 
 log = logging.getLogger(__name__)
@@ -54,15 +56,40 @@ class TeachCore:
     async def add_example(self, name: str, label: str, data: bytes) -> dict[str, Any]:
         labels = self.labels(name)
         example, created = await asyncio.to_thread(self.store.add, name, labels, label, data)
-        return {"id": example.id, "label": example.label, "created": created,
-                "counts": self.store.counts(name, labels)}
+        hand = self.store.hand_found(name, example)
+        if hand is None and self.core.hand_reader is not None:
+            hand = await asyncio.get_running_loop().run_in_executor(
+                self.core.decoder, self._read_hand, self.core.hand_reader, name, example)
+        return {"id": example.id, "label": example.label, "created": created, "hand": hand,
+                **await asyncio.to_thread(self._counts, name, labels)}
 
-    def list_examples(self, name: str) -> dict[str, Any]:
+    def _read_hand(self, reader: HandReader, name: str, example: Example) -> bool | None:
+        """In a decode thread: the hand stage on the stored example, its record written beside it. None when
+        the stage could not read it (the fine-tune then runs the stage itself)."""
+        try:
+            hand, _, _ = reader.read(example.path.read_bytes(), max_pixels=self.settings.max_image_pixels,
+                                     min_side=self.settings.min_image_side)
+        except (OSError, InvalidInputError) as exc:  # deleted meanwhile, or unreadable to the stage
+            log.warning("hand stage on example %s of %s: %s", example.id, name, exc)
+            return None
+        record = HandRecord(None) if hand is None else HandRecord(hand.landmarks, hand.handedness, hand.score)
+        return record.found if self.store.keep_hand(name, example, record) else None
+
+    def _counts(self, name: str, labels: tuple[str, ...]) -> dict[str, Any]:
+        """Examples per label, and those of them with no hand found (the image model alone learns from them)."""
+        return {"counts": self.store.counts(name, labels), "without_hand": self.store.without_hand(name, labels)}
+
+    async def list_examples(self, name: str) -> dict[str, Any]:
         labels = self.labels(name)
-        examples = self.store.all(name)
-        return {"model": name, "labels": list(labels), "counts": self.store.counts(name, labels),
-                "total": len(examples), "max_per_label": self.store.max_per_label,
-                "examples": [{"id": e.id, "label": e.label} for e in examples]}
+
+        def listing() -> dict[str, Any]:  # reads every example's hand record once: off the event loop
+            examples = self.store.all(name)
+            return {"model": name, "labels": list(labels), **self._counts(name, labels), "total": len(examples),
+                    "max_per_label": self.store.max_per_label,
+                    "examples": [{"id": e.id, "label": e.label, "hand": self.store.hand_found(name, e)}
+                                 for e in examples]}
+
+        return await asyncio.to_thread(listing)
 
     def example_file(self, name: str, example_id: str) -> Path:
         self.core.registry_for(name)
@@ -71,13 +98,13 @@ class TeachCore:
     def delete_example(self, name: str, example_id: str) -> dict[str, Any]:
         labels = self.labels(name)
         removed = self.store.remove(name, example_id)
-        return {"deleted": [removed.id], "counts": self.store.counts(name, labels)}
+        return {"deleted": [removed.id], **self._counts(name, labels)}
 
     def clear_examples(self, name: str) -> dict[str, Any]:
         labels = self.labels(name)
         if self.runner.running is not None and self.runner.running.model == name:
             raise ConflictError("a fine-tune job is reading the examples; cancel it or wait")
-        return {"deleted": self.store.clear(name), "counts": self.store.counts(name, labels)}
+        return {"deleted": self.store.clear(name), **self._counts(name, labels)}
 
     # -- fine-tunes ------------------------------------------------------------------------
     async def start_finetune(self, name: str) -> Job:

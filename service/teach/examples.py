@@ -1,4 +1,6 @@
-"""Taught examples on disk: <data-root>/<name>/examples/<label>/<sha256>.<ext>, written atomically, one copy each."""
+"""Taught examples on disk: <data-root>/<name>/examples/<label>/<sha256>.<ext>, written atomically, one copy each,
+and what the hand stage found in each: a record in <data-root>/<name>/examples/.hands/<label>/<sha256>.json
+(hands/record.py; a dot folder, so neither this store nor training reads it as a label)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from hands.record import RECORDS, HandRecord, read_record, record_path, write_record
 from service.errors import ConflictError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from service.images import check_image
 from version_format.atomic import atomic_write
@@ -38,16 +41,26 @@ class ExampleStore:
         self.max_pixels = max_pixels
         self.min_side = min_side
         self._lock = threading.Lock()  # count-then-write is one step for concurrent uploads
+        self._found: dict[Path, bool] = {}  # record path -> hand found, so a listing reads each record once
 
     def folder(self, name: str) -> Path:
         return self.data_root / name / "examples"
 
     def clean(self, name: str) -> None:
-        """Drop temporary files a crash left behind (they never count as examples)."""
+        """Drop temporary files a crash left behind (they never count as examples), and hand records whose
+        example is gone."""
         base = self.folder(name)
         if base.is_dir():
             for tmp in base.glob(TMP_PREFIX + "*"):
                 shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        records = base / RECORDS
+        if records.is_dir():
+            for tmp in records.glob(f"*/{TMP_PREFIX}*"):
+                tmp.unlink(missing_ok=True)
+            kept = {(ex.label, ex.id) for ex in self.all(name)}
+            for record in records.glob("*/*.json"):
+                if (record.parent.name, record.stem) not in kept:
+                    record.unlink(missing_ok=True)
 
     def all(self, name: str) -> list[Example]:
         base = self.folder(name)
@@ -107,6 +120,7 @@ class ExampleStore:
         with self._lock:
             found = self.get(name, example_id)
             found.path.unlink(missing_ok=True)
+            self._drop_record(name, found)
             return found
 
     def clear(self, name: str) -> int:
@@ -114,8 +128,47 @@ class ExampleStore:
             removed = 0
             for ex in self.all(name):
                 ex.path.unlink(missing_ok=True)
+                self._drop_record(name, ex)
                 removed += 1
             return removed
+
+    # -- what the hand stage found ----------------------------------------------------------------------
+    def record(self, name: str, example: Example) -> Path:
+        return record_path(self.folder(name), example.label, example.id)
+
+    def _drop_record(self, name: str, example: Example) -> None:
+        path = self.record(name, example)
+        path.unlink(missing_ok=True)
+        self._found.pop(path, None)
+
+    def keep_hand(self, name: str, example: Example, record: HandRecord) -> bool:
+        """Store the example's hand record; False (and nothing written) when the example was deleted
+        meanwhile, so no record outlives its example."""
+        with self._lock:
+            if not example.path.exists():
+                return False
+            path = self.record(name, example)
+            write_record(path, record)
+            self._found[path] = record.found
+            return True
+
+    def hand_found(self, name: str, example: Example) -> bool | None:
+        """Whether the stage found a hand in the example; None when it has not read it."""
+        path = self.record(name, example)
+        if path not in self._found:
+            record = read_record(path)
+            if record is None:
+                return None
+            self._found[path] = record.found
+        return self._found[path]
+
+    def without_hand(self, name: str, labels: tuple[str, ...]) -> dict[str, int]:
+        """Per label, the examples the stage read and found no hand in (they train the image model only)."""
+        counts = dict.fromkeys(labels, 0)
+        for ex in self.all(name):
+            if self.hand_found(name, ex) is False:
+                counts[ex.label] = counts.get(ex.label, 0) + 1
+        return counts
 
 
 def _format(data: bytes) -> str:

@@ -5,7 +5,9 @@ import { $, NO_HAND, api, el, errorText, hasApiKey, pct, title } from "./common.
 import { loadModels } from "./model.js";
 
 const CAPTURE_MS = 150; // one frame per 150 ms while a class's button is held
-const teach = { model: null, labels: [], counts: {}, stream: null, holding: null, job: null, events: null };
+const teach = {
+  model: null, labels: [], counts: {}, withoutHand: {}, stream: null, holding: null, job: null, events: null,
+};
 const teachVideo = $("teach-video");
 
 const teachApi = (path) => `/v1/models/${encodeURIComponent(teach.model)}${path}`;
@@ -31,8 +33,8 @@ async function initTeach() {
     teach.labels = listing.labels;
     $("tab-teach").hidden = false;
     renderClasses();
-    applyCounts(listing.counts);
-    for (const ex of listing.examples) addThumb(ex.id, ex.label, exampleImage(ex.id));
+    applyCounts(listing.counts, listing.without_hand);
+    for (const ex of listing.examples) addThumb(ex.id, ex.label, exampleImage(ex.id), ex.hand);
     const jobs = await (await api(teachApi("/finetunes"))).json();
     const running = jobs.jobs.find((job) => job.state === "running");
     if (running) followJob(running.id);
@@ -53,10 +55,29 @@ function renderClasses() {
     return button;
   });
   $("teach-classes").replaceChildren(...buttons);
+  if (!$("teach-no-hand")) {
+    // where the hand stage found no hand in an example, the pose classifier cannot learn from it
+    const note = el("p", "hint", "");
+    note.id = "teach-no-hand";
+    note.dataset.testid = "teach-no-hand";
+    note.hidden = true;
+    $("teach-classes").after(note);
+  }
 }
 
-function applyCounts(counts) {
+// `withoutHand`: per label, the examples in which the server's hand stage found no hand (absent when the
+// reply does not say, e.g. after an error: the last known counts stay).
+function applyCounts(counts, withoutHand) {
   teach.counts = counts;
+  if (withoutHand) teach.withoutHand = withoutHand;
+  // a "No hand" example is meant to show none
+  const noHand = Object.entries(teach.withoutHand).reduce((sum, [label, n]) => sum + (label === NO_HAND ? 0 : n), 0);
+  const note = $("teach-no-hand");
+  if (note) {
+    note.hidden = noHand === 0;
+    note.dataset.count = String(noHand);
+    note.textContent = `${noHand} without a hand: used for the image model only.`;
+  }
   for (const button of document.querySelectorAll('[data-testid="teach-class"]')) {
     const label = button.dataset.label;
     const name = label === NO_HAND ? "No hand" : title(label);
@@ -123,8 +144,8 @@ async function captureOne(label) {
     return;
   }
   const body = await response.json();
-  applyCounts(body.counts);
-  if (body.created) addThumb(body.id, label, URL.createObjectURL(blob));
+  applyCounts(body.counts, body.without_hand);
+  if (body.created) addThumb(body.id, label, URL.createObjectURL(blob), body.hand);
 }
 
 // A stored example's image: by URL, or through api() when a key is needed (an <img> cannot send it).
@@ -134,11 +155,13 @@ async function exampleImage(id) {
   return response.ok ? URL.createObjectURL(await response.blob()) : "";
 }
 
-function addThumb(id, label, src) {
+// `hand`: whether the hand stage found a hand in the frame (null: the server did not run it).
+function addThumb(id, label, src, hand) {
   const item = el("li");
   item.dataset.testid = "teach-thumb";
   item.dataset.id = id;
   item.dataset.label = label;
+  if (hand === true || hand === false) item.dataset.hand = String(hand);
   const img = el("img");
   Promise.resolve(src).then((url) => { img.src = url; });
   img.alt = `${label} example`;
@@ -154,9 +177,16 @@ function addThumb(id, label, src) {
       return;
     }
     dropThumb(item);
-    if (response.ok) applyCounts((await response.json()).counts);
+    if (response.ok) {
+      const body = await response.json();
+      applyCounts(body.counts, body.without_hand);
+    }
   });
   item.append(img, el("span", "label", label), remove);
+  if (hand === false && label !== NO_HAND) {
+    item.title = "No hand found: used for the image model only";
+    item.append(el("span", "label", "no hand"));
+  }
   $("teach-strip").prepend(item);
 }
 
@@ -174,7 +204,8 @@ async function clearExamples() {
     return;
   }
   [...$("teach-strip").children].forEach(dropThumb);
-  applyCounts((await response.json()).counts);
+  const body = await response.json();
+  applyCounts(body.counts, body.without_hand);
   teachMessage("Every example deleted.");
 }
 
@@ -263,7 +294,11 @@ function showJob(job) {
   if (job.result && job.result.gate) {
     const g = job.result.gate;
     const before = `${pct(g.holdout_before)} → ${pct(g.holdout_after)} on your ${g.holdout_count} held-back frames`;
-    const ref = `reference set ${pct(g.reference_before)} → ${pct(g.reference_after)}`;
+    let ref = `reference set ${pct(g.reference_before)} → ${pct(g.reference_after)}`;
+    if (g.pose && typeof g.pose.holdout_after === "number") {
+      ref += `; hand poses ${pct(g.pose.holdout_before)} → ${pct(g.pose.holdout_after)} on the `
+        + `${g.pose.holdout_count} held-back frames with a hand`;
+    }
     if (job.state === "succeeded") {
       verdict.textContent = `Version ${job.result.version} passed the gate (${before}; ${ref})`
         + (job.result.serving ? ` and now answers every request, the game included.` : ".");

@@ -65,6 +65,30 @@ def _wait_count(button, ok, timeout: float = 30) -> None:
     raise AssertionError(f"count stayed at {button.get_attribute('data-count')}")
 
 
+def _settled_count(button, quiet: float = 1.0, timeout: float = 30) -> int:
+    """The button's count once it has not changed for `quiet` seconds."""
+    end = time.monotonic() + timeout
+    last, since = button.get_attribute("data-count"), time.monotonic()
+    while time.monotonic() < end:
+        time.sleep(0.1)
+        now = button.get_attribute("data-count")
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return int(last or 0)
+    raise AssertionError(f"count kept changing: {last}")
+
+
+def _assert_no_hand_note(page, listing: dict, thumbs: bool = True) -> None:
+    """The tab counts the examples in which the server found no hand, as the listing does, and marks them."""
+    no_hand = [e for e in listing["examples"] if e["hand"] is False and e["label"] != "none"]
+    note = page.locator('[data-testid="teach-no-hand"]')
+    assert no_hand and note.is_visible()
+    assert note.text_content() == f"{len(no_hand)} without a hand: used for the image model only."
+    if thumbs:
+        assert page.locator('[data-testid="teach-thumb"][data-hand="false"]').count() == len(no_hand)
+
+
 def _predicted_version(server) -> int:
     from tests.service.teach.conftest import hand_jpeg
 
@@ -104,16 +128,17 @@ def test_capture_train_gate_swap_rollback(teach_server, tmp_path):
             page.mouse.down()
             _wait_count(button, lambda n: n >= PER_LABEL + 1)
             page.mouse.up()
+            count = _settled_count(button)  # a frame sent just before the release is stored after it
             assert page.locator(f'[data-testid="teach-thumb"][data-label="{label}"]').count() >= PER_LABEL + 1
             # one frame too many: delete it from the strip
-            count = int(button.get_attribute("data-count"))
             page.locator('[data-testid="teach-thumb"] [data-testid="teach-thumb-delete"]').first.click()
             _wait_count(button, lambda n, left=count - 1: n == left)
             assert errors == []
             if label != LABELS[-1]:
                 browser.close()
-        counts = httpx.get(f"{teach_server.rest_url}/v1/models/rps/examples").json()["counts"]
-        assert all(counts[label] >= PER_LABEL for label in LABELS), counts
+        listing = httpx.get(f"{teach_server.rest_url}/v1/models/rps/examples").json()
+        assert all(listing["counts"][label] >= PER_LABEL for label in LABELS), listing["counts"]
+        _assert_no_hand_note(page, listing, thumbs=False)  # this page shows only the last move's frames
 
         page.click('[data-testid="teach-train"]')
         page.wait_for_selector('[data-testid="teach-progress"]:not([hidden])')
@@ -202,6 +227,9 @@ def test_server_restart_mid_job_leaves_no_half_version_and_the_page_keeps_the_ex
             assert page.locator(f'[data-testid="teach-class"][data-label="{label}"]').get_attribute("data-count") == "3"
         assert page.locator('[data-testid="teach-thumb"]').count() == 9
         assert page.locator('[data-testid="teach-train"]').is_enabled()  # no job left running
+        listing = httpx.get(f"{again.rest_url}/v1/models/rps/examples").json()
+        assert listing["without_hand"]["rock"] == 3  # the hand stage finds none of these rendered fists
+        _assert_no_hand_note(page, listing)
         assert errors == []
         browser.close()
     assert sorted(p.name for p in (root / "rps").iterdir() if not p.name.startswith(".")) == ["1"]
