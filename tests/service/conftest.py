@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -149,11 +150,26 @@ def samples() -> dict[str, bytes]:
     return {p.stem: p.read_bytes() for p in SAMPLES.glob("*.jpg")}
 
 
+def sample_jpeg(label: str, index: int) -> bytes:
+    """The page's `label` sample (a rendered hand the hand stage finds), turned, mirrored and lit differently
+    for every index, so each is a new example; `no-hand` is the portrait in which it finds none."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    picture = Image.open(SAMPLES / f"{label}.jpg").convert("RGB")
+    if index:
+        picture = ImageOps.mirror(picture) if index % 2 else picture
+        picture = picture.rotate((index % 5 - 2) * 6, fillcolor=(255, 255, 255))
+        picture = ImageEnhance.Brightness(picture).enhance(0.8 + 0.04 * (index % 8))
+    buf = io.BytesIO()
+    picture.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
 @pytest.fixture(scope="session")
 def sample_pose() -> Any:
-    """A pose classifier trained on the landmarks of the three sample hands (no external data): it reads
-    each of them right. Its labels are the hands' only; a version's `none` gets 0 from it."""
-    import math
+    """A pose classifier trained on the landmarks of the three sample hands and 7 varied copies of each (no
+    external data): it reads each of them right. Its labels are the hands' only; a version's `none` gets 0."""
+    import io
 
     import numpy as np
     from PIL import Image
@@ -161,14 +177,15 @@ def sample_pose() -> Any:
     from hands import HandStage
     from training.pose import train_pose
 
-    stage = HandStage(threads=1, budget_ms=math.inf)
-    found = []
-    for name in HANDS:
-        with Image.open(SAMPLES / f"{name}.jpg") as img:
-            hand = stage.find(img.convert("RGB"))
-        assert hand is not None, name
-        found.append(hand.landmarks)
-    return train_pose(np.stack(found), np.arange(len(HANDS)), HANDS)
+    stage = HandStage(threads=1, budget_ms=float("inf"))
+    marks, targets = [], []
+    for target, label in enumerate(HANDS):
+        for index in range(8):
+            hand = stage.find(Image.open(io.BytesIO(sample_jpeg(label, index))).convert("RGB"))
+            assert hand is not None, (label, index)
+            marks.append(hand.landmarks)
+            targets.append(target)
+    return train_pose(np.stack(marks), np.array(targets), HANDS, seed=0)
 
 
 def demo_version(root: Path, pose: Any = None) -> Path:

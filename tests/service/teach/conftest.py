@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 
 def hand_jpeg(label: str, index: int, size: int = 96) -> bytes:
@@ -59,40 +58,6 @@ def teach_server(start_server: Callable[..., Any], teach_root: Path, tmp_path: P
                         teach_max_examples_per_label=12)
 
 
-SAMPLES = Path(__file__).resolve().parents[3] / "service" / "web" / "static" / "samples"
-MOVES = ("paper", "rock", "scissors")
-
-
-def sample_jpeg(label: str, index: int) -> bytes:
-    """The page's `label` sample (a rendered hand the hand stage finds), turned, mirrored and lit differently
-    for every index, so each is a new example; `no-hand` is the portrait in which it finds none."""
-    from PIL import Image, ImageEnhance, ImageOps
-
-    picture = Image.open(SAMPLES / f"{label}.jpg").convert("RGB")
-    if index:
-        picture = ImageOps.mirror(picture) if index % 2 else picture
-        picture = picture.rotate((index % 5 - 2) * 6, fillcolor=(255, 255, 255))
-        picture = ImageEnhance.Brightness(picture).enhance(0.8 + 0.04 * (index % 8))
-    buf = io.BytesIO()
-    picture.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
-@pytest.fixture(scope="session")
-def sample_pose() -> Any:
-    """A pose classifier trained on the hands of the three samples and 7 varied copies of each."""
-    from hands import HandStage
-    from training.pose import train_pose
-
-    stage = HandStage(threads=1)
-    marks, targets = [], []
-    for target, label in enumerate(MOVES):
-        for index in range(8):
-            hand = stage.find(Image.open(io.BytesIO(sample_jpeg(label, index))).convert("RGB"))
-            assert hand is not None, (label, index)
-            marks.append(hand.landmarks)
-            targets.append(target)
-    return train_pose(np.stack(marks), np.array(targets), MOVES, seed=0)
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from hands.classifier import read_pose_classifier
-from tests.service.teach.conftest import MOVES, SAMPLES, sample_jpeg
+from tests.service.conftest import HANDS as MOVES
+from tests.service.conftest import SAMPLES, sample_jpeg
 from version_format.layout import CARD_FILE, POSE_FILE
 
 
