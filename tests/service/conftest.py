@@ -169,7 +169,6 @@ def sample_jpeg(label: str, index: int) -> bytes:
 def sample_pose() -> Any:
     """A pose classifier trained on the landmarks of the three sample hands and 7 varied copies of each (no
     external data): it reads each of them right. Its labels are the hands' only; a version's `none` gets 0."""
-
     import numpy as np
     from PIL import Image
 
