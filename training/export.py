@@ -14,6 +14,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from hands.classifier import PoseClassifier
 from training.errors import ExportError
 from training.preprocessing import decode_and_resize
 from version_format.atomic import fsync_tree
@@ -21,13 +22,14 @@ from version_format.layout import (
     CARD_FILE,
     INT8_FILE,
     LABELS_FILE,
+    POSE_FILE,
     TFLITE_FILE,
     TMP_PREFIX,
     WARMUP_FILE,
     next_version,
     scan_versions,
 )
-from version_format.model_io import IMAGE_SIZE
+from version_format.model_io import IMAGE_SIZE, POSE_SIGNATURE
 
 
 class ServingModule(tf.Module):
@@ -68,6 +70,21 @@ def inference_copy(model: keras.Model) -> keras.Model:
     return copy
 
 
+def attach_pose(module: tf.Module, pose: PoseClassifier, labels: Sequence[str]) -> Any:
+    """Track the pose classifier's graph on `module` (saved with it) and return its `pose` signature."""
+    from training.pose_graph import PoseModule
+
+    try:
+        module.pose_classifier = PoseModule(pose, labels)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    return module.pose_classifier.serve.get_concrete_function()
+
+
+def write_pose_file(version_dir: Path, pose: PoseClassifier) -> None:
+    (version_dir / POSE_FILE).write_text(json.dumps(pose.to_dict()) + "\n")
+
+
 def _write_warmup(path: Path, name: str, images: Sequence[bytes]) -> None:
     """TF Serving replays these PredictionLog records on load (--enable_model_warmup)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
@@ -90,8 +107,12 @@ def _write_tflite(module: ServingModule, path: Path) -> None:
 
 def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, name: str, *,
            version: int | None = None, card: dict[str, Any] | None = None,
-           warmup_images: Sequence[bytes] = (), tflite: bool = False, int8_model: bytes | None = None) -> Path:
+           warmup_images: Sequence[bytes] = (), tflite: bool = False, int8_model: bytes | None = None,
+           pose: PoseClassifier | None = None) -> Path:
     """Save to a temporary folder beside the versions, then rename it to the next integer.
+
+    With a pose classifier, the version also carries it as POSE_FILE (for the server's numpy) and as the
+    `pose` signature (for TF Serving); without one it has neither.
 
     A reader polling `<root>/<name>/` sees either nothing or a complete version; a run
     killed midway leaves only a `.tmp-*` folder, which every reader ignores.
@@ -106,14 +127,19 @@ def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, na
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=base))
     try:
         module = ServingModule(model, labels)
-        tf.saved_model.save(module, str(tmp), signatures={
+        signatures = {
             "serving_default": module.serve_bytes.get_concrete_function(),
             "serving_pixels": module.serve_pixels.get_concrete_function(),
             "labels": module.serve_labels.get_concrete_function(),
-        })
+        }
+        if pose is not None:
+            signatures[POSE_SIGNATURE] = attach_pose(module, pose, labels)
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
         (tmp / "assets").mkdir(exist_ok=True)
         (tmp / LABELS_FILE).write_text("\n".join(labels) + "\n")
         (tmp / "assets.extra").mkdir(exist_ok=True)
+        if pose is not None:
+            write_pose_file(tmp, pose)
         if warmup_images:
             _write_warmup(tmp / WARMUP_FILE, name, warmup_images)
         if tflite:
