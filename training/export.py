@@ -146,14 +146,15 @@ def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, na
             _write_tflite(module, tmp / TFLITE_FILE)
         if int8_model is not None:
             (tmp / INT8_FILE).write_bytes(int8_model)
-        return _publish(tmp, base, version, card or {}, name, labels)
+        return publish(tmp, base, version, card or {}, name, labels)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _publish(tmp: Path, base: Path, version: int | None, card: dict[str, Any], name: str,
-             labels: Sequence[str]) -> Path:
+def publish(tmp: Path, base: Path, version: int | None, card: dict[str, Any], name: str,
+            labels: Sequence[str]) -> Path:
+    """Write the card into `tmp` and rename it to `base/<version>` (the next free one when None)."""
     for _ in range(100):  # another trainer may take the same number: try the next one
         chosen = version if version is not None else next_version(base)
         full_card = {
