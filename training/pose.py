@@ -3,7 +3,8 @@
 - `extract_landmarks(folder)`: the hand stage over every picture of a folder of class folders, once: the
   result is cached as `<cache>/<sha256>.npz` (landmarks, labels, hand ids, found mask), the digest being
   that of the data (each file's name and bytes). The cache folder is `$IMGCLF_CACHE/landmarks`, by default
-  `~/.cache/imgclf/landmarks`.
+  `~/.cache/imgclf/landmarks`. `extract_images(...)` does the same for encoded pictures in memory (the
+  embedded synthetic set).
 - `train_pose(landmarks, targets, labels)`: multinomial logistic regression (numpy loss and gradient,
   scipy's L-BFGS) on `hands.pose` features of augmented landmarks; seeded, so the same inputs give the
   same weights. `PoseClassifier.to_dict()` is plain JSON.
