@@ -30,7 +30,7 @@ from training.pose import (
     train_pose,
 )
 from version_format.layout import POSE_FILE
-from version_format.model_io import POSE_SIGNATURE
+from version_format.model_io import NONE_LABEL, POSE_SIGNATURE
 
 MIN_FOUND_RATE = 0.5  # under this the pose classifier would answer for too few pictures to be worth carrying
 MIN_FOUND_PER_CLASS = 3  # pictures with a hand found, per class: fewer gives no classifier for that class
@@ -60,6 +60,20 @@ def landmarks_of(data: str, images: ImageSet | None = None, *, log: Callable[[st
         names = [f"{images.labels[t]}/{i:05d}.png" for i, t in enumerate(images.targets)]
         return extract_images(images.images, images.targets, images.labels, names, log=log)
     return extract_landmarks(data, log=log)
+
+
+def without_none(data: LandmarkSet) -> LandmarkSet:
+    """The set less a `none` class folder's pictures: the pose classifier answers only where a hand is found,
+    and the CNN answers `none` for the rest."""
+    if NONE_LABEL not in data.labels:
+        return data
+    drop = data.labels.index(NONE_LABEL)
+    keep = data.targets != drop
+    labels = tuple(label for label in data.labels if label != NONE_LABEL)
+    targets = data.targets[keep] - (data.targets[keep] > drop)
+    return replace(data, landmarks=data.landmarks[keep], targets=targets, labels=labels,
+                   hand_ids=data.hand_ids[keep], found=data.found[keep],
+                   names=tuple(n for n, k in zip(data.names, keep, strict=True) if k))
 
 
 def names_give_hands(data: LandmarkSet) -> bool:
@@ -151,6 +165,6 @@ def run(data: str, images: ImageSet | None = None) -> PoseOutcome:
         print(line, file=sys.stderr, flush=True)
 
     start = time.perf_counter()
-    landmarks = landmarks_of(data, images, log=say)
+    landmarks = without_none(landmarks_of(data, images, log=say))
     return pose_step(landmarks, landmark_seconds=time.perf_counter() - start,
                      from_cache=any("from the cache" in line for line in lines))

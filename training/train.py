@@ -262,7 +262,7 @@ def learning_rate(recipe: Recipe, steps_per_epoch: int) -> float | AdjustableCos
         warmup_target=recipe.learning_rate if warmup else None, warmup_steps=warmup)
 
 
-def _pose(config: TrainConfig, recipe: Recipe, datasets: Datasets) -> PoseOutcome:
+def _pose(config: TrainConfig, datasets: Datasets) -> PoseOutcome:
     """The pose classifier on the training pictures' landmarks, before the CNN: a time budget, planned after
     the CNN's warm-up, counts this step among the time spent (a cold extraction of rps-train's 2,520
     pictures took 31 s on two threads, its held-out evaluation and training about 25 s more)."""
@@ -308,7 +308,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     log.info("data: %s; train %s, validation %s; labels %s", datasets.source,
              datasets.train_counts(), datasets.val_counts(), list(datasets.labels))
-    pose = _pose(config, recipe, datasets) if recipe.pose else None
+    pose = _pose(config, datasets) if recipe.pose else None
 
     strategy = make_strategy(config.strategy)
     steps = datasets.steps_per_epoch or max(1, -(-datasets.train_size() // recipe.batch_size))

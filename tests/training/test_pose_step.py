@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 from hands.classifier import read_pose_classifier, scores_in_order
-from training.pose import extract_landmarks
-from training.pose_step import MIN_FOUND_RATE, PICTURE_FOLDS, run
+from training.pose import LandmarkSet, extract_landmarks
+from training.pose_step import MIN_FOUND_RATE, PICTURE_FOLDS, run, without_none
 from training.recipes import RECIPES
 from training.train import TrainConfig, train
 from version_format.card import POSE_KEY
@@ -33,6 +33,18 @@ SECTION_KEYS = {"pictures", "hands", "pictures_with_a_hand", "hand_found_rate", 
 def test_every_recipe_but_the_talks_trains_a_pose_classifier() -> None:
     assert {name: recipe.pose for name, recipe in RECIPES.items()} == {
         "talk": False, "rendered": True, "real-hands": True}
+
+
+def test_a_none_class_folder_is_left_to_the_cnn() -> None:
+    names = ("none/a.jpg", "paper/p01-000.jpg", "rock/r01-000.jpg", "none/b.jpg", "rock/r02-000.jpg")
+    data = LandmarkSet(np.arange(5 * 63, dtype=np.float32).reshape(5, 21, 3), np.array([0, 1, 2, 0, 2]),
+                       ("none", "paper", "rock"), np.array(["a", "p01", "r01", "b", "r02"]),
+                       np.array([False, True, True, True, False]), names, "x")
+    kept = without_none(data)
+    assert kept.labels == ("paper", "rock") and kept.targets.tolist() == [0, 1, 1]
+    assert kept.names == (names[1], names[2], names[4]) and kept.found.tolist() == [True, True, False]
+    np.testing.assert_array_equal(kept.landmarks, data.landmarks[[1, 2, 4]])
+    assert without_none(kept) is kept
 
 
 def test_held_out_by_hand_where_names_give_hands(hands_folder: Path) -> None:
