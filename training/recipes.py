@@ -101,8 +101,8 @@ RECIPES: dict[str, Recipe] = {
                          label_smoothing=0.1, variants=6, warmup_epochs=2, retone_share=0.5,
                          # 15 minutes for `imgclf train`, less the start-up and a margin for a noisy host:
                          # all 55 epochs took 12 minutes on an AVX-512 host, 22 on an AVX2-only one
-                         # (the pose step before the CNN, under a minute on rps-train with a cold landmark
-                         # cache on a quiet host, is among the time the plan counts as spent)
+                         # (the pose step before the CNN, 57 s on rps-train with an empty landmark cache
+                         # on a quiet host, is among the time the plan counts as spent)
                          time_budget_minutes=14.0, datasets=scene_datasets),
 }
 

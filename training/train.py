@@ -264,8 +264,8 @@ def learning_rate(recipe: Recipe, steps_per_epoch: int) -> float | AdjustableCos
 
 def _pose(config: TrainConfig, datasets: Datasets) -> PoseOutcome:
     """The pose classifier on the training pictures' landmarks, before the CNN: a time budget, planned after
-    the CNN's warm-up, counts this step among the time spent (a cold extraction of rps-train's 2,520
-    pictures took 31 s on two threads, its held-out evaluation and training about 25 s more)."""
+    the CNN's warm-up, counts this step among the time spent (on rps-train, with an empty landmark cache on a
+    quiet host: 28 s of extraction on two threads, 28 s of held-out evaluation and training)."""
     images = None
     if config.data == "synthetic":  # rendered in memory: the very pictures the CNN trains and validates on
         train_set, val_set = datasets.train_set, datasets.val_set
