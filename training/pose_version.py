@@ -81,7 +81,8 @@ def add_pose(version_dir: str | Path, data: str, *, version: int | None = None) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.pose_version", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.pose_version",
+                                     description="Add a pose classifier to an existing version, as a new version.")
     parser.add_argument("version_dir", type=Path, help="an exported version, e.g. models/rps/3")
     parser.add_argument("--data", required=True, help="the class folders it was trained on (or rps)")
     parser.add_argument("--version", type=int, default=None, help="the new version's number (default: next free)")
