@@ -3,8 +3,10 @@
     python scripts/make_demo_model.py models/rps/3 --command "imgclf train --data rps --seed 0"
 
 The card gains a `demo` section: the data and its licence, the command that rebuilds the version
-and the figures measured on it. The archive is reproducible for the same input (sorted entries,
-fixed times and owners), and refuses to pass 16 MB.
+and the figures measured on it. A version derived from the demo (say, the demo with a pose classifier
+added by `python -m training.pose_version`) keeps the demo section's figures and note, to which the
+ones given here are added. The archive is reproducible for the same input (sorted entries, fixed
+times and owners), and refuses to pass 16 MB.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ def pack(version_dir: Path, command: str, figures: dict[str, object], target: Pa
          note: str = "") -> Path:
     card_path = version_dir / "assets.extra" / "model_card.json"
     card = json.loads(card_path.read_text())
+    before = card.get("demo", {})
+    note = note or before.get("note", "") or _old_note(before.get("provenance", ""))
     card["demo"] = {
         "data": DATA,
         "provenance": f"trained by `{command}`; {DATA.split(':')[0]} (CC BY 2.0)" + (f"; {note}" if note else ""),
         "command": command,
-        "figures": figures,
+        "figures": {**before.get("figures", {}), **figures},
+        **({"note": note} if note else {}),
     }
     card["data_source"] = "rps-train (the talk's training split, 2,520 images)"
     buf = io.BytesIO()
@@ -55,6 +60,11 @@ def pack(version_dir: Path, command: str, figures: dict[str, object], target: Pa
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(packed)
     return target
+
+
+def _old_note(provenance: str) -> str:
+    """The note of a demo section written before the note had a key of its own: after the licence."""
+    return provenance.split("(CC BY 2.0); ", 1)[1] if "(CC BY 2.0); " in provenance else ""
 
 
 def main() -> None:

@@ -111,6 +111,9 @@ def train_command(
     none_label: Annotated[bool | None, typer.Option(
         "--none-label/--no-none-label", help="Learn a 'none' class from scenes without a hand (default: "
                                              "the recipe's)")] = None,
+    pose: Annotated[bool | None, typer.Option(
+        "--pose/--no-pose", help="Also train the pose classifier on the hand stage's landmarks of the data (default: "
+                                 "the recipe's: every recipe but talk)")] = None,
     runs_root: Annotated[Path | None, typer.Option(envvar="IMGCLF_RUNS_ROOT", help="Where run reports go "
                                                    "(default: MODEL_ROOT/NAME/runs)")] = None,
     if_missing: Annotated[bool, typer.Option(help="Do nothing when a version already exists")]
@@ -144,7 +147,7 @@ def train_command(
                          model_root=model_root, name=name, seed=seed, strategy=strategy, val_split=val_split,
                          val_dir=val_dir, samples_per_class=samples_per_class, learning_rate=learning_rate,
                          version=version, tflite=tflite, int8=int8, augment=augment, none_label=none_label,
-                         runs_root=runs_root, time_budget_minutes=time_budget)
+                         runs_root=runs_root, time_budget_minutes=time_budget, pose=pose)
     try:
         result = train(config)
     except (DataError, ExportError) as exc:
@@ -165,12 +168,16 @@ def train_command(
         reallike = f" {'reallike_seen_hands' if seen else 'reallike'}_accuracy={result.reallike_accuracy:.4f}"
     if result.int8:
         print_int8(result.int8)
+    pose_figure = ""
+    if result.pose is not None:
+        pose_figure = (f" pose_held_out_accuracy={result.pose['held_out_accuracy_where_found']:.4f}"
+                       if result.pose["exported"] else " pose=none")
     console.print(f"run reports: {result.run_dir}")
     # the one line to grep in logs
     print(f"wrote {result.path} (version {result.version}, recipe {result.recipe}): "
           f"val_accuracy={'none' if result.val_accuracy is None else f'{result.val_accuracy:.4f}'}{reallike} "
           f"{'best_epoch' if result.val_accuracy is not None else 'epoch'}={result.best_epoch}/"
-          f"{len(result.history.get('accuracy', [])) or '?'} wall_time={result.seconds:.1f}s", flush=True)
+          f"{len(result.history.get('accuracy', [])) or '?'}{pose_figure} wall_time={result.seconds:.1f}s", flush=True)
 
 
 def finetune_command(init_from: Path, data: Path, model_root: Path, name: str, *, base_data: str | None,

@@ -29,7 +29,7 @@ from version_format.layout import (
     next_version,
     scan_versions,
 )
-from version_format.model_io import IMAGE_SIZE
+from version_format.model_io import IMAGE_SIZE, POSE_SIGNATURE
 
 
 class ServingModule(tf.Module):
@@ -70,6 +70,21 @@ def inference_copy(model: keras.Model) -> keras.Model:
     return copy
 
 
+def attach_pose(module: tf.Module, pose: PoseClassifier, labels: Sequence[str]) -> Any:
+    """Track the pose classifier's graph on `module` (saved with it) and return its `pose` signature."""
+    from training.pose_graph import PoseModule
+
+    try:
+        module.pose_classifier = PoseModule(pose, labels)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    return module.pose_classifier.serve.get_concrete_function()
+
+
+def write_pose_file(version_dir: Path, pose: PoseClassifier) -> None:
+    (version_dir / POSE_FILE).write_text(json.dumps(pose.to_dict()) + "\n")
+
+
 def _write_warmup(path: Path, name: str, images: Sequence[bytes]) -> None:
     """TF Serving replays these PredictionLog records on load (--enable_model_warmup)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
@@ -96,6 +111,9 @@ def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, na
            pose: PoseClassifier | None = None) -> Path:
     """Save to a temporary folder beside the versions, then rename it to the next integer.
 
+    With a pose classifier, the version also carries it as POSE_FILE (for the server's numpy) and as the
+    `pose` signature (for TF Serving); without one it has neither.
+
     A reader polling `<root>/<name>/` sees either nothing or a complete version; a run
     killed midway leaves only a `.tmp-*` folder, which every reader ignores.
     """
@@ -109,30 +127,34 @@ def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, na
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=base))
     try:
         module = ServingModule(model, labels)
-        tf.saved_model.save(module, str(tmp), signatures={
+        signatures = {
             "serving_default": module.serve_bytes.get_concrete_function(),
             "serving_pixels": module.serve_pixels.get_concrete_function(),
             "labels": module.serve_labels.get_concrete_function(),
-        })
+        }
+        if pose is not None:
+            signatures[POSE_SIGNATURE] = attach_pose(module, pose, labels)
+        tf.saved_model.save(module, str(tmp), signatures=signatures)
         (tmp / "assets").mkdir(exist_ok=True)
         (tmp / LABELS_FILE).write_text("\n".join(labels) + "\n")
         (tmp / "assets.extra").mkdir(exist_ok=True)
+        if pose is not None:
+            write_pose_file(tmp, pose)
         if warmup_images:
             _write_warmup(tmp / WARMUP_FILE, name, warmup_images)
         if tflite:
             _write_tflite(module, tmp / TFLITE_FILE)
         if int8_model is not None:
             (tmp / INT8_FILE).write_bytes(int8_model)
-        if pose is not None:  # the hand stage's classifier: the server answers with it where a hand is found
-            (tmp / POSE_FILE).write_text(json.dumps(pose.to_dict()) + "\n")
-        return _publish(tmp, base, version, card or {}, name, labels)
+        return publish(tmp, base, version, card or {}, name, labels)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _publish(tmp: Path, base: Path, version: int | None, card: dict[str, Any], name: str,
-             labels: Sequence[str]) -> Path:
+def publish(tmp: Path, base: Path, version: int | None, card: dict[str, Any], name: str,
+            labels: Sequence[str]) -> Path:
+    """Write the card into `tmp` and rename it to `base/<version>` (the next free one when None)."""
     for _ in range(100):  # another trainer may take the same number: try the next one
         chosen = version if version is not None else next_version(base)
         full_card = {

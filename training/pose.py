@@ -3,7 +3,8 @@
 - `extract_landmarks(folder)`: the hand stage over every picture of a folder of class folders, once: the
   result is cached as `<cache>/<sha256>.npz` (landmarks, labels, hand ids, found mask), the digest being
   that of the data (each file's name and bytes). The cache folder is `$IMGCLF_CACHE/landmarks`, by default
-  `~/.cache/imgclf/landmarks`.
+  `~/.cache/imgclf/landmarks`. `extract_images(...)` does the same for encoded pictures in memory (the
+  embedded synthetic set).
 - `train_pose(landmarks, targets, labels)`: multinomial logistic regression (numpy loss and gradient,
   scipy's L-BFGS) on `hands.pose` features of augmented landmarks; seeded, so the same inputs give the
   same weights. `PoseClassifier.to_dict()` is plain JSON.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import math
 import os
@@ -28,7 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -103,7 +105,7 @@ def data_digest(root: Path, files: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
-def read_picture(file: Path) -> Image.Image | None:
+def read_picture(file: Path | BinaryIO) -> Image.Image | None:
     """The file as an upright RGB picture (EXIF orientation applied), or None when it is not a readable image."""
     try:
         with Image.open(file) as img:
@@ -128,41 +130,59 @@ def _load_cached(path: Path, names: tuple[str, ...]) -> LandmarkSet | None:
 def extract_landmarks(folder: str | Path, *, cache: Path | None = None, stage: Finder | None = None,
                       threads: int = MAX_THREADS, log: Callable[[str], None] | None = None) -> LandmarkSet:
     """The hand stage over every picture of `folder`'s class folders, or the cached result for the same data."""
-    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     root = Path(folder).expanduser()
     files, targets, labels = _files(root)
     names = tuple(f.relative_to(root).as_posix() for f in files)
-    digest = data_digest(root, files)
+    return _extract(lambda i: read_picture(files[i]), targets, labels, names, data_digest(root, files), cache=cache,
+                    stage=stage, threads=threads, log=log)
+
+
+def extract_images(images: Sequence[bytes], targets: np.ndarray, labels: tuple[str, ...], names: Sequence[str], *,
+                   cache: Path | None = None, stage: Finder | None = None, threads: int = MAX_THREADS,
+                   log: Callable[[str], None] | None = None) -> LandmarkSet:
+    """`extract_landmarks` for encoded pictures in memory (the embedded synthetic set), named `names`."""
+    digest = hashlib.sha256()
+    for name, data in zip(names, images, strict=True):
+        digest.update(name.encode() + b"\0")
+        digest.update(hashlib.sha256(data).digest())
+    return _extract(lambda i: read_picture(io.BytesIO(images[i])), np.asarray(targets, np.int64), labels, tuple(names),
+                    digest.hexdigest(), cache=cache, stage=stage, threads=threads, log=log)
+
+
+def _extract(read: Callable[[int], Image.Image | None], targets: np.ndarray, labels: tuple[str, ...],
+             names: tuple[str, ...], digest: str, *, cache: Path | None, stage: Finder | None, threads: int,
+             log: Callable[[str], None] | None) -> LandmarkSet:
+    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     path = (cache or cache_dir()) / f"{digest}.npz"
     if path.exists() and (cached := _load_cached(path, names)) is not None:
-        say(f"landmarks: {len(files)} pictures from the cache {path}")
+        say(f"landmarks: {len(names)} pictures from the cache {path}")
         return cached
     if stage is None:
         from hands import HandStage
 
         stage = HandStage(threads=1, budget_ms=math.inf)
     finder = stage  # not Optional: the closure below sees the narrowed type
-    landmarks = np.zeros((len(files), 21, 3), np.float32)
-    found = np.zeros(len(files), bool)
+    landmarks = np.zeros((len(names), 21, 3), np.float32)
+    found = np.zeros(len(names), bool)
     done = 0
     lock = threading.Lock()
     start = time.perf_counter()
 
     def one(index: int) -> None:
         nonlocal done
-        picture = read_picture(files[index])
+        picture = read(index)
         hand = finder.find(picture) if picture is not None else None
         with lock:
             if hand is not None:
                 landmarks[index], found[index] = hand.landmarks, True
             done += 1
-            if done % 250 == 0 or done == len(files):
-                say(f"landmarks: {done}/{len(files)} pictures, hand found in {int(found.sum())}, "
+            if done % 250 == 0 or done == len(names):
+                say(f"landmarks: {done}/{len(names)} pictures, hand found in {int(found.sum())}, "
                     f"{time.perf_counter() - start:.0f} s")
 
     # the stage may be called from several threads at once (each runs its own interpreters)
     with ThreadPoolExecutor(max_workers=max(1, min(threads, MAX_THREADS))) as pool:
-        list(pool.map(one, range(len(files))))
+        list(pool.map(one, range(len(names))))
     hand_ids = np.array([hand_id(n) for n in names])
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp.npz")

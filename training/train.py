@@ -15,13 +15,16 @@ import numpy as np
 import tensorflow as tf
 
 from training.budget import AdjustableCosineDecay, TimeBudget
-from training.data import Datasets
+from training.data import Datasets, ImageSet
 from training.errors import DataError
 from training.export import export
 from training.metrics import confusion
 from training.model import ARCHS, make_model
+from training.pose_step import PoseOutcome, beside_the_cnn
+from training.pose_step import run as run_pose
 from training.realhands.reallike import PER_CLASS as REALLIKE_PER_CLASS
 from training.recipes import DataRequest, Recipe, resolve
+from version_format.card import POSE_KEY
 from version_format.layout import next_version
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,7 @@ class TrainConfig:
     none_label: bool | None = None
     reallike_per_class: int = REALLIKE_PER_CLASS
     time_budget_minutes: float | None = None  # None: the recipe's (off when epochs is given); 0: off
+    pose: bool | None = None  # train the pose classifier too; None: the recipe's (every recipe but talk)
 
     def validate(self) -> None:
         if not 0.0 <= self.val_split < 1.0:
@@ -79,7 +83,7 @@ class TrainConfig:
     def _recipe(self) -> Recipe:
         return resolve(self.recipe, self.data, arch=self.arch, epochs=self.epochs, batch_size=self.batch_size,
                        learning_rate=self.learning_rate, augment=self.augment, none_label=self.none_label,
-                       time_budget_minutes=self.time_budget_minutes)
+                       time_budget_minutes=self.time_budget_minutes, pose=self.pose)
 
     def resolved(self) -> Recipe:
         recipe = self._recipe()
@@ -106,6 +110,7 @@ class TrainResult:
     reallike_confusion: list[list[int]] | None = None
     reallike_seen_hands: bool = False  # the check showed trained hands: nothing was held out
     int8: dict[str, Any] | None = None  # the card's int8 entry: accuracies, drops, what was measured
+    pose: dict[str, Any] | None = None  # the card's pose section (None: the recipe trains no pose classifier)
 
 
 class BestEpoch(keras.callbacks.Callback):
@@ -257,6 +262,27 @@ def learning_rate(recipe: Recipe, steps_per_epoch: int) -> float | AdjustableCos
         warmup_target=recipe.learning_rate if warmup else None, warmup_steps=warmup)
 
 
+def _pose(config: TrainConfig, datasets: Datasets) -> PoseOutcome:
+    """The pose classifier on the training pictures' landmarks, before the CNN: a time budget, planned after
+    the CNN's warm-up, counts this step among the time spent (on rps-train, with an empty landmark cache on a
+    quiet host: 28 s of extraction on two threads, 28 s of held-out evaluation and training)."""
+    images = None
+    if config.data == "synthetic":  # rendered in memory: the very pictures the CNN trains and validates on
+        train_set, val_set = datasets.train_set, datasets.val_set
+        images = train_set if config.val_dir or not len(val_set) else ImageSet(
+            train_set.images + val_set.images, np.concatenate([train_set.targets, val_set.targets]), train_set.labels)
+    outcome = run_pose(config.data, images)
+    card = outcome.card
+    if outcome.classifier is None:
+        log.warning("no pose classifier: %s", card["reason"])
+    else:
+        log.info("pose classifier: hand found in %.1f%% of %d pictures; held out %s: %.2f%% where a hand was "
+                 "found, %.2f%% end to end; %.0f s", 100 * card["hand_found_rate"], card["pictures"],
+                 card["held_out"].split(":")[0], 100 * card["held_out_accuracy_where_found"],
+                 100 * card["held_out_accuracy_end_to_end"], card["seconds"]["total"])
+    return outcome
+
+
 def train(config: TrainConfig) -> TrainResult:
     """Run the whole job: data, fit, best epoch, reports, export. Returns what was written."""
     config.validate()
@@ -282,6 +308,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     log.info("data: %s; train %s, validation %s; labels %s", datasets.source,
              datasets.train_counts(), datasets.val_counts(), list(datasets.labels))
+    pose = _pose(config, datasets) if recipe.pose else None
 
     strategy = make_strategy(config.strategy)
     steps = datasets.steps_per_epoch or max(1, -(-datasets.train_size() // recipe.batch_size))
@@ -348,12 +375,14 @@ def train(config: TrainConfig) -> TrainResult:
     if config.int8:
         int8_model, card["int8"] = _int8(model, datasets)
         log.info("int8: %s", {k: card["int8"][k] for k in ("fp32_accuracy", "int8_accuracy", "drop_points")})
+    if pose is not None:
+        card[POSE_KEY] = {**pose.card, "beside_the_cnn": beside_the_cnn(card)}
     target_root = Path(config.model_root)
     if not _is_chief():  # every worker must save under MultiWorkerMirroredStrategy; only one publishes
         target_root = run_dir / "worker-export"
     path = export(model, datasets.labels, target_root, config.name, version=config.version,
                   card=card, warmup_images=_warmup_images(datasets), tflite=config.tflite,
-                  int8_model=int8_model)
+                  int8_model=int8_model, pose=pose.classifier if pose else None)
     version = int(path.name)
     if version != planned and not (runs_root / str(version)).exists():
         run_dir = run_dir.rename(runs_root / str(version))
@@ -368,7 +397,7 @@ def train(config: TrainConfig) -> TrainResult:
                          confusion=None if matrix is None else matrix.tolist(), labels=datasets.labels,
                          seconds=time.monotonic() - started, history=history, recipe=recipe.name,
                          reallike_accuracy=reallike_acc, reallike_confusion=reallike_matrix,
-                         reallike_seen_hands=not validating, int8=card.get("int8"))
+                         reallike_seen_hands=not validating, int8=card.get("int8"), pose=card.get(POSE_KEY))
     (run_dir / "result.json").write_text(json.dumps(
         {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
          if k != "history"}, indent=2) + "\n")
