@@ -188,7 +188,8 @@ def sample_pose() -> Any:
 
 def demo_version(root: Path, pose: Any = None) -> Path:
     """The shipped demo as `<root>/rps/1` (labels none, paper, rock, scissors), with `pose` (a
-    PoseClassifier) as its pose classifier file when given; returns the root."""
+    PoseClassifier) as its pose classifier file, or without one when None (the demo ships its own, trained on
+    rps-train: tests that must not depend on it bring theirs); returns the root."""
     import json
 
     from service.demo import install_demo
@@ -198,6 +199,8 @@ def demo_version(root: Path, pose: Any = None) -> Path:
     assert version is not None
     if pose is not None:
         (version / POSE_FILE).write_text(json.dumps(pose.to_dict()) + "\n")
+    else:
+        (version / POSE_FILE).unlink(missing_ok=True)
     return root
 
 

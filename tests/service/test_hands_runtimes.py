@@ -23,7 +23,6 @@ def hand_models(tmp_path_factory: pytest.TempPathFactory, sample_pose: Any) -> d
     """Model roots: `pose` holds the demo version with the samples' pose classifier, `plain` one without."""
     roots = {"pose": demo_version(tmp_path_factory.mktemp("pose"), sample_pose),
              "plain": demo_version(tmp_path_factory.mktemp("plain"))}
-    (roots["plain"] / "rps" / "1" / POSE_FILE).unlink(missing_ok=True)
     return roots
 
 
