@@ -14,14 +14,15 @@ $(UV): uv.lock scripts/bootstrap_uv.py
 	$(PYTHON) scripts/bootstrap_uv.py $(TOOLS)
 	touch $@
 
-# What serving and training need (no test tools); --inexact keeps the test extras of an earlier `make test`.
+# What serving and training need (the train extra; no test tools); --inexact keeps the test extras of an
+# earlier `make test`.
 $(VENV)/.installed: pyproject.toml uv.lock $(UV)
-	$(UV_ENV) $(UV) sync --frozen --inexact
+	$(UV_ENV) $(UV) sync --frozen --inexact --extra train
 	touch $@
 
 # The same plus the dev extra (test tools, linters, the standard inference clients), exactly as locked.
 $(VENV)/.installed-dev: pyproject.toml uv.lock $(UV)
-	$(UV_ENV) $(UV) sync --frozen --extra dev
+	$(UV_ENV) $(UV) sync --frozen --extra train --extra dev
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -55,10 +56,12 @@ lock: $(UV)
 	$(UV_ENV) $(UV) lock --upgrade
 	$(MAKE) requirements protos
 
-# requirements*.txt: the lock for pip users and the image (hashes, every supported platform).
+# requirements*.txt: the lock for pip users and the images (hashes, every supported platform):
+# requirements-serve.txt for imgclf:serve (no TensorFlow), requirements.txt for imgclf:full and `make install`.
 requirements: $(UV)
-	$(UV_ENV) $(UV) export --frozen --no-emit-project --quiet --output-file requirements.txt
-	$(UV_ENV) $(UV) export --frozen --no-emit-project --quiet --extra dev --output-file requirements-dev.txt
+	$(UV_ENV) $(UV) export --frozen --no-emit-project --quiet --group build --output-file requirements-serve.txt
+	$(UV_ENV) $(UV) export --frozen --no-emit-project --quiet --group build --extra train --output-file requirements.txt
+	$(UV_ENV) $(UV) export --frozen --no-emit-project --quiet --extra train --extra dev --output-file requirements-dev.txt
 
 bench: install-dev
 	BENCH=1 bash scripts/setup-system.sh

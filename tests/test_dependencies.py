@@ -18,6 +18,7 @@ from types import ModuleType
 
 import pytest
 from packaging.markers import Marker
+from packaging.requirements import Requirement
 from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
@@ -25,8 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 UV = Path(sys.executable).parent / "uv"
 PYTHONS = ("3.11", "3.12")
 MACHINES = ("x86_64", "aarch64")
-# (file, the extra it adds): what `make requirements` writes
-PIP_FILES = [("requirements.txt", None), ("requirements-dev.txt", "dev")]
+# (file, the `uv export` options that write it): what `make requirements` writes
+PIP_FILES = [("requirements-serve.txt", ("--group", "build")),
+             ("requirements.txt", ("--group", "build", "--extra", "train")),
+             ("requirements-dev.txt", ("--extra", "train", "--extra", "dev"))]
+# what only training, the tensorflow runtime and the TF Serving backend need: never in the serve image
+TRAINING_ONLY = ("tensorflow", "keras", "tensorflow-serving-api", "scipy", "scikit-image", "matplotlib",
+                 "tensorboard")
 
 
 def lockfile() -> ModuleType:
@@ -69,10 +75,10 @@ def test_lock_check_fails_when_pyproject_moves(tmp_path: Path) -> None:
     assert r.returncode != 0, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize(("name", "extra"), PIP_FILES)
-def test_pip_files_are_the_lock_exported(tmp_path: Path, name: str, extra: str | None) -> None:
-    args = ["export", "--frozen", "--no-emit-project", "--no-header", *(["--extra", extra] if extra else [])]
-    r = uv(*args, cwd=project_copy(tmp_path), cache=tmp_path / "cache")
+@pytest.mark.parametrize(("name", "options"), PIP_FILES)
+def test_pip_files_are_the_lock_exported(tmp_path: Path, name: str, options: tuple[str, ...]) -> None:
+    r = uv("export", "--frozen", "--no-emit-project", "--no-header", *options, cwd=project_copy(tmp_path),
+           cache=tmp_path / "cache")
     assert r.returncode == 0, r.stderr
 
     def body(text: str) -> list[str]:
@@ -93,6 +99,30 @@ def test_runtime_file_leaves_out_the_test_tools() -> None:
     for tool in ("pytest", "playwright", "schemathesis", "tritonclient", "kserve", "grpcio-tools", "uv"):
         assert tool not in runtime and tool in dev, tool
     assert {k: dev[k] for k in runtime} == runtime, "a package is locked at two versions"
+
+
+def test_serve_file_leaves_out_training() -> None:
+    """requirements-serve.txt (imgclf:serve) holds what the server needs with the LiteRT runtimes and the
+    hand stage, nothing of TensorFlow's, and the same versions as requirements.txt (imgclf:full)."""
+    serve, full = pinned("requirements-serve.txt"), pinned("requirements.txt")
+    for serving in ("fastapi", "uvicorn", "grpcio", "protobuf", "ai-edge-litert", "numpy", "pillow",
+                    "pydantic-settings", "prometheus-client", "typer", "setuptools"):
+        assert serving in serve, serving
+    for heavy in (*TRAINING_ONLY, "h5py", "opt-einsum"):
+        assert heavy not in serve, heavy
+    for heavy in TRAINING_ONLY:
+        assert heavy in full, heavy
+    assert {k: full[k] for k in serve} == serve, "a package is locked at two versions"
+
+
+def test_train_extra_holds_what_only_training_needs() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {Requirement(r).name for r in requirements}
+
+    assert set(TRAINING_ONLY) <= names(project["optional-dependencies"]["train"])
+    assert not set(TRAINING_ONLY) & names(project["dependencies"])
 
 
 def test_this_environment_is_the_lock() -> None:
