@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from service.quiet import quiet_start
 from training.cli import evaluate_command, quantize_command, train_command, use_onednn
+
+if TYPE_CHECKING:
+    from service.settings import ServeSettings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train the rock-paper-scissors CNN and serve it over REST and gRPC.")
@@ -74,6 +78,7 @@ def serve(
         raise typer.Exit(2) from None
     try:  # before the model is installed or TensorFlow starts: a refusal takes no time
         settings.check_exposure()
+        _check_tensorflow(settings)
         from service.tls import load_tls
 
         load_tls(settings)
@@ -101,6 +106,22 @@ def serve(
     except OSError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _check_tensorflow(settings: ServeSettings) -> None:
+    """The serve image (and a pip install without the train extra) leaves TensorFlow out: a setting that
+    needs it is refused at start in one line naming the image that has it."""
+    from service.settings import StartupError
+
+    if settings.backend == "tfserving":
+        needs, instead = "IMGCLF_BACKEND=tfserving (the TF Serving backend)", "IMGCLF_BACKEND=local"
+    elif settings.runtime == "tensorflow":
+        needs, instead = "IMGCLF_RUNTIME=tensorflow (the tensorflow runtime)", "IMGCLF_RUNTIME=litert"
+    else:
+        return
+    if importlib.util.find_spec("tensorflow") is None:
+        raise StartupError(f"{needs} needs TensorFlow, which this install leaves out: use the imgclf:full image "
+                           f"(or `pip install imgclf[train]`), or {instead} here")
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
