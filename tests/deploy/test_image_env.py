@@ -1,4 +1,4 @@
-"""The image's final stage, rebuilt as far as this machine allows, serves a real prediction.
+"""Each image's final stage, rebuilt as far as this machine allows, serves a real prediction.
 
 No container engine runs here, so the test repeats what the Dockerfile does: a fresh virtual
 environment, the image's own package install line on a copy of the build context, the final
@@ -21,24 +21,16 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+
+from tests.deploy.test_static_config import TARGETS, target
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def final_stage() -> dict[str, object]:
-    """ENV, ENTRYPOINT, CMD, HEALTHCHECK and the package RUN line of the Dockerfile's last stage."""
-    lines = (REPO / "Dockerfile").read_text().replace("\\\n", " ").splitlines()
-    stages: list[list[tuple[str, str]]] = []
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, _, args = line.partition(" ")
-        if key.upper() == "FROM":
-            stages.append([])
-        if stages:
-            stages[-1].append((key.upper(), args.strip()))
-    builder, runtime = stages[0], stages[-1]
+def final_stage(image: str) -> dict[str, object]:
+    """ENV, ENTRYPOINT, CMD, HEALTHCHECK and the package RUN line of the image built with `--target IMAGE`."""
+    runtime, builder = target(image), target(TARGETS[image])
     env: dict[str, str] = {}
     for key, args in runtime:
         if key == "ENV":
@@ -59,8 +51,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_fresh_venv_with_the_image_install_and_entry_point_predicts(tmp_path, trained_model_root, sample_jpeg):
-    stage = final_stage()
+@pytest.mark.parametrize("image", ["serve", "full"])
+def test_fresh_venv_with_the_image_install_and_entry_point_predicts(tmp_path, trained_model_root, sample_jpeg,
+                                                                    image):
+    stage = final_stage(image)
     venv = tmp_path / "opt-venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     site = next(venv.glob("lib/python3*/site-packages"))

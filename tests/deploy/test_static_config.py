@@ -128,13 +128,29 @@ def expand(value: str, variables: dict[str, str]) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m.group(1), m.group(0)), value)
 
 
-def final_stage() -> list[tuple[str, str]]:
-    return dockerfile_stages()[1][-1]
+# the images the Dockerfile makes (`--target NAME`), and the stage whose /opt/venv each copies
+TARGETS = {"serve": "builder-serve", "full": "builder-full"}
+
+
+def stage_named(name: str) -> list[tuple[str, str]]:
+    """The instructions of stage NAME (FROM first)."""
+    stages = [stage for stage in dockerfile_stages()[1] if stage[0][1].split()[-1] == name]
+    assert len(stages) == 1, f"expected one stage {name}, found {len(stages)}"
+    return stages[0]
+
+
+def target(name: str) -> list[tuple[str, str]]:
+    """What an image built with `--target NAME` runs: the instructions of the stages it is built FROM,
+    then its own (FROM lines left out)."""
+    own = stage_named(name)
+    parent = own[0][1].split()[0]
+    names = {stage[0][1].split()[-1] for stage in dockerfile_stages()[1]}
+    return (target(parent) if parent in names else []) + own[1:]
 
 
 def last(stage: list[tuple[str, str]], keyword: str) -> str:
     values = [args for k, args in stage if k == keyword]
-    assert values, f"final stage has no {keyword}"
+    assert values, f"the stage has no {keyword}"
     return values[-1]
 
 
@@ -163,8 +179,14 @@ def test_hadolint_flags_a_bad_dockerfile() -> None:
     assert "DL3007" in result.stdout and "DL3013" in result.stdout, result.stdout
 
 
-def test_dockerfile_final_stage() -> None:
-    stage = final_stage()
+def test_an_untargeted_build_is_the_full_image() -> None:
+    """`docker build .` (compose's trainer, older scripts) makes the image with everything, as before."""
+    assert dockerfile_stages()[1][-1][0][1].split()[-1] == "full"
+
+
+@pytest.mark.parametrize("image", TARGETS)
+def test_dockerfile_final_stage(image: str) -> None:
+    stage = target(image)
     assert json.loads(last(stage, "ENTRYPOINT")) == ["imgclf"]
     assert json.loads(last(stage, "CMD")) == ["serve"]
     assert set(last(stage, "EXPOSE").split()) == {"8000", "8500"}
@@ -184,36 +206,49 @@ def test_dockerfile_final_stage() -> None:
     assert env.get("IMGCLF_MODEL_ROOT") == "/models"
     assert env.get("PATH", "").startswith("/opt/venv/bin:")
     copies = [args for k, args in stage if k == "COPY"]
-    assert any(args.startswith("--from=builder") and "/opt/venv" in args for args in copies)
+    assert copies == [f"--from={TARGETS[image]} /opt/venv /opt/venv"], copies
     assert not any(k == "RUN" and "pip install" in args for k, args in stage), (
         "install in the builder stage, not in the final one"
     )
+    # the serve image has no TensorFlow: its default runtime must not need it (the tensorflow runtime is
+    # refused at start there; tests/deploy/test_containers.py runs that)
+    assert (env.get("IMGCLF_RUNTIME", "tensorflow") != "tensorflow") == (image == "serve"), env
 
 
 def test_dockerfile_base_images_are_pinned_slim_python() -> None:
     global_args, stages = dockerfile_stages()
     assert len(stages) >= 2, "expected a multi-stage build"
+    names = set()
     for stage in stages:
         image = expand(stage[0][1].split()[0], global_args)
-        assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", image), image
-    assert stages[0][0][1].split()[-1] == "builder"
+        if image not in names:  # a stage built on an earlier one
+            assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", image), image
+        names.add(stage[0][1].split()[-1])
+    assert stages[0][0][1].split()[-1] == "deps-serve"
 
 
-def test_dockerfile_builder_caches_dependencies_in_their_own_layer() -> None:
-    builder = dockerfile_stages()[1][0]
+# image -> the pip file its dependency stage installs (the full one's on top of the serve one's)
+DEPS = {"serve": "requirements-serve.txt", "full": "requirements.txt"}
+
+
+@pytest.mark.parametrize("image", TARGETS)
+def test_dockerfile_builder_caches_dependencies_in_their_own_layer(image: str) -> None:
+    builder = target(TARGETS[image])
     steps = [(k, args) for k, args in builder if k in {"COPY", "RUN"}]
-    copy_requirements = steps.index(("COPY", "requirements.txt ./"))
+    copy_requirements = steps.index(("COPY", f"{DEPS[image]} ./"))
     copy_all = steps.index(("COPY", ". ."))
-    deps = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and "-r requirements.txt" in a)
+    deps = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and f"-r {DEPS[image]}" in a)
     package = next(i for i, (k, a) in enumerate(steps) if k == "RUN" and a.endswith(" ."))
     assert copy_requirements < deps < copy_all < package
     assert any(k == "RUN" and "python -m venv /opt/venv" in a for k, a in builder)
+    if image == "full":  # on the serve layer: a change to the sources never re-installs TensorFlow
+        assert stage_named("deps-full")[0][1].split()[0] == "deps-serve"
+        assert stage_named(TARGETS[image])[0][1].split()[0] == "deps-full"
 
 
-def install_lines() -> tuple[str, str]:
-    builder = dockerfile_stages()[1][0]
-    runs = [args for k, args in builder if k == "RUN"]
-    deps = next(a for a in runs if "-r requirements.txt" in a)
+def install_lines(image: str = "full") -> tuple[str, str]:
+    runs = [args for k, args in target(TARGETS[image]) if k == "RUN"]
+    deps = next(a for a in runs if f"-r {DEPS[image]}" in a)
     package = next(a for a in runs if a.startswith("pip install") and a.endswith(" ."))
     return deps, package
 
@@ -222,26 +257,37 @@ def test_dockerfile_install_lines_are_documented() -> None:
     comments = [
         line[1:].strip() for line in DOCKERFILE.read_text().splitlines() if line.startswith("#")
     ]
-    deps, package = install_lines()
-    assert f"deps:    {deps}" in comments
-    assert f"package: {package}" in comments
+    for image in TARGETS:
+        deps, package = install_lines(image)
+        assert f"{image}:{' ' * (8 - len(image))}{deps}" in comments
+        assert f"package: {package}" in comments
 
 
-def test_dockerfile_installs_exactly_the_lock() -> None:
-    """Every dependency comes from requirements.txt (uv.lock with hashes) and nothing resolves more:
+@pytest.mark.parametrize("image", TARGETS)
+def test_dockerfile_installs_exactly_the_lock(image: str) -> None:
+    """Every dependency comes from the image's pip file (uv.lock with hashes) and nothing resolves more:
     pip must refuse an unhashed requirement and install no dependency the file does not name, and the
     package is built with the locked setuptools instead of one fetched into a build environment."""
-    deps, package = install_lines()
-    assert shlex.split(deps) == ["pip", "install", "--require-hashes", "--no-deps", "-r", "requirements.txt"]
+    deps, package = install_lines(image)
+    assert shlex.split(deps) == ["pip", "install", "--require-hashes", "--no-deps", "-r", DEPS[image]]
     assert {"--no-deps", "--no-build-isolation"} <= set(shlex.split(package))
-    requirements = (REPO / "requirements.txt").read_text()
+    requirements = (REPO / DEPS[image]).read_text()
     assert re.search(r"^setuptools==", requirements, re.MULTILINE), "the package build needs the locked setuptools"
 
 
-def test_dependency_install_line_reruns(tmp_path: Path) -> None:
+def test_serve_image_leaves_out_tensorflow() -> None:
+    """What the serve image installs is requirements-serve.txt alone: no TensorFlow (tests/test_dependencies.py
+    checks the file), and nothing of the full image's dependency stage."""
+    runs = " ".join(args for k, args in target(TARGETS["serve"]) if k == "RUN")
+    assert "requirements.txt" not in runs.replace("requirements-serve.txt", "")
+    assert "tensorflow" not in runs
+
+
+@pytest.mark.parametrize("image", TARGETS)
+def test_dependency_install_line_reruns(tmp_path: Path, image: str) -> None:
     """Re-runs the image's dependency step offline: pip must accept the file as it stands (hashes and
     markers; everything is already installed in the test environment, from the same lock)."""
-    deps, _ = install_lines()
+    deps, _ = install_lines(image)
     argv = shlex.split(deps)
     assert argv[:2] == ["pip", "install"]
     result = run(
@@ -446,7 +492,7 @@ def test_compose_semantics() -> None:
 
     api_tf = services["api-tfserving"]
     assert api_tf["profiles"] == ["tfserving"]
-    assert api_tf["image"] == api["image"]
+    assert api_tf["image"] == trainer["image"], "the TF Serving backend needs the full image"
     assert api_tf["environment"]["IMGCLF_BACKEND"] == "tfserving"
     assert api_tf["environment"]["IMGCLF_TFSERVING_TARGET"] == "tfserving:8500"
     assert "tfserving" in api_tf["depends_on"]
@@ -463,7 +509,7 @@ def test_compose_images_are_pinned_and_ports_unique() -> None:
     for name, service in services.items():
         image = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", service["image"])
         assert not image.endswith(":latest") and ":" in image, f"{name}: {image}"
-        if service["image"] != services["trainer"]["image"]:  # not the image the trainer builds
+        if "build" not in service and service["image"] != services["trainer"]["image"]:  # not one built here
             assert PINNED_TAG.match(image), f"{name}: pin a released tag, not {image}"
     host_ports = [p.split(":")[0] for s in services.values() for p in s.get("ports", [])]
     assert len(host_ports) == len(set(host_ports)), host_ports
@@ -632,7 +678,7 @@ def test_api_deployment(base: list[dict[str, Any]]) -> None:
     assert deployment["spec"]["replicas"] == 3
     spec = deployment["spec"]["template"]["spec"]
     [api] = spec["containers"]
-    assert api["image"] == "imgclf:0.1.0"
+    assert api["image"] == "imgclf:0.1.0-serve"
     assert {p["containerPort"] for p in api["ports"]} == {8000, 8500}
 
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
@@ -695,6 +741,7 @@ def test_storage_and_training_job(base: list[dict[str, Any]]) -> None:
     spec = job["spec"]["template"]["spec"]
     assert spec["restartPolicy"] in {"Never", "OnFailure"}
     [train] = spec["containers"]
+    assert train["image"] == "imgclf:0.1.0-full", "training needs the full image"
     args = train["args"]
     assert args[0] == "train" and "--if-missing" in args
     root = args[args.index("--model-root") + 1]
@@ -740,6 +787,7 @@ def test_multi_worker_job_builds_tf_config(multi_worker: list[dict[str, Any]]) -
     assert service["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
 
     [train] = pod["containers"]
+    assert train["image"] == "imgclf:0.1.0-full", "training needs the full image"
     env = {e["name"]: e["value"] for e in train["env"]}
     assert int(env["NUM_WORKERS"]) == spec["completions"]
     assert int(env["WORKER_PORT"]) in {p["targetPort"] for p in service["spec"]["ports"]}
@@ -763,17 +811,22 @@ def test_multi_worker_job_builds_tf_config(multi_worker: list[dict[str, Any]]) -
         ]
 
 
-def test_compose_builds_the_image_once() -> None:
-    """One service builds the image; the others use it as built (never pull it, never build it again at the
-    same time, in OCI format, without the HEALTHCHECK)."""
+def test_compose_builds_each_image_once() -> None:
+    """The api serves with the serve image, which it builds; the trainer (and api-tfserving, whose backend
+    needs TensorFlow) use the full image, which the trainer builds. Each image is built by one service
+    only (never pulled, never built twice at the same time); the Podman lines keep the HEALTHCHECK."""
     services = compose()["services"]
-    ours = {name: s for name, s in services.items() if s["image"] == services["api"]["image"]}
+    serve, full = "${IMGCLF_SERVE_IMAGE:-imgclf:serve}", "${IMGCLF_FULL_IMAGE:-imgclf:full}"
+    assert services["api"]["image"] == serve and services["api"]["build"] == {"context": ".", "target": "serve"}
+    assert services["trainer"]["image"] == full and services["trainer"]["build"] == {"context": ".", "target": "full"}
+    ours = {name: s for name, s in services.items() if s["image"] in (serve, full)}
     assert set(ours) == {"trainer", "api", "api-tfserving"}
-    assert [name for name, s in ours.items() if "build" in s] == ["trainer"]
+    assert ours["api-tfserving"]["image"] == full and "build" not in ours["api-tfserving"]
     for name in ("api", "api-tfserving"):
         assert ours[name]["pull_policy"] == "never", name
-    assert services["api"]["image"] == "${IMGCLF_IMAGE:-imgclf:local}"
-    assert "podman build --format docker -t imgclf:local ." in COMPOSE.read_text()
+    text = COMPOSE.read_text()
+    for image in TARGETS:
+        assert f"podman build --format docker --target {image} -t imgclf:{image} ." in text, image
 
 
 def test_compose_passes_keys_and_tls() -> None:
