@@ -35,6 +35,18 @@ WORKDIR /src
 COPY requirements-serve.txt ./
 RUN pip install --require-hashes --no-deps -r requirements-serve.txt
 
+# What neither image uses stays out (docs/containers.md): the debug sections of
+# ml_dtypes' and uvloop's modules (nine tenths of their files; the libraries auditwheel patched, in
+# *.libs, must not be stripped: they no longer load), LiteRT's WebGPU accelerator (the runtimes run
+# on the CPU), and numpy's test suites.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils=2.40-2 \
+    && strip --strip-debug /opt/venv/lib/python3.11/site-packages/ml_dtypes/*.so \
+                           /opt/venv/lib/python3.11/site-packages/uvloop/*.so \
+    && rm -rf /opt/venv/lib/python3.11/site-packages/ai_edge_litert/libLiteRtWebGpuAccelerator.so \
+              /opt/venv/lib/python3.11/site-packages/numpy/*/tests
+
 
 FROM deps-serve AS deps-full
 
@@ -49,18 +61,9 @@ FROM deps-serve AS builder-serve
 COPY . .
 RUN pip install --no-deps --no-build-isolation .
 
-# What serving never uses stays out of the serve image (docs/containers.md): the debug sections of
-# ml_dtypes' and uvloop's modules (nine tenths of their files; the libraries auditwheel patched, in
-# *.libs, must not be stripped: they no longer load), LiteRT's WebGPU accelerator (the runtimes run
-# on the CPU), numpy's test suites, and pip and setuptools.
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends binutils=2.40-2 \
-    && strip --strip-debug /opt/venv/lib/python3.11/site-packages/ml_dtypes/*.so \
-                           /opt/venv/lib/python3.11/site-packages/uvloop/*.so \
-    && rm -rf /opt/venv/lib/python3.11/site-packages/ai_edge_litert/libLiteRtWebGpuAccelerator.so \
-              /opt/venv/lib/python3.11/site-packages/numpy/*/tests \
-    && pip uninstall --yes pip setuptools
+# pip and setuptools only install and build: the serve image leaves them out.
+# hadolint ignore=DL3059
+RUN pip uninstall --yes pip setuptools
 
 
 FROM deps-full AS builder-full

@@ -1,4 +1,5 @@
-"""The image for real: built once with Podman, run by compose (trainer, then api) and on its own.
+"""The images for real: each target built once with Podman, run by compose (trainer on full, then api on
+serve) and on their own.
 
 Needs a working `podman` (and `podman-compose` for the compose test); without one the tests skip
 with the reason. `.ci/run` sets Podman up first where the machine offers its setup script.
@@ -51,18 +52,38 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def image() -> Iterator[str]:
-    """One build of the project's Dockerfile, shared by every container test."""
+def _build(target: str) -> Iterator[str]:
     reason = _podman_works()
     if reason:
         pytest.skip(reason)
-    tag = f"localhost/imgclf:test-{uuid.uuid4().hex[:8]}"
+    tag = f"localhost/imgclf:test-{target}-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
-    run("nice", "-n", "10", "podman", "build", "--format", "docker", "-t", tag, ".", timeout=1800)
-    print(f"\nimage build: {time.monotonic() - started:.0f} s")
+    run("nice", "-n", "10", "podman", "build", "--format", "docker", "--target", target, "-t", tag, ".",
+        timeout=1800)
+    print(f"\n{target} image build: {time.monotonic() - started:.0f} s")
     yield tag
     run("podman", "rmi", "-f", tag, check=False)
+
+
+@pytest.fixture(scope="session")
+def image() -> Iterator[str]:
+    """One build of the Dockerfile's full target (training and every runtime), shared by the container tests."""
+    yield from _build("full")
+
+
+@pytest.fixture(scope="session")
+def serve_image() -> Iterator[str]:
+    """One build of the serve target (LiteRT, no TensorFlow)."""
+    yield from _build("serve")
+
+
+def refusal(image: str, *settings: str) -> list[str]:
+    """The lines a container that must not start prints (podman's own log lines aside); asserts exit 2."""
+    refused = run("podman", "run", "--rm", "--no-healthcheck", *settings, image, check=False)
+    lines = [line for line in (refused.stdout + refused.stderr).splitlines()
+             if line.strip() and not line.startswith("time=")]
+    assert refused.returncode == 2, lines
+    return lines
 
 
 def wait_healthy(container: str, timeout: float = 240) -> float:
@@ -135,15 +156,17 @@ def assert_locked(rest_port: int, grpc_port: int, key: str, jpeg: bytes) -> None
     classify_both(rest_port, grpc_port, jpeg, key)
 
 
-def test_compose_trainer_then_api(image, sample_jpeg, tmp_path):
-    """`podman-compose up` of the default services with teach on and a key: the trainer installs the demo
-    version 1, the api serves it, and nothing but the health checks and /metrics answers without the key."""
+def test_compose_trainer_then_api(image, serve_image, sample_jpeg, tmp_path):
+    """`podman-compose up` of the default services with teach on and a key: the trainer (full image) installs
+    the demo version 1, the api (serve image) serves it, and nothing but the health checks and /metrics
+    answers without the key."""
     if shutil.which("podman-compose") is None:
         pytest.skip("podman-compose is not installed (the Podman setup step in .ci/run installs it)")
     project = f"imgclftest{uuid.uuid4().hex[:6]}"
     rest_port, grpc_port = free_port(), free_port()
     key = uuid.uuid4().hex
-    env = {"IMGCLF_IMAGE": image, "IMGCLF_TEACH": "true", "IMGCLF_MODELS_MOUNT": "rw", "IMGCLF_API_KEYS": key,
+    env = {"IMGCLF_FULL_IMAGE": image, "IMGCLF_SERVE_IMAGE": serve_image,
+           "IMGCLF_TEACH": "true", "IMGCLF_MODELS_MOUNT": "rw", "IMGCLF_API_KEYS": key,
            "IMGCLF_REST_HOST_PORT": str(rest_port), "IMGCLF_GRPC_HOST_PORT": str(grpc_port)}
     compose = ["podman-compose", "-p", project, "-f", str(REPO / "docker-compose.yml")]
     try:
@@ -182,11 +205,8 @@ def test_image_train_into_a_volume_then_serve(image, sample_jpeg):
         not_pem = ["-e", "IMGCLF_TLS_CERT_FILE=/etc/hostname", "-e", "IMGCLF_TLS_KEY_FILE=/etc/hostname"]
         for settings, words in ((["-e", "IMGCLF_TEACH=true"], "IMGCLF_API_KEYS"),
                                 (not_pem, "IMGCLF_TLS_CERT_FILE=/etc/hostname: not a PEM certificate")):
-            refused = run("podman", "run", "--rm", "--no-healthcheck", *settings, "-v", f"{volume}:/models:ro", image,
-                          check=False)
-            lines = [line for line in (refused.stdout + refused.stderr).splitlines()
-                     if line.strip() and not line.startswith("time=")]  # podman's own log lines aside
-            assert refused.returncode == 2 and len(lines) == 1 and words in lines[0], lines
+            lines = refusal(image, *settings, "-v", f"{volume}:/models:ro")
+            assert len(lines) == 1 and words in lines[0], lines
         key = uuid.uuid4().hex
         run("podman", "run", "-d", "--name", container, "-p", f"127.0.0.1:{rest_port}:8000",
             "-p", f"127.0.0.1:{grpc_port}:8500", "-e", f"IMGCLF_API_KEYS={key}", "-e", "IMGCLF_TEACH=true",
@@ -207,19 +227,44 @@ print(json.dumps({"env": env, "dists": dists}))
 """
 
 
-def test_image_holds_exactly_the_locked_versions(image):
-    """Every distribution in the image is the one requirements.txt (uv.lock) pins for its Python and machine,
-    and nothing else is there but pip (the venv's own) and imgclf itself."""
+def test_serve_image_serves_without_tensorflow(serve_image, sample_jpeg):
+    """The serve image: no TensorFlow to import; the tensorflow runtime and the TF Serving backend refused in
+    one line naming imgclf:full; with no volume it installs the demo version and answers REST and gRPC."""
+    found = run("podman", "run", "--rm", "--entrypoint", "python", serve_image, "-c",
+                "import importlib.util as u; print([u.find_spec(m) is None for m in ('tensorflow', 'keras')])")
+    assert found.stdout.strip() == "[True, True]", found.stdout
+    for setting in ("IMGCLF_RUNTIME=tensorflow", "IMGCLF_BACKEND=tfserving"):
+        lines = refusal(serve_image, "-e", setting)
+        assert len(lines) == 1 and setting in lines[0] and "imgclf:full" in lines[0], lines
+    container = f"imgclf-test-serve-{uuid.uuid4().hex[:6]}"
+    rest_port, grpc_port = free_port(), free_port()
+    try:
+        run("podman", "run", "-d", "--name", container, "-p", f"127.0.0.1:{rest_port}:8000",
+            "-p", f"127.0.0.1:{grpc_port}:8500", serve_image)
+        print(f"\nserve image: healthy {wait_healthy(container):.0f} s after `podman run`")
+        classify_both(rest_port, grpc_port, sample_jpeg)
+    finally:
+        run("podman", "rm", "-f", container, check=False)
+
+
+@pytest.mark.parametrize(("target", "pip_file"), [("full", "requirements.txt"), ("serve", "requirements-serve.txt")])
+def test_image_holds_exactly_the_locked_versions(request, target, pip_file):
+    """Every distribution in the image is the one its pip file (uv.lock) pins for its Python and machine,
+    and nothing else is there but pip (the venv's own) and imgclf itself. The serve image leaves out pip and
+    setuptools, which only install and build."""
     import json
 
     from packaging.utils import canonicalize_name
 
     from tests.test_dependencies import lockfile
 
+    image = request.getfixturevalue("image" if target == "full" else "serve_image")
     found = json.loads(run("podman", "run", "--rm", "--entrypoint", "python", image, "-c", _DISTRIBUTIONS).stdout)
-    expected = lockfile().pinned(REPO / "requirements.txt", found["env"])
+    expected = lockfile().pinned(REPO / pip_file, found["env"])
     installed = {str(canonicalize_name(k)): v for k, v in found["dists"].items()}
     assert installed.pop("imgclf", None), "the package itself is not installed"
+    if target == "serve":
+        assert "pip" not in installed and expected.pop("setuptools", None), installed
     installed.pop("pip", None)
     assert installed == expected, {k: (installed.get(k), expected.get(k)) for k in installed.keys() | expected.keys()
                                    if installed.get(k) != expected.get(k)}
