@@ -8,8 +8,8 @@ Run `python bench/images.py` after building both targets with Podman (docs/conta
 
 For each image: its size (`podman image inspect`), then ROUNDS times (the images alternate, so that the
 machine's other work falls on both alike) a container on the same two versions (the shipped demo as 1 and 2,
-read-only, IMGCLF_VERSION_POLICY=all): seconds from `podman run` to the first 200 of /readyz, and from the
-server process's own start (the container's StartedAt); the first POST /predict; the server's RSS (VmRSS of
+read-only, IMGCLF_VERSION_POLICY=all; the hand stage as served, or --hands off): seconds from `podman run`
+to the first 200 of /readyz, and from the server process's own start (the container's StartedAt); the first POST /predict; the server's RSS (VmRSS of
 the container's PID 1) after 20 warm-up requests, the highest while wrk loads REST /predict at --concurrency
 connections, and its peak (VmHWM); and wrk's requests/s. The best round of each image is printed.
 """
@@ -57,13 +57,13 @@ def started_at(container: str) -> float:
     return stamp + float(f"0.{fraction or 0}")
 
 
-def one_round(image: str, models: Path, body: Path, jpeg: bytes, seconds: float, concurrency: int
+def one_round(image: str, models: Path, body: Path, jpeg: bytes, seconds: float, concurrency: int, hands: str
               ) -> dict[str, float | str]:
     container, port = f"imgclf-bench-{free_port()}", free_port()
     url = f"http://127.0.0.1:{port}"
     clicked = time.time()
     podman("run", "-d", "--name", container, "-p", f"127.0.0.1:{port}:8000", "-e", "IMGCLF_RUNTIME=litert",
-           "-e", "IMGCLF_VERSION_POLICY=all", "-v", f"{models}:/models:ro", image)
+           "-e", "IMGCLF_VERSION_POLICY=all", "-e", f"IMGCLF_HANDS={hands}", "-v", f"{models}:/models:ro", image)
     try:
         while True:
             try:
@@ -112,6 +112,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--hands", choices=("auto", "on", "off"), default="auto",
+                        help="IMGCLF_HANDS: auto runs the hand stage, as the demo version (it has a pose "
+                             "classifier) is served; off measures the CNN alone")
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("podman") is None:
         print("needs wrk and podman (`apt-get install wrk`; podman: docs/containers.md)", file=sys.stderr)
@@ -130,9 +133,11 @@ def main() -> int:
         rounds: dict[str, list[dict[str, float | str]]] = {name: [] for name in images}
         for _ in range(args.rounds):
             for name, image in images.items():
-                rounds[name].append(one_round(image, models, body, jpeg, args.seconds, args.concurrency))
+                rounds[name].append(one_round(image, models, body, jpeg, args.seconds, args.concurrency,
+                                              args.hands))
     print(f"CPU: {cpu_description()}")
-    print(f"two versions loaded (demo as 1 and 2), IMGCLF_RUNTIME=litert, wrk c={args.concurrency} "
+    print(f"two versions loaded (demo as 1 and 2), IMGCLF_RUNTIME=litert, IMGCLF_HANDS={args.hands}, "
+          f"wrk c={args.concurrency} "
           f"{args.seconds:g} s, best of {args.rounds} rounds")
     print("| | serve | full |\n|---|---|---|")
     sizes = {name: int(podman("image", "inspect", "--format", "{{.Size}}", image)) / 1e6
