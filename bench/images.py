@@ -9,9 +9,10 @@ Run `python bench/images.py` after building both targets with Podman (docs/conta
 For each image: its size (`podman image inspect`), then ROUNDS times (the images alternate, so that the
 machine's other work falls on both alike) a container on the same two versions (the shipped demo as 1 and 2,
 read-only, IMGCLF_VERSION_POLICY=all; the hand stage as served, or --hands off): seconds from `podman run`
-to the first 200 of /readyz, and from the server process's own start (the container's StartedAt); the first POST /predict; the server's RSS (VmRSS of
-the container's PID 1) after 20 warm-up requests, the highest while wrk loads REST /predict at --concurrency
-connections, and its peak (VmHWM); and wrk's requests/s. The best round of each image is printed.
+to the first 200 of /readyz, and from the server process's own start (the container's StartedAt); the
+first POST /predict; the server's RSS (VmRSS of the container's PID 1) after 20 warm-up requests, the
+highest while wrk loads REST /predict at --concurrency connections, and its peak (VmHWM); and wrk's
+requests/s. The best round of each image is printed.
 """
 
 from __future__ import annotations
