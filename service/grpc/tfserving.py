@@ -22,7 +22,7 @@ from service.grpc._generated.tensorflow_serving.apis import (
 from service.grpc._generated.xla.tsl.protobuf import error_codes_pb2
 from service.grpc.errors import deadline_of, grpc_errors
 from service.hand_tensors import HAND_OUTPUTS, hand_tensor
-from service.tensors import TensorProto, make_ndarray, make_tensor_proto
+from service.tensors import make_ndarray, make_tensor_proto
 from version_format.model_io import LANDMARKS_INPUT, POSE_SIGNATURE, SCORES_OUTPUT
 
 _INPUT = "image_bytes"
@@ -38,10 +38,6 @@ def _version_choice(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
     if which == "version_label":
         return None, spec.version_label
     return None, None
-
-
-def _string_tensor(values: list[bytes]) -> TensorProto:
-    return make_tensor_proto(values)
 
 
 def _check_shape(tensor: object) -> None:
@@ -92,13 +88,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if "scores" in wanted:
             response.outputs["scores"].CopyFrom(make_tensor_proto(result.scores.astype(np.float32)))
         if "label" in wanted:
-            response.outputs["label"].CopyFrom(
-                _string_tensor([p.label.encode() for p in result.predictions]))
+            response.outputs["label"].CopyFrom(make_tensor_proto([p.label.encode() for p in result.predictions]))
         for name in HAND_OUTPUTS:
             if name in wanted:
-                values = hand_tensor(result, name)
-                response.outputs[name].CopyFrom(make_tensor_proto(values) if isinstance(values, np.ndarray)
-                                                else _string_tensor(values))
+                response.outputs[name].CopyFrom(make_tensor_proto(hand_tensor(result, name)))
         return response
 
     async def _labels(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
@@ -108,7 +101,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         info = self.core.model_info(request.model_spec.name, version, label)
         response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(
             name=info.name, signature_name="labels", version=wrappers_pb2.Int64Value(value=info.version)))
-        response.outputs["labels"].CopyFrom(_string_tensor([x.encode() for x in info.labels]))
+        response.outputs["labels"].CopyFrom(make_tensor_proto([x.encode() for x in info.labels]))
         return response
 
     async def _pose(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
