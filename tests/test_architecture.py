@@ -32,8 +32,9 @@ SERVICE_LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("features", ("service.teach",)),
     ("transports", ("service.rest", "service.grpc", "service.server", "service.cli", "service.client")),
 ]
-# the one place serving reaches into training outside the CLI: converting a SavedModel to a float LiteRT
-# model at load, until every version carries its float model
+# the one place serving reaches into training outside the CLI: a version exported before every version
+# carried its float LiteRT model (assets.extra/model.tflite) is converted at load, importing TensorFlow
+# then and only then; `imgclf quantize` adds the file to such a version
 SERVING_USES_TRAINING = {("service.backends.litert", "training.quantize")}
 
 
