@@ -36,14 +36,24 @@ from hands.runtime import write_task_bundle  # noqa: E402
 
 SAMPLES = ROOT / "service" / "web" / "static" / "samples"
 CLOSE_UP_SCALES = (1.0, 0.9)  # the square crop's side over the short side of the hand's box
+FILLS_SCALE = 1.2  # the "fills the frame" crop's side over the long side of the hand's box
 
 
 def close_ups(rgb: np.ndarray, box: tuple[float, float, float, float]) -> list[np.ndarray]:
-    """Square crops centred on the hand, as large as the box's short side (and 10% smaller)."""
+    """Square crops centred on the hand, as large as the box's short side (and 10% smaller): the fingers
+    overflow them."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     short = min(box[2] - box[0], box[3] - box[1])
     return [tight_crop(rgb, (cx - short * s / 2, cy - short * s / 2, cx + short * s / 2, cy + short * s / 2), 0.0)
             for s in CLOSE_UP_SCALES]
+
+
+def fills(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """A square crop centred on the hand, 1.2 times the box's long side: the whole hand fills the frame (the
+    common phone photo)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half = max(box[2] - box[0], box[3] - box[1]) * FILLS_SCALE / 2
+    return tight_crop(rgb, (cx - half, cy - half, cx + half, cy + half), 0.0)
 
 
 def load(path: Path) -> np.ndarray:
@@ -136,6 +146,8 @@ def found_rates(oracle: Oracle, data: Path, n: int) -> list[str]:
     errors: list[float] = []
     close = {"stage": 0, "unbounded": 0, "MediaPipe": 0}
     cu_total = 0
+    filled = {"stage": 0, "unbounded": 0, "MediaPipe": 0}
+    fill_total = 0
     for path in files:
         rgb = load(path)
         hand, ref = stage.find(rgb), oracle.find(rgb)
@@ -153,11 +165,18 @@ def found_rates(oracle: Oracle, data: Path, n: int) -> list[str]:
                 close["stage"] += stage.find(crop) is not None
                 close["unbounded"] += unbounded.find(crop) is not None
                 close["MediaPipe"] += oracle.find(crop) is not None
+            crop = fills(rgb, box)
+            fill_total += 1
+            filled["stage"] += stage.find(crop) is not None
+            filled["unbounded"] += unbounded.find(crop) is not None
+            filled["MediaPipe"] += oracle.find(crop) is not None
     return [
         f"- {data}: {len(files)} pictures; hand found by the stage {ours} ({first} on the first attempt), "
         f"by MediaPipe {theirs}",
         f"- their close-ups ({cu_total}): stage {close['stage']}, stage without a time budget "
         f"{close['unbounded']}, MediaPipe {close['MediaPipe']}",
+        f"- the hand filling the frame ({fill_total}, a square of 1.2 times the hand's long side): stage "
+        f"{filled['stage']}, stage without a time budget {filled['unbounded']}, MediaPipe {filled['MediaPipe']}",
         f"- landmarks where both found one ({len(errors)}): mean distance per picture median "
         f"{statistics.median(errors):.2f} px, p90 {float(np.percentile(errors, 90)):.2f} px" if errors else "",
     ]

@@ -50,7 +50,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200, help="invokes per model per round")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from service.backends.litert import float_model  # the conversion litert-float runs at load
+    from service.backends.litert import float_model  # what litert-float loads: the file, or a conversion
     from version_format.layout import INT8_FILE
 
     with tempfile.TemporaryDirectory(prefix="imgclf-int8-") as tmp:
@@ -64,7 +64,7 @@ def main() -> int:
         if not int8_file.is_file():
             print(f"{version} has no {INT8_FILE}: add one with `imgclf quantize {version}`", file=sys.stderr)
             return 2
-        models = {"int8": int8_file.read_bytes(), "float": float_model(version)}
+        models = {"int8": int8_file.read_bytes(), "float": float_model(version)[0]}
         pixels = np.random.default_rng(0).random((1, 150, 150, 3), dtype=np.float32)
         ms = invoke_ms(models, pixels, args.rounds, args.calls)
     print(f"CPU: {cpu_description()}")

@@ -22,21 +22,27 @@ PROTO_DIR = ROOT / "proto"
 OUT = ROOT / "service" / "grpc" / "_generated"
 
 
+# the top folders of proto/: imgclf and inference (ours, KServe's), tensorflow, tensorflow_serving and xla
+# (printed from the installed packages by vendor_tf_protos.py)
+_ABSOLUTE_IMPORT = re.compile(r"^(from |import )((?:imgclf|inference|tensorflow|tensorflow_serving|xla)[.\w]* )",
+                              re.MULTILINE)
+
+
 def generate(out: Path) -> None:
     from grpc_tools import protoc
 
     protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
     out.mkdir(parents=True, exist_ok=True)
-    args = ["protoc", f"-I{PROTO_DIR}", f"--python_out={out}", f"--pyi_out={out}",
+    # google/protobuf/*.proto (imported by the TF protos) ship with grpc_tools; protobuf has their code
+    well_known = Path(protoc.__file__).parent / "_proto"
+    args = ["protoc", f"-I{PROTO_DIR}", f"-I{well_known}", f"--python_out={out}", f"--pyi_out={out}",
             f"--grpc_python_out={out}", *protos]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    # protoc writes absolute imports (`from imgclf.v1 import ...`); point them into this package
+    # protoc writes absolute imports (`from imgclf.v1 import ...`, `from tensorflow.core.framework
+    # import ...`); point them into this package, so the vendored TF protos never import TensorFlow
     for py in out.rglob("*_pb2*.py*"):
-        text = py.read_text()
-        for package in ("imgclf.v1", "inference"):
-            text = text.replace(f"from {package} import", f"from service.grpc._generated.{package} import")
-        py.write_text(text)
+        py.write_text(_ABSOLUTE_IMPORT.sub(r"\1service.grpc._generated.\2", py.read_text()))
     for folder in [out, *[p for p in out.rglob("*") if p.is_dir()]]:
         (folder / "__init__.py").touch()
 

@@ -284,13 +284,10 @@ class ServingCore:
                           ) -> list[HandReading]:
         """Every image checked (a bad one is refused before the stage runs) and read by the hand stage in
         the decode threads, one task per image; the pose classifier scores each hand in the same hop."""
-        s = self.settings
         many = len(images) > 1
         loop = asyncio.get_running_loop()
-        if many:  # the request's pixel total from the headers first: no decoding past the 413
-            sizes = await loop.run_in_executor(self.decoder, functools.partial(
-                header_pixels, images, max_pixels=s.max_image_pixels, min_side=s.min_image_side))
-            self._check_total(sum(sizes))
+        if many:
+            await self._check_headers(images)
         readings = list(await asyncio.gather(*(
             loop.run_in_executor(self.decoder, self._read_one, reader, pose, data, i + 1 if many else 0)
             for i, data in enumerate(images))))
@@ -345,10 +342,8 @@ class ServingCore:
         checked: list[tuple[Any, int]]
         if decode is not None:
             loop = asyncio.get_running_loop()
-            if many:  # the request's pixel total from the headers first: no decoding past the 413
-                sizes = await loop.run_in_executor(self.decoder, functools.partial(
-                    header_pixels, images, max_pixels=s.max_image_pixels, min_side=s.min_image_side))
-                self._check_total(sum(sizes))
+            if many:
+                await self._check_headers(images)
             # every image in its own task: one request's images decode on all decode threads at once
             checked = list(await asyncio.gather(*(
                 loop.run_in_executor(self.decoder, functools.partial(
@@ -366,6 +361,13 @@ class ServingCore:
                 checked = check()  # a webcam frame: ~1 ms, less than a hop to a thread and back under load
         self._check_total(sum(c[1] for c in checked))
         return checked
+
+    async def _check_headers(self, images: Sequence[bytes]) -> None:
+        """The request's pixel total from the images' headers, before any is decoded: no decoding past the 413."""
+        s = self.settings
+        sizes = await asyncio.get_running_loop().run_in_executor(self.decoder, functools.partial(
+            header_pixels, images, max_pixels=s.max_image_pixels, min_side=s.min_image_side))
+        self._check_total(sum(sizes))
 
     def _counting(self, name: str, version: int) -> InferStats:
         """The version that answers: into the request log, and its statistics to count the outcome in."""

@@ -53,9 +53,9 @@ class ServeSettings(BaseSettings):
     runtime: Literal["tensorflow", "litert", "litert-float", "auto"] = Field(
         "tensorflow", description="What runs a local version: tensorflow (the SavedModel, decoding in its "
         "graph), litert (the version's int8 model on LiteRT with XNNPACK, decoding in Pillow; a version "
-        "without one fails to load), litert-float (the SavedModel converted to a float LiteRT model at load, "
-        "decoding in Pillow: the SavedModel's accuracy, and model calls faster than int8's on CPUs without "
-        "VNNI), or auto "
+        "without one fails to load), litert-float (the version's float LiteRT model, or for a version "
+        "without one its SavedModel converted at load, decoding in Pillow: the SavedModel's accuracy, and model "
+        "calls faster than int8's on CPUs without VNNI), or auto "
         "(litert where the int8 model's measured accuracy drop in the card is within "
         "IMGCLF_INT8_MAX_DROP_POINTS, else litert-float, or tensorflow for a SavedModel LiteRT cannot take)")
     int8_max_drop_points: float = Field(

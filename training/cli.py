@@ -40,24 +40,46 @@ def print_int8(record: dict[str, object]) -> None:
     console.print(table)
 
 
+def print_float(record: dict[str, object]) -> None:
+    """The float model against the SavedModel, per measured set."""
+    table = Table(title=f"float model ({record['file']}, {record['bytes']} bytes) against the SavedModel")
+    for column in ("set", "SavedModel", "float", "top-1 agreement", "measured on"):
+        table.add_column(column)
+    fp32, lite, agree, where = (record[k] for k in ("savedmodel_accuracy", "float_accuracy", "top1_agreement",
+                                                     "measured_on"))
+    assert isinstance(fp32, dict) and isinstance(lite, dict) and isinstance(agree, dict) and isinstance(where, dict)
+    for key in fp32:
+        table.add_row(key, f"{fp32[key]:.4f}", f"{lite[key]:.4f}", f"{agree[key]:.4f}", str(where[key]))
+    console.print(table)
+    console.print(f"largest score difference {record['max_score_difference']}, "
+                  f"converted in {record['convert_seconds']} s")
+
+
 def quantize_command(
     version_dir: Annotated[Path, typer.Argument(help="An exported version, e.g. models/rps/3")],
     data: Annotated[str | None, typer.Option(help="Its training images: class folders or synthetic "
                                                   "(default: the folder its card names)")] = None,
     samples_per_class: Annotated[int | None, typer.Option(
         min=1, help="Real-like scenes per label for the accuracy check (default: as in training)")] = None,
+    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also (re)make the int8 model; --no-int8 adds the "
+                                       "float one only and keeps an existing int8 model and its figures")] = True,
 ) -> None:
-    """Add the int8 LiteRT model to an existing version; its accuracy drop goes into the card."""
+    """Add the float and int8 LiteRT models to an existing version; their accuracy against it goes into the card."""
     from training.errors import DataError
     from training.quantize import quantize_version
 
     try:
-        record = quantize_version(version_dir, data=data, per_class=samples_per_class)
+        records = quantize_version(version_dir, data=data, per_class=samples_per_class, int8=int8)
     except DataError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
-    print_int8(record)
-    print(f"wrote {version_dir / str(record['file'])}: max_drop_points={record['max_drop_points']}", flush=True)
+    print_float(records["float"])
+    print(f"wrote {version_dir / str(records['float']['file'])}: top1_agreement={records['float']['top1_agreement']}",
+          flush=True)
+    if "int8" in records:
+        print_int8(records["int8"])
+        gate = records["int8"]
+        print(f"wrote {version_dir / str(gate['file'])}: max_drop_points={gate['max_drop_points']}", flush=True)
 
 
 def use_onednn() -> None:
@@ -103,7 +125,8 @@ def train_command(
                                                              "recipe's)")] = None,
     version: Annotated[int | None, typer.Option(min=1, help="Version number (default: next "
                                                             "free)")] = None,
-    tflite: Annotated[bool, typer.Option(help="Also write assets.extra/model.tflite")] = False,
+    tflite: Annotated[bool, typer.Option(help="Does nothing, kept for old scripts: every version carries its "
+                                              "float LiteRT model (assets.extra/model.tflite)")] = False,
     int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also write the int8 LiteRT model "
                                        "(assets.extra/model_int8.tflite) and its accuracy beside fp32's")] = True,
     augment: Annotated[bool | None, typer.Option(
@@ -146,7 +169,7 @@ def train_command(
     config = TrainConfig(data=data, recipe=recipe, arch=arch, epochs=epochs, batch_size=batch_size,
                          model_root=model_root, name=name, seed=seed, strategy=strategy, val_split=val_split,
                          val_dir=val_dir, samples_per_class=samples_per_class, learning_rate=learning_rate,
-                         version=version, tflite=tflite, int8=int8, augment=augment, none_label=none_label,
+                         version=version, int8=int8, augment=augment, none_label=none_label,
                          runs_root=runs_root, time_budget_minutes=time_budget, pose=pose)
     try:
         result = train(config)
@@ -166,6 +189,8 @@ def train_command(
         print_confusion("real-like check (" + ("trained hands" if seen else "unseen hands") + " in unseen scenes)",
                         result.labels, result.reallike_confusion)
         reallike = f" {'reallike_seen_hands' if seen else 'reallike'}_accuracy={result.reallike_accuracy:.4f}"
+    if result.float:
+        print_float(result.float)
     if result.int8:
         print_int8(result.int8)
     pose_figure = ""

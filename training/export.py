@@ -1,4 +1,5 @@
-"""Write a trained model as `<root>/<name>/<version>/`: a self-contained, atomically published SavedModel."""
+"""Write a trained model as `<root>/<name>/<version>/`: a self-contained, atomically published SavedModel with
+its float LiteRT model beside it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from hands.classifier import PoseClassifier
@@ -99,20 +101,35 @@ def _write_warmup(path: Path, name: str, images: Sequence[bytes]) -> None:
             writer.write(log.SerializeToString())
 
 
-def _write_tflite(module: ServingModule, path: Path) -> None:
-    # Not from_concrete_functions(serve_pixels): it leaves Keras 3 variables unfrozen (NaN scores).
-    converter = tf.lite.TFLiteConverter.from_keras_model(module.model)
-    path.write_bytes(converter.convert())
+def float_entry(module: ServingModule, images: Sequence[bytes]) -> tuple[bytes, dict[str, Any]]:
+    """The float LiteRT model of `module` and its card entry, measured against the model on `images` (the
+    warm-up ones: whoever exports without measuring on held-out images still learns whether they agree)."""
+    from training.quantize import float_record, pixels_of, timed_float
+    from version_format.litert import LiteRTScorer
+
+    model, seconds = timed_float(lambda x: module.model(x, training=False))
+    batches = pixels_of(list(images))
+    targets = np.concatenate([np.asarray(module.model(b, training=False)).argmax(1) for b in batches]) if batches \
+        else np.zeros(0, np.int64)
+    record = float_record(model, lambda x: np.asarray(module.model(x, training=False)), LiteRTScorer(model),
+                          {"warmup": (batches, targets)} if batches else {},
+                          {"warmup": f"the {len(images)} warm-up images (truth: the SavedModel's own top class)"}
+                          if batches else {}, seconds)
+    return model, record
 
 
 def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, name: str, *,
            version: int | None = None, card: dict[str, Any] | None = None,
-           warmup_images: Sequence[bytes] = (), tflite: bool = False, int8_model: bytes | None = None,
-           pose: PoseClassifier | None = None) -> Path:
+           warmup_images: Sequence[bytes] = (), float_model: tuple[bytes, dict[str, Any]] | None = None,
+           int8_model: bytes | None = None, pose: PoseClassifier | None = None) -> Path:
     """Save to a temporary folder beside the versions, then rename it to the next integer.
 
     With a pose classifier, the version also carries it as POSE_FILE (for the server's numpy) and as the
     `pose` signature (for TF Serving); without one it has neither.
+
+    Every version carries its float LiteRT model (TFLITE_FILE): `float_model` is the file and its card entry
+    as training measured them on held-out images; without it, the model is converted here and checked on the
+    warm-up images.
 
     A reader polling `<root>/<name>/` sees either nothing or a complete version; a run
     killed midway leaves only a `.tmp-*` folder, which every reader ignores.
@@ -142,11 +159,11 @@ def export(model: keras.Model, labels: Sequence[str], model_root: str | Path, na
             write_pose_file(tmp, pose)
         if warmup_images:
             _write_warmup(tmp / WARMUP_FILE, name, warmup_images)
-        if tflite:
-            _write_tflite(module, tmp / TFLITE_FILE)
+        float_bytes, float_card = float_model or float_entry(module, warmup_images)
+        (tmp / TFLITE_FILE).write_bytes(float_bytes)
         if int8_model is not None:
             (tmp / INT8_FILE).write_bytes(int8_model)
-        return publish(tmp, base, version, card or {}, name, labels)
+        return publish(tmp, base, version, {**(card or {}), "float": float_card}, name, labels)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

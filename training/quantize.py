@@ -1,4 +1,5 @@
-"""The int8 model beside the SavedModel: full-integer quantization, LiteRT scoring and its accuracy gate."""
+"""The LiteRT models beside the SavedModel: its float conversion and its full-integer quantization, each
+scored against the SavedModel (the int8 one with its accuracy gate)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from training.errors import DataError
 from training.metrics import confusion
 from training.preprocessing import decode_and_resize
 from version_format.atomic import atomic_write
-from version_format.layout import CARD_FILE, INT8_FILE, LABELS_FILE
+from version_format.layout import CARD_FILE, INT8_FILE, LABELS_FILE, TFLITE_FILE
 from version_format.litert import LiteRTScorer
 from version_format.model_io import IMAGE_SIZE
 
@@ -25,6 +26,8 @@ REPRESENTATIVE_IMAGES = 200
 # what the file takes and gives: float pixels as the SavedModel's serving_pixels, int8 inside
 INT8_INTERFACE = ("float32 pixels [1, 150, 150, 3] in [0, 1] (the serving graph's decode and resize) -> "
                   "float32 scores; every operation int8 (TFLITE_BUILTINS_INT8)")
+FLOAT_INTERFACE = ("float32 pixels [1, 150, 150, 3] in [0, 1] (the serving graph's decode and resize) -> "
+                   "float32 scores; the SavedModel's serving_pixels operations in float32, nothing quantized")
 
 
 def convert_int8(fn: Callable[..., Any], representative: np.ndarray) -> bytes:
@@ -97,6 +100,37 @@ def gate_record(measured: dict[str, tuple[float, float]], *, representative: int
     }
 
 
+def float_record(model: bytes, fp32_predict: Callable[[np.ndarray], np.ndarray], scorer: LiteRTScorer,
+                 sets: dict[str, tuple[list[np.ndarray], np.ndarray]], measured_on: dict[str, str],
+                 seconds: float) -> dict[str, Any]:
+    """The card's `float` entry: per set, the SavedModel's and the float model's top-1, how often their top
+    classes agree, and the largest score difference over every image (float rounding only, if converted right)."""
+    accuracy_of: dict[str, dict[str, float]] = {"savedmodel_accuracy": {}, "float_accuracy": {}, "top1_agreement": {}}
+    images: dict[str, int] = {}
+    max_diff = 0.0
+    for key, (batches, truth) in sets.items():
+        fp32 = np.concatenate([np.asarray(fp32_predict(np.asarray(b))) for b in batches])
+        lite = np.concatenate([scorer(np.asarray(b)) for b in batches])
+        accuracy_of["savedmodel_accuracy"][key] = round(float((fp32.argmax(1) == truth).mean()), 4)
+        accuracy_of["float_accuracy"][key] = round(float((lite.argmax(1) == truth).mean()), 4)
+        accuracy_of["top1_agreement"][key] = round(float((fp32.argmax(1) == lite.argmax(1)).mean()), 4)
+        images[key] = len(truth)
+        max_diff = max(max_diff, float(np.abs(fp32 - lite).max()) if len(truth) else 0.0)
+    return {
+        "file": TFLITE_FILE, "bytes": len(model), "interface": FLOAT_INTERFACE, **accuracy_of,
+        "max_score_difference": float(f"{max_diff:.3g}") if sum(images.values()) else None,
+        "images": images, "measured_on": measured_on,
+        "convert_seconds": round(seconds, 2), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def timed_float(fn: Callable[..., Any]) -> tuple[bytes, float]:
+    """convert_float(fn) and the seconds it took (recorded in the card: the cost every export pays)."""
+    started = time.monotonic()
+    model = convert_float(fn)
+    return model, time.monotonic() - started
+
+
 def _sources(version_dir: Path, card: dict[str, Any], data: str | None) -> tuple[ImageSet, str]:
     source = data or card.get("data_source") or ""
     if source == "synthetic" or str(source).startswith("synthetic"):
@@ -108,13 +142,15 @@ def _sources(version_dir: Path, card: dict[str, Any], data: str | None) -> tuple
 
 
 def quantize_version(version_dir: str | Path, *, data: str | None = None, per_class: int | None = None,
-                     seed: int = 1) -> dict[str, Any]:
-    """Add the int8 model to an existing version and record its measured accuracy drop in the card.
+                     seed: int = 1, int8: bool = True) -> dict[str, Any]:
+    """Add the float and the int8 LiteRT models to an existing version, each with its measured accuracy
+    against the SavedModel in the card (`int8=False`: the float one only, an existing int8 model and its
+    figures kept as they are).
 
     Calibration uses training images (the card's validation hands excluded); the drop is measured on
     the held-out hands as plain renders and on a real-like set of `per_class` scenes per label
     (synthetic versions: a fresh synthetic set; default: as many as training's check). Returns the
-    card's new `int8` entry.
+    card's new entries, {"float": ..., "int8": ...}.
     """
     from training.realhands.reallike import PER_CLASS
 
@@ -135,9 +171,13 @@ def quantize_version(version_dir: str | Path, *, data: str | None = None, per_cl
 
     loaded = tf.saved_model.load(str(version_dir))  # kept: its signatures only reference its variables
     fp32 = loaded.signatures["serving_pixels"]
-    representative = representative_pixels(train_part, seed=seed)
-    model = convert_int8(fp32, representative)
-    scorer = LiteRTScorer(model, threads=max(1, min(2, os.cpu_count() or 1)))
+    threads = max(1, min(2, os.cpu_count() or 1))
+    float_model, float_seconds = timed_float(fp32)
+    float_scorer = LiteRTScorer(float_model, threads=threads)
+    if int8:
+        representative = representative_pixels(train_part, seed=seed)
+        model = convert_int8(fp32, representative)
+        scorer = LiteRTScorer(model, threads=threads)
 
     def fp32_predict(x: np.ndarray) -> np.ndarray:
         return np.asarray(fp32(pixels=tf.constant(x))["scores"])
@@ -159,15 +199,21 @@ def quantize_version(version_dir: str | Path, *, data: str | None = None, per_cl
         real = reallike_images(version_dir, labels, source, per_class, seed=12345 + seed)
         sets["reallike"] = (real.images, real.targets)
         measured_on["reallike"] = f"{len(real)} real-like scenes ({per_class} per label, seed {12345 + seed})"
-    measured = {}
-    for key, (encoded, truth) in sets.items():
-        batches = pixels_of(encoded)
-        measured[key] = (accuracy(fp32_predict, batches, truth, len(labels))[0],
-                         accuracy(scorer, batches, truth, len(labels))[0])
-    record = gate_record(measured, representative=len(representative), size=len(model),
-                         measured_on=measured_on)
-    card["int8"] = record
-    # the card first: a server reloads the version when the int8 file appears, and must read its gate
+    pixel_sets = {key: (pixels_of(encoded), truth) for key, (encoded, truth) in sets.items()}
+    records = {"float": float_record(float_model, fp32_predict, float_scorer, pixel_sets, measured_on, float_seconds)}
+    records["float"]["added"] = (f"by `imgclf quantize` to version {version_dir.name} "
+                                 f"(created {card.get('created', '?')})")
+    if int8:
+        measured = {key: (accuracy(fp32_predict, batches, truth, len(labels))[0],
+                          accuracy(scorer, batches, truth, len(labels))[0])
+                    for key, (batches, truth) in pixel_sets.items()}
+        records["int8"] = gate_record(measured, representative=len(representative), size=len(model),
+                                      measured_on=measured_on)
+    card.update(records)
+    # the card first: a server reloads the version when the int8 file appears, and must read its gate;
+    # the int8 file last, so that reload also finds the float model
     atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode())
-    atomic_write(version_dir / INT8_FILE, model)
-    return record
+    atomic_write(version_dir / TFLITE_FILE, float_model)
+    if int8:
+        atomic_write(version_dir / INT8_FILE, model)
+    return records

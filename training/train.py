@@ -50,7 +50,6 @@ class TrainConfig:
     learning_rate: float | None = None
     arch: str | None = None
     version: int | None = None
-    tflite: bool = False
     int8: bool = True  # also export the full-integer LiteRT model, with its accuracy beside fp32's
     runs_root: Path | None = None  # default: MODEL_ROOT/NAME/runs/, beside the versions
     augment: bool | None = None  # None: the recipe's augmentation
@@ -110,6 +109,7 @@ class TrainResult:
     reallike_confusion: list[list[int]] | None = None
     reallike_seen_hands: bool = False  # the check showed trained hands: nothing was held out
     int8: dict[str, Any] | None = None  # the card's int8 entry: accuracies, drops, what was measured
+    float: dict[str, Any] | None = None  # the card's float entry: agreement with the Keras model, score difference
     pose: dict[str, Any] | None = None  # the card's pose section (None: the recipe trains no pose classifier)
 
 
@@ -213,14 +213,20 @@ def _warmup_images(datasets: Datasets) -> list[bytes]:
     return picks
 
 
-def _int8(model: keras.Model, datasets: Datasets) -> tuple[bytes, dict[str, Any]]:
-    """Quantize on training images; top-1 of fp32 and int8 on the same validation and real-like pixels."""
-    from training.quantize import accuracy, convert_int8, gate_record, pixels_of, representative_pixels
+def _litert_models(model: keras.Model, datasets: Datasets, int8: bool) -> dict[str, tuple[bytes, dict[str, Any]]]:
+    """The float LiteRT model (always) and the int8 one (quantized on training images), each with its card entry:
+    top-1 of the Keras model and of the LiteRT model on the same validation and real-like pixels."""
+    from training.quantize import (
+        accuracy,
+        convert_int8,
+        float_record,
+        gate_record,
+        pixels_of,
+        representative_pixels,
+        timed_float,
+    )
     from version_format.litert import LiteRTScorer
 
-    representative = representative_pixels(datasets.train_set)
-    int8_model = convert_int8(lambda x: model(x, training=False), representative)
-    scorer = LiteRTScorer(int8_model, threads=2)
     n = len(datasets.labels)
 
     def fp32(x: np.ndarray) -> np.ndarray:
@@ -242,9 +248,17 @@ def _int8(model: keras.Model, datasets: Datasets) -> tuple[bytes, dict[str, Any]
         remap = np.array([datasets.labels.index(name) for name in sample.labels])
         sets["training"] = (pixels_of(sample.images), remap[sample.targets])
         measured_on["training"] = f"{len(sample)} training images (nothing was held out)"
-    measured = {k: (accuracy(fp32, b, t, n)[0], accuracy(scorer, b, t, n)[0]) for k, (b, t) in sets.items()}
-    return int8_model, gate_record(measured, representative=len(representative), size=len(int8_model),
-                                   measured_on=measured_on)
+    float_model, seconds = timed_float(lambda x: model(x, training=False))
+    found = {"float": (float_model, float_record(float_model, fp32, LiteRTScorer(float_model, threads=2), sets,
+                                                 measured_on, seconds))}
+    if int8:
+        representative = representative_pixels(datasets.train_set)
+        int8_model = convert_int8(lambda x: model(x, training=False), representative)
+        scorer = LiteRTScorer(int8_model, threads=2)
+        measured = {k: (accuracy(fp32, b, t, n)[0], accuracy(scorer, b, t, n)[0]) for k, (b, t) in sets.items()}
+        found["int8"] = (int8_model, gate_record(measured, representative=len(representative), size=len(int8_model),
+                                                 measured_on=measured_on))
+    return found
 
 
 def learning_rate(recipe: Recipe, steps_per_epoch: int) -> float | AdjustableCosineDecay:
@@ -371,9 +385,11 @@ def train(config: TrainConfig) -> TrainResult:
         prefix = "reallike" if validating else "reallike_seen_hands"
         card[f"{prefix}_accuracy"] = round(reallike_acc, 4)
         card[f"{prefix}_confusion_matrix"] = reallike_matrix
+    litert = _litert_models(model, datasets, config.int8)
+    log.info("float: %s", {k: litert["float"][1][k] for k in ("top1_agreement", "max_score_difference")})
     int8_model = None
-    if config.int8:
-        int8_model, card["int8"] = _int8(model, datasets)
+    if "int8" in litert:
+        int8_model, card["int8"] = litert["int8"]
         log.info("int8: %s", {k: card["int8"][k] for k in ("fp32_accuracy", "int8_accuracy", "drop_points")})
     if pose is not None:
         card[POSE_KEY] = {**pose.card, "beside_the_cnn": beside_the_cnn(card)}
@@ -381,7 +397,7 @@ def train(config: TrainConfig) -> TrainResult:
     if not _is_chief():  # every worker must save under MultiWorkerMirroredStrategy; only one publishes
         target_root = run_dir / "worker-export"
     path = export(model, datasets.labels, target_root, config.name, version=config.version,
-                  card=card, warmup_images=_warmup_images(datasets), tflite=config.tflite,
+                  card=card, warmup_images=_warmup_images(datasets), float_model=litert["float"],
                   int8_model=int8_model, pose=pose.classifier if pose else None)
     version = int(path.name)
     if version != planned and not (runs_root / str(version)).exists():
@@ -397,7 +413,8 @@ def train(config: TrainConfig) -> TrainResult:
                          confusion=None if matrix is None else matrix.tolist(), labels=datasets.labels,
                          seconds=time.monotonic() - started, history=history, recipe=recipe.name,
                          reallike_accuracy=reallike_acc, reallike_confusion=reallike_matrix,
-                         reallike_seen_hands=not validating, int8=card.get("int8"), pose=card.get(POSE_KEY))
+                         reallike_seen_hands=not validating, int8=card.get("int8"), float=litert["float"][1],
+                         pose=card.get(POSE_KEY))
     (run_dir / "result.json").write_text(json.dumps(
         {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()
          if k != "history"}, indent=2) + "\n")

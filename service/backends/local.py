@@ -1,18 +1,29 @@
 """In-process backend: version folders on the local file system, each served by the runtime IMGCLF_RUNTIME
-chooses: TensorFlow (tensorflow_runtime.py) or LiteRT, int8 or float (litert.py)."""
+chooses: TensorFlow (tensorflow_runtime.py) or LiteRT, int8 or float (litert.py). TensorFlow is imported
+only when a version is served on it: a LiteRT server never loads it."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.backends.litert import LiteRTRuntime, Precision, int8_gate
 from service.backends.pose import local_pose
-from service.backends.tensorflow_runtime import TensorFlowRuntime, read_signature_defs, read_warmup_images
+from service.backends.version_files import read_signature_defs, read_warmup_images
 from version_format.card import read_card
 from version_format.layout import INT8_FILE, scan_versions
 
+if TYPE_CHECKING:
+    from service.backends.tensorflow_runtime import TensorFlowRuntime
+
 log = logging.getLogger(__name__)
+
+
+def _tensorflow_runtime(name: str, version: int, path: Path, reason: str) -> TensorFlowRuntime:
+    from service.backends.tensorflow_runtime import TensorFlowRuntime  # imports TensorFlow: only when asked
+
+    return TensorFlowRuntime(name, version, path, reason)
 
 
 class LocalBackend:
@@ -74,7 +85,7 @@ class LocalBackend:
 
     def _runtime(self, name: str, version: int, path: Path) -> TensorFlowRuntime | LiteRTRuntime:
         if self.runtime == "tensorflow":
-            return TensorFlowRuntime(name, version, path, "IMGCLF_RUNTIME=tensorflow")
+            return _tensorflow_runtime(name, version, path, "IMGCLF_RUNTIME=tensorflow")
         if self.runtime == "litert-float":
             return self._litert(name, version, path, "float", "the SavedModel converted to float at load")
         card = read_card(path)
@@ -91,7 +102,7 @@ class LocalBackend:
         except Exception as exc:  # no serving_pixels signature, an op LiteRT lacks: TensorFlow still can
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             log.info("version %d of %s: not served on LiteRT (%s); TensorFlow answers", version, name, reason)
-            return TensorFlowRuntime(name, version, path, f"IMGCLF_RUNTIME=auto: {why}; not convertible to LiteRT "
+            return _tensorflow_runtime(name, version, path, f"IMGCLF_RUNTIME=auto: {why}; not convertible to LiteRT "
                                                    f"({reason})")
 
     def _litert(self, name: str, version: int, path: Path, precision: Precision, why: str) -> LiteRTRuntime:

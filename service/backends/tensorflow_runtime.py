@@ -1,41 +1,19 @@
 """The TensorFlow runtime: a version's SavedModel, its `serving_default` signature on encoded image bytes
-(decoding and preprocessing run inside the graph). Also reads what every local runtime shows of a version
-folder: its TF signature defs and its warm-up images."""
+(decoding and preprocessing run inside the graph). The only local runtime that imports TensorFlow, so
+local.py imports it only for a version this runtime serves."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from service.backends.base import Decoder, ModelInfo
+from service.backends.version_files import read_signature_defs, read_warmup_images
 from service.errors import InvalidInputError
 from version_format.card import read_card, read_labels
-from version_format.layout import WARMUP_FILE
-
-
-def read_signature_defs(path: Path) -> dict[str, Any]:
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
-    defs = proto.meta_graphs[0].signature_def
-    return {k: defs[k] for k in defs if not k.startswith("__")}
-
-
-def read_warmup_images(path: Path, limit: int = 8) -> list[bytes]:
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    file = path / WARMUP_FILE
-    images: list[bytes] = []
-    if not file.exists():
-        return images
-    for record in tf.data.TFRecordDataset(str(file)).take(limit):
-        entry = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-        images.extend(entry.predict_log.request.inputs["image_bytes"].string_val)
-    return images
 
 
 class TensorFlowRuntime:

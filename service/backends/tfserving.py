@@ -11,16 +11,7 @@ from typing import Any
 
 import grpc
 import numpy as np
-import tensorflow as tf
 from google.protobuf import wrappers_pb2
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
 from service.backends.base import Decoder, ModelInfo
 from service.errors import (
@@ -32,8 +23,17 @@ from service.errors import (
     ServiceError,
     UnavailableError,
 )
+from service.grpc._generated.tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 from service.grpc_options import channel_options
 from service.settings import ServeSettings
+from service.tensors import make_ndarray, make_tensor_proto
 from version_format.model_io import LANDMARKS_INPUT, POSE_SIGNATURE, SCORES_OUTPUT
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class TFServingBackend:
         request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
             name=name, version=wrappers_pb2.Int64Value(value=version), signature_name=_LABELS))
         response = self.call(self.predictions.Predict, request, "Predict (labels)")
-        labels = tuple(x.decode() for x in tf.make_ndarray(response.outputs[_LABELS]).ravel())
+        labels = tuple(x.decode() for x in make_ndarray(response.outputs[_LABELS]).ravel())
         if not labels:
             raise ValueError(f"the '{_LABELS}' signature of version {version} of {name!r} is empty")
         info = ModelInfo(name=name, version=version, labels=labels, card={}, signature_defs=defs,
@@ -202,7 +202,7 @@ class RemoteModel:
 
     def predict(self, images: Sequence[bytes]) -> np.ndarray:
         request = predict_pb2.PredictRequest(model_spec=self._spec, output_filter=[_SCORES])
-        request.inputs[_INPUT].CopyFrom(tf.make_tensor_proto(list(images), dtype=tf.string))
+        request.inputs[_INPUT].CopyFrom(make_tensor_proto(list(images)))
         return self.scores(request, "Predict")
 
     def scores(self, request: predict_pb2.PredictRequest, what: str) -> np.ndarray:
@@ -222,7 +222,7 @@ class RemoteModel:
         self._answered = True
         if _SCORES not in response.outputs:
             raise InternalError(f"TF Serving's answer to {what} has no '{_SCORES}' output")
-        return tf.make_ndarray(response.outputs[_SCORES]).astype(np.float32, copy=False)
+        return make_ndarray(response.outputs[_SCORES]).astype(np.float32, copy=False)
 
     def close(self) -> None:
         """Nothing to release: the channel is the backend's and outlives every version."""
@@ -240,7 +240,7 @@ class RemotePose:
     def __call__(self, landmarks: np.ndarray) -> np.ndarray:
         landmarks = np.asarray(landmarks, np.float32)
         request = predict_pb2.PredictRequest(model_spec=self._spec, output_filter=[SCORES_OUTPUT])
-        request.inputs[LANDMARKS_INPUT].CopyFrom(tf.make_tensor_proto(landmarks))
+        request.inputs[LANDMARKS_INPUT].CopyFrom(make_tensor_proto(landmarks))
         scores = self.model.scores(request, "Predict (pose)")
         expected = (len(landmarks), len(self.model.info.labels))
         if scores.shape != expected:  # the batcher checks the images' rows; nothing else checks these

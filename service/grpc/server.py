@@ -7,17 +7,17 @@ import errno
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from tensorflow_serving.apis import (
-    model_service_pb2,
-    model_service_pb2_grpc,
-    prediction_service_pb2,
-    prediction_service_pb2_grpc,
-)
 
 from service.auth import KeyChecker
 from service.core import ServingCore
 from service.grpc._generated.imgclf.v1 import classifier_pb2, classifier_pb2_grpc
 from service.grpc._generated.inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from service.grpc._generated.tensorflow_serving.apis import (
+    model_service_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2,
+    prediction_service_pb2_grpc,
+)
 from service.grpc.auth import ApiKeyInterceptor
 from service.grpc.classifier import ImageClassifierServicer
 from service.grpc.decode import DecodeErrorInterceptor

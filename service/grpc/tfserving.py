@@ -6,10 +6,12 @@ import asyncio
 
 import grpc
 import numpy as np
-import tensorflow as tf
 from google.protobuf import wrappers_pb2
-from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (
+
+from service.core import VERSION_STATES, ServingCore
+from service.errors import InvalidInputError, PayloadTooLargeError
+from service.grpc._generated.tensorflow.core.framework import types_pb2
+from service.grpc._generated.tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_pb2,
@@ -17,11 +19,10 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-
-from service.core import VERSION_STATES, ServingCore
-from service.errors import InvalidInputError, PayloadTooLargeError
+from service.grpc._generated.xla.tsl.protobuf import error_codes_pb2
 from service.grpc.errors import deadline_of, grpc_errors
 from service.hand_tensors import HAND_OUTPUTS, hand_tensor
+from service.tensors import make_ndarray, make_tensor_proto
 from version_format.model_io import LANDMARKS_INPUT, POSE_SIGNATURE, SCORES_OUTPUT
 
 _INPUT = "image_bytes"
@@ -37,10 +38,6 @@ def _version_choice(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
     if which == "version_label":
         return None, spec.version_label
     return None, None
-
-
-def _string_tensor(values: list[bytes]) -> object:
-    return tf.make_tensor_proto(values, dtype=tf.string, shape=[len(values)])
 
 
 def _check_shape(tensor: object) -> None:
@@ -89,15 +86,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             name=result.model_name, signature_name="serving_default",
             version=wrappers_pb2.Int64Value(value=result.model_version)))
         if "scores" in wanted:
-            response.outputs["scores"].CopyFrom(tf.make_tensor_proto(result.scores.astype(np.float32)))
+            response.outputs["scores"].CopyFrom(make_tensor_proto(result.scores.astype(np.float32)))
         if "label" in wanted:
-            response.outputs["label"].CopyFrom(
-                _string_tensor([p.label.encode() for p in result.predictions]))
+            response.outputs["label"].CopyFrom(make_tensor_proto([p.label.encode() for p in result.predictions]))
         for name in HAND_OUTPUTS:
             if name in wanted:
-                values = hand_tensor(result, name)
-                response.outputs[name].CopyFrom(tf.make_tensor_proto(values) if isinstance(values, np.ndarray)
-                                                else _string_tensor(values))
+                response.outputs[name].CopyFrom(make_tensor_proto(hand_tensor(result, name)))
         return response
 
     async def _labels(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
@@ -107,7 +101,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         info = self.core.model_info(request.model_spec.name, version, label)
         response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(
             name=info.name, signature_name="labels", version=wrappers_pb2.Int64Value(value=info.version)))
-        response.outputs["labels"].CopyFrom(_string_tensor([x.encode() for x in info.labels]))
+        response.outputs["labels"].CopyFrom(make_tensor_proto([x.encode() for x in info.labels]))
         return response
 
     async def _pose(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
@@ -124,7 +118,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise InvalidInputError(f"input '{LANDMARKS_INPUT}' must be DT_FLOAT, got "
                                     f"{types_pb2.DataType.Name(tensor.dtype)}")
         try:
-            landmarks = tf.make_ndarray(tensor)
+            landmarks = make_ndarray(tensor, max_elements=21 * 3 * self.core.settings.max_images_per_request)
         except (ValueError, TypeError) as exc:  # values that do not fill the shape, a bad tensor_content
             raise InvalidInputError(f"input '{LANDMARKS_INPUT}': {exc}") from None
         if landmarks.ndim != 3 or landmarks.shape[1:] != (21, 3) or not np.isfinite(landmarks).all():
@@ -137,7 +131,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         scores = await asyncio.to_thread(info.pose, landmarks)
         response = predict_pb2.PredictResponse(model_spec=model_pb2.ModelSpec(
             name=info.name, signature_name=POSE_SIGNATURE, version=wrappers_pb2.Int64Value(value=info.version)))
-        response.outputs[SCORES_OUTPUT].CopyFrom(tf.make_tensor_proto(np.asarray(scores, np.float32)))
+        response.outputs[SCORES_OUTPUT].CopyFrom(make_tensor_proto(np.asarray(scores, np.float32)))
         return response
 
     @grpc_errors
@@ -173,7 +167,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         for s in statuses:
             entry = response.model_version_status.add(version=s.version,
                                                       state=_STATE_CODES[s.state])
-            entry.status.error_code = 2 if s.error else 0  # UNKNOWN or OK
+            entry.status.error_code = error_codes_pb2.UNKNOWN if s.error else error_codes_pb2.OK
             entry.status.error_message = s.error or ""
         return response
 

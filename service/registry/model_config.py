@@ -35,7 +35,8 @@ def from_settings(settings: ServeSettings) -> list[ModelSpec]:
 def parse(text: str, where: Path) -> list[ModelSpec]:
     """TF Serving's text format, read with its own protos; relative base paths are from the file."""
     from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
+
+    from service.grpc._generated.tensorflow_serving.config import model_server_config_pb2
 
     try:
         config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())

@@ -45,7 +45,7 @@ def peaky_model():
 def exported(tmp_path_factory, sample_jpeg, peaky_model):
     root = tmp_path_factory.mktemp("export")
     path = export(peaky_model, LABELS, root, "rps", card={"epochs": 3, "note": "test card"},
-                  warmup_images=[sample_jpeg, sample_jpeg], tflite=True)
+                  warmup_images=[sample_jpeg, sample_jpeg])
     return path
 
 
@@ -85,7 +85,10 @@ def test_exports_take_the_next_free_version(tmp_path):
         assert (path / "saved_model.pb").is_file()
         assert (path / "variables").is_dir()
         assert not (path / WARMUP_FILE).exists()
-        assert not (path / TFLITE_FILE).exists()
+        # every version carries its float model; with no image to check it on, the card says so
+        entry = json.loads((path / CARD_FILE).read_text())["float"]
+        assert (path / TFLITE_FILE).stat().st_size == entry["bytes"] and entry["file"] == TFLITE_FILE
+        assert entry["images"] == {} and entry["max_score_difference"] is None
 
     with pytest.raises(ExportError, match=r"version 2 .*already exists"):
         export(model, LABELS, tmp_path, "rps", version=2)
@@ -164,6 +167,10 @@ def test_tflite_matches_the_saved_model(exported, loaded, sample_jpeg):
         assert lite.shape == (len(pixels), 3)
         assert np.isfinite(lite).all()
         np.testing.assert_allclose(lite, full, atol=1e-4)
+    # and the card's entry: checked on the two warm-up images, the same top class, rounding-sized differences
+    entry = json.loads((exported / CARD_FILE).read_text())["float"]
+    assert entry["images"] == {"warmup": 2} and entry["top1_agreement"] == {"warmup": 1.0}
+    assert 0 <= entry["max_score_difference"] < 1e-4 and entry["bytes"] == (exported / TFLITE_FILE).stat().st_size
 
 
 def test_serving_default_accepts_common_formats(loaded, sample_jpeg):

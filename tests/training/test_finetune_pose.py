@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from hands.record import HandRecord, record_path, write_record
-from tests.service.teach.conftest import MOVES, SAMPLES, sample_jpeg
+from tests.service.conftest import HANDS as MOVES
+from tests.service.conftest import SAMPLES, sample_jpeg
 from training.finetune import read_examples, split_holdout
 from training.finetune_pose import example_hands, finetune_pose
 from version_format.layout import POSE_FILE

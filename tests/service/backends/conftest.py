@@ -171,7 +171,7 @@ class _Models(model_service_pb2_grpc.ModelServiceServicer):
 @pytest.fixture
 def fake_tfserving(trained_model_root: Path) -> Iterator[Callable[..., FakeTFServing]]:
     """Start fakes that answer with the trained model's real signature defs and labels."""
-    from service.backends.tensorflow_runtime import read_signature_defs
+    from service.backends.version_files import read_signature_defs
     from version_format.layout import LABELS_FILE
 
     version_dir = trained_model_root / "rps" / "1"

@@ -1,4 +1,5 @@
-"""The litert runtime: int8 versions behind the same backend interface, chosen per version, on real servers."""
+"""The LiteRT runtimes: int8 and float models behind the same backend interface, chosen per version, on real
+servers."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from service.backends.tensorflow_runtime import TensorFlowRuntime
 from service.grpc._generated.imgclf.v1 import classifier_pb2 as pb
 from service.grpc._generated.imgclf.v1 import classifier_pb2_grpc
 from tests.service.conftest import metric_value
-from version_format.layout import CARD_FILE, INT8_FILE
+from version_format.layout import CARD_FILE, INT8_FILE, TFLITE_FILE
 
 
-def _copy(trained_result, root: Path, *, drop: float | None = None, int8: bool = True) -> Path:
-    """Version 1 of `root`/rps: the tiny trained version, its int8 file and recorded drop as asked."""
+def _copy(trained_result, root: Path, *, drop: float | None = None, int8: bool = True, float_file: bool = True) -> Path:
+    """Version 1 of `root`/rps: the tiny trained version, its int8 file and recorded drop, and its float file, as
+    asked (without the float file: a version exported before every version carried one)."""
     version = root / "rps" / "1"
     shutil.copytree(trained_result.path, version)
     card = json.loads((version / CARD_FILE).read_text())
@@ -32,28 +34,76 @@ def _copy(trained_result, root: Path, *, drop: float | None = None, int8: bool =
     (version / CARD_FILE).write_text(json.dumps(card))
     if not int8:
         (version / INT8_FILE).unlink()
+    if not float_file:
+        (version / TFLITE_FILE).unlink()
     return root
 
 
-@pytest.mark.parametrize(("runtime", "drop", "int8", "expected"), [
-    ("auto", 0.0, True, "litert"),
-    ("auto", 3.0, True, "litert-float"),  # measured drop above the 0.5-point tolerance: float on LiteRT
-    ("auto", 0.0, False, "litert-float"),  # no int8 file: the SavedModel, converted at load
-    ("litert", 3.0, True, "litert"),  # asked for explicitly: the gate does not apply
-    ("litert-float", 3.0, False, "litert-float"),  # converted at load: no int8 file, no gate
-    ("tensorflow", 0.0, True, "tensorflow"),
+@pytest.mark.parametrize(("runtime", "drop", "int8", "float_file", "expected", "source"), [
+    ("auto", 0.0, True, True, "litert", INT8_FILE),
+    ("auto", 3.0, True, True, "litert-float", TFLITE_FILE),  # measured drop above the 0.5-point tolerance
+    ("auto", 0.0, False, True, "litert-float", TFLITE_FILE),  # no int8 file: the float one
+    ("auto", 0.0, False, False, "litert-float", "converted to float at load"),  # neither: the SavedModel converted
+    ("litert", 3.0, True, True, "litert", INT8_FILE),  # asked for explicitly: the gate does not apply
+    ("litert-float", 3.0, False, True, "litert-float", TFLITE_FILE),  # no int8 file, no gate
+    ("litert-float", 3.0, True, False, "litert-float", "converted to float at load"),  # an older version
+    ("tensorflow", 0.0, True, True, "tensorflow", ""),
 ])
-def test_runtime_is_chosen_per_version(trained_result, tmp_path, runtime, drop, int8, expected):
-    backend = LocalBackend(_copy(trained_result, tmp_path, drop=drop, int8=int8), runtime=runtime)
+def test_runtime_is_chosen_per_version(trained_result, tmp_path, runtime, drop, int8, float_file, expected, source):
+    backend = LocalBackend(_copy(trained_result, tmp_path, drop=drop, int8=int8, float_file=float_file),
+                           runtime=runtime)
     model = backend.load("rps", 1)
     try:
         assert model.info.runtime == expected
         assert isinstance(model, LiteRTRuntime if expected.startswith("litert") else TensorFlowRuntime)
         assert f"IMGCLF_RUNTIME={runtime}" in model.info.runtime_note
+        assert source in model.info.runtime_note
         if expected.startswith("litert"):
             assert model.xnnpack and "XNNPACK on" in model.info.runtime_note
     finally:
         model.close()
+
+
+_NO_TENSORFLOW = """
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from service.backends.litert import LiteRTRuntime
+
+version = Path(sys.argv[1])
+model = LiteRTRuntime("rps", 1, version, precision="float", reason="IMGCLF_RUNTIME=litert-float")
+scores = model.predict([(version / "probe.png").read_bytes()])
+np.save(sys.argv[2], scores)
+print(model.info.runtime_note)
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "training")))
+"""
+
+
+@pytest.mark.parametrize("float_file", [True, False])
+def test_litert_float_serves_its_file_without_tensorflow(trained_result, tmp_path, float_file):
+    import os
+    import subprocess
+    import sys
+
+    import tensorflow as tf
+
+    version = _copy(trained_result, tmp_path, float_file=float_file) / "rps" / "1"
+    Image.new("RGB", (90, 120), (220, 40, 200)).save(version / "probe.png")
+    out = tmp_path / "scores.npy"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", _NO_TENSORFLOW, str(version), str(out)], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[3])
+    assert done.returncode == 0, done.stderr
+    note, imported = done.stdout.splitlines()[-2:]
+    if float_file:  # the file, and nothing of TensorFlow, Keras or the training code in the process
+        assert f"float model from {TFLITE_FILE}" in note and imported == "[]"
+    else:  # an older version: converted at load, which is where TensorFlow comes in
+        assert "converted to float at load" in note and "'tensorflow'" in imported
+    pixels = np.asarray(Image.new("RGB", (150, 150), (220, 40, 200)), np.float32)[None] / 255
+    saved = tf.saved_model.load(str(trained_result.path)).signatures["serving_pixels"]
+    np.testing.assert_allclose(np.load(out), saved(pixels=tf.constant(pixels))["scores"].numpy(), atol=1e-4)
 
 
 def test_litert_without_an_int8_file_fails_to_load_with_the_fix(trained_result, tmp_path):
@@ -189,7 +239,7 @@ def test_a_server_on_litert_float_answers_every_protocol_and_says_so(trained_res
     assert r.status_code == 200, r.text
     scores = list(r.json()["predictions"][0]["scores"].values())
     version = httpx.get(f"{url}/models").json()["versions"][0]
-    assert version["runtime"] == "litert-float" and "converted to float" in version["runtime_note"]
+    assert version["runtime"] == "litert-float" and f"float model from {TFLITE_FILE}" in version["runtime_note"]
     assert httpx.get(f"{url}/v1/models/rps/metadata").json()["metadata"]["runtime"]["name"] == "litert-float"
     assert httpx.get(f"{url}/v2/models/rps").json()["platform"] == "tensorflow_tflite"
     assert metric_value(httpx.get(f"{url}/metrics").text, "imgclf_model_runtime", model="rps", version="1",
