@@ -4,6 +4,7 @@ SavedModel converted at load (the one path here that imports TensorFlow)."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,9 @@ def float_model(path: Path) -> tuple[bytes, str]:
     before every version carried one, its `serving_pixels` signature (pixels -> scores) converted now."""
     if (path / TFLITE_FILE).is_file():
         return (path / TFLITE_FILE).read_bytes(), f"float model from {TFLITE_FILE}"
+    if importlib.util.find_spec("tensorflow") is None:  # the serve image
+        raise ValueError(f"{path} has no {TFLITE_FILE}, and converting its SavedModel needs TensorFlow, which this "
+                         f"install leaves out: add the file with `imgclf quantize {path}` (imgclf:full)")
     # imported here: only a version without the file brings TensorFlow into the serving process
     import tensorflow as tf
 

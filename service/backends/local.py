@@ -4,6 +4,7 @@ only when a version is served on it: a LiteRT server never loads it."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,9 @@ log = logging.getLogger(__name__)
 
 
 def _tensorflow_runtime(name: str, version: int, path: Path, reason: str) -> TensorFlowRuntime:
+    if importlib.util.find_spec("tensorflow") is None:  # the serve image: this version fails, the others serve
+        raise ValueError(f"{path}: {reason}: the tensorflow runtime needs TensorFlow, which this install leaves "
+                         "out; serve it with the imgclf:full image")
     from service.backends.tensorflow_runtime import TensorFlowRuntime  # imports TensorFlow: only when asked
 
     return TensorFlowRuntime(name, version, path, reason)
