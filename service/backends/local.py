@@ -13,12 +13,14 @@ from service.backends.litert import LiteRTRuntime, Precision, int8_gate
 from service.backends.pose import local_pose
 from service.backends.version_files import read_signature_defs, read_warmup_images
 from version_format.card import read_card
-from version_format.layout import INT8_FILE, scan_versions
+from version_format.layout import INT8_FILE, TFLITE_FILE, scan_versions
 
 if TYPE_CHECKING:
     from service.backends.tensorflow_runtime import TensorFlowRuntime
 
 log = logging.getLogger(__name__)
+# the runtimes that read each LiteRT file of a version
+_READS = {"int8": ("litert", "auto"), "float": ("litert-float", "auto")}
 
 
 def _tensorflow_runtime(name: str, version: int, path: Path, reason: str) -> TensorFlowRuntime:
@@ -69,12 +71,14 @@ class LocalBackend:
             except FileNotFoundError:
                 found[version] = "missing saved_model.pb"
                 continue
-            if self.runtime in ("litert", "auto"):  # an int8 model added later (imgclf quantize) reloads it
-                try:
-                    st = (base / str(version) / INT8_FILE).stat()
-                    found[version] += f"+int8:{st.st_mtime_ns}:{st.st_size}"
-                except FileNotFoundError:
-                    pass
+            # a LiteRT model added later (imgclf quantize) reloads the version on the runtimes that read it
+            for kind, file in (("int8", INT8_FILE), ("float", TFLITE_FILE)):
+                if self.runtime in _READS[kind]:
+                    try:
+                        st = (base / str(version) / file).stat()
+                        found[version] += f"+{kind}:{st.st_mtime_ns}:{st.st_size}"
+                    except FileNotFoundError:
+                        pass
         return found
 
     def load(self, name: str, version: int) -> TensorFlowRuntime | LiteRTRuntime:
@@ -91,7 +95,7 @@ class LocalBackend:
         if self.runtime == "tensorflow":
             return _tensorflow_runtime(name, version, path, "IMGCLF_RUNTIME=tensorflow")
         if self.runtime == "litert-float":
-            return self._litert(name, version, path, "float", "the SavedModel converted to float at load")
+            return self._litert(name, version, path, "float", "the float LiteRT model")
         card = read_card(path)
         ok, why = int8_gate(card, (path / INT8_FILE).exists(), self.int8_max_drop_points)
         if self.runtime == "auto" and not ok:
@@ -102,7 +106,7 @@ class LocalBackend:
         """`auto` without an int8 model it may serve: the SavedModel in float on LiteRT (its own accuracy,
         with LiteRT's calls and decoding beside the model), or on TensorFlow when it cannot be converted."""
         try:
-            return self._litert(name, version, path, "float", f"{why}; the SavedModel converted to float at load")
+            return self._litert(name, version, path, "float", f"{why}; the float LiteRT model instead")
         except Exception as exc:  # no serving_pixels signature, an op LiteRT lacks: TensorFlow still can
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             log.info("version %d of %s: not served on LiteRT (%s); TensorFlow answers", version, name, reason)

@@ -118,7 +118,19 @@ def test_an_added_int8_file_changes_the_fingerprint(trained_result, tmp_path):
     before = backend.discover("rps")
     shutil.copy(trained_result.path / INT8_FILE, root / "rps" / "1" / INT8_FILE)
     assert backend.discover("rps") != before
-    assert LocalBackend(root, runtime="tensorflow").discover("rps") == before
+    # the tensorflow runtime reads neither LiteRT file: its fingerprint is the SavedModel's alone
+    assert LocalBackend(root, runtime="tensorflow").discover("rps") == {1: before[1].split("+")[0]}
+
+
+def test_an_added_float_file_changes_the_fingerprint_where_it_is_read(trained_result, tmp_path):
+    root = _copy(trained_result, tmp_path, int8=False)
+    (root / "rps" / "1" / TFLITE_FILE).unlink(missing_ok=True)
+    before = {runtime: LocalBackend(root, runtime=runtime).discover("rps")
+              for runtime in ("litert-float", "auto", "litert", "tensorflow")}
+    shutil.copy(trained_result.path / TFLITE_FILE, root / "rps" / "1" / TFLITE_FILE)
+    after = {runtime: LocalBackend(root, runtime=runtime).discover("rps") for runtime in before}
+    assert after["litert-float"] != before["litert-float"] and after["auto"] != before["auto"]
+    assert after["litert"] == before["litert"] and after["tensorflow"] == before["tensorflow"]
 
 
 def test_litert_scores_follow_tensorflow_on_the_same_bytes(trained_result, sample_jpeg):
