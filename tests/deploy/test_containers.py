@@ -268,3 +268,59 @@ def test_image_holds_exactly_the_locked_versions(request, target, pip_file):
     installed.pop("pip", None)
     assert installed == expected, {k: (installed.get(k), expected.get(k)) for k in installed.keys() | expected.keys()
                                    if installed.get(k) != expected.get(k)}
+
+
+def test_serve_image_answers_every_protocol_and_standard_client(serve_image, sample_jpeg, tmp_path):
+    """Against the serve image (no TensorFlow inside): KServe V2 through tritonclient and the KServe SDK (REST
+    and gRPC), the KServe V1 SDK, TF Serving's gRPC Predict through tensorflow-serving-api's stubs and its REST
+    predict, all give the scores the container's own `/predict` gives for the same pictures."""
+    import base64
+    import json
+    import sys
+
+    import numpy as np
+
+    clients = REPO / "tests" / "service" / "standard_clients.py"
+    files = [tmp_path / "hand.jpg", tmp_path / "blue.png"]
+    files[0].write_bytes(sample_jpeg)
+    files[1].write_bytes(a_png())
+    container = f"imgclf-test-protocols-{uuid.uuid4().hex[:6]}"
+    rest_port, grpc_port = free_port(), free_port()
+    try:
+        run("podman", "run", "-d", "--name", container, "-p", f"127.0.0.1:{rest_port}:8000",
+            "-p", f"127.0.0.1:{grpc_port}:8500", serve_image)
+        wait_healthy(container)
+        rest = f"http://127.0.0.1:{rest_port}"
+        native = httpx.post(f"{rest}/predict", files=[("file", (p.name, p.read_bytes())) for p in files],
+                            timeout=60).json()
+        labels = [p["label"] for p in native["predictions"]]
+        order = sorted(native["predictions"][0]["scores"])
+        scores = np.array([[p["scores"][x] for x in order] for p in native["predictions"]])
+        for client, address in (("triton-http", f"127.0.0.1:{rest_port}"), ("triton-grpc", f"127.0.0.1:{grpc_port}"),
+                                ("kserve-rest", f"127.0.0.1:{rest_port}"), ("kserve-grpc", f"127.0.0.1:{grpc_port}"),
+                                ("kserve-v1", f"127.0.0.1:{rest_port}")):
+            proc = subprocess.run([sys.executable, str(clients), client, address, "rps", *map(str, files)],
+                                  capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, f"{client}: {proc.stderr[-2000:]}"
+            got = json.loads(proc.stdout.strip().splitlines()[-1])
+            np.testing.assert_allclose(np.array(got["scores"]), scores, atol=1e-5, err_msg=client)
+            assert got["labels"] == labels, client
+        # TF Serving REST, row format, and gRPC through the official stubs
+        body = {"instances": [{"b64": base64.b64encode(p.read_bytes()).decode()} for p in files]}
+        tfs = httpx.post(f"{rest}/v1/models/rps:predict", json=body, timeout=60).json()
+        assert [row["label"] for row in tfs["predictions"]] == labels
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "rps"
+        request.inputs["image_bytes"].dtype = 7  # DT_STRING
+        request.inputs["image_bytes"].tensor_shape.dim.add().size = len(files)
+        request.inputs["image_bytes"].string_val.extend(p.read_bytes() for p in files)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+        assert [x.decode() for x in reply.outputs["label"].string_val] == labels
+        out = reply.outputs["scores"]  # packed in tensor_content, as TF Serving packs floats, or listed
+        values = np.frombuffer(out.tensor_content, "<f4") if out.tensor_content else np.array(out.float_val)
+        np.testing.assert_allclose(values.reshape(len(files), -1), scores, atol=1e-5)
+    finally:
+        run("podman", "rm", "-f", container, check=False)
