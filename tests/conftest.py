@@ -14,7 +14,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def trained_result(tmp_path_factory: pytest.TempPathFactory):
-    """A real, tiny training run (1 epoch, 12 synthetic images per class).
+    """A real, tiny training run (1 epoch, 12 synthetic images per class), the CNN alone: the version the
+serving tests use as a plain image classifier (the hand stage's tests bring versions with a pose classifier).
 
     The model root is `<tmp>/models`, so the run reports land in `<tmp>/models/rps/runs`.
     """
@@ -22,7 +23,7 @@ def trained_result(tmp_path_factory: pytest.TempPathFactory):
 
     base = tmp_path_factory.mktemp("trained")
     return train(TrainConfig(data="synthetic", epochs=1, samples_per_class=12,
-                             model_root=base / "models", name="rps", seed=0))
+                             model_root=base / "models", name="rps", seed=0, pose=False))
 
 
 @pytest.fixture(scope="session")
