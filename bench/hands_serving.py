@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from runtimes import cpu_description, multipart, wrk  # noqa: E402  (bench/runtimes.py, beside this script)
-from serving import free_port, wait_ready  # noqa: E402  (bench/serving.py)
+from serving import start_imgclf  # noqa: E402  (bench/serving.py)
 
 SAMPLES = ROOT / "service" / "web" / "static" / "samples"
 PICTURES = {"hand": SAMPLES / "rock.jpg", "no hand": SAMPLES / "no-hand.jpg"}
@@ -86,15 +86,7 @@ def limit(version: Path, picture: Path, seconds: float, threads: int = 2) -> dic
 
 
 def serve(models: Path, hands: str) -> tuple[subprocess.Popen[bytes], str]:
-    rest = free_port()
-    env = {**os.environ, "IMGCLF_MODEL_ROOT": str(models), "IMGCLF_HOST": "127.0.0.1",
-           "IMGCLF_REST_PORT": str(rest), "IMGCLF_GRPC_PORT": str(free_port()), "IMGCLF_LOG_LEVEL": "warning",
-           "IMGCLF_RUNTIME": "auto", "IMGCLF_HANDS": hands, "IMGCLF_BOOTSTRAP": "false",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "imgclf"), "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{rest}"
-    wait_ready(url, "/readyz", proc)
+    proc, url, _ = start_imgclf(models, runtime="auto", hands=hands, bootstrap="false")
     return proc, url
 
 

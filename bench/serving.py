@@ -199,11 +199,12 @@ def wait_ready(url: str, path: str, proc: subprocess.Popen[bytes], timeout: floa
     raise TimeoutError(f"{url} not ready")
 
 
-def start_imgclf(models: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_imgclf(models: Path, **settings: str) -> tuple[subprocess.Popen[bytes], str, str]:
+    """`imgclf serve` on loopback ports of its own, ready; `settings` are more IMGCLF_* values (runtime="auto")."""
     rest, grpc_port = free_port(), free_port()
     env = {**os.environ, "IMGCLF_MODEL_ROOT": str(models), "IMGCLF_HOST": "127.0.0.1",
            "IMGCLF_REST_PORT": str(rest), "IMGCLF_GRPC_PORT": str(grpc_port), "IMGCLF_LOG_LEVEL": "warning",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+           "TF_CPP_MIN_LOG_LEVEL": "2", **{f"IMGCLF_{k.upper()}": v for k, v in settings.items()}}
     proc = subprocess.Popen([str(BIN / "imgclf"), "serve"], env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{rest}"
     wait_ready(url, "/readyz", proc)
